@@ -1,0 +1,43 @@
+"""Shared small types: the transition record and type aliases.
+
+Everything that flows between modules (collection -> buffer -> ensemble fit / behaviour
+cloning -> imagined rollouts) is a :class:`Transition` pytree whose leaves share leading
+batch axes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict
+
+import flax.struct
+import jax
+
+PRNGKey = jax.Array  # a typed key from ``jax.random.key`` (shape ``()``)
+Params = Any  # a pytree of arrays
+Metrics = Dict[str, jax.Array]
+
+# ``policy_fn(params, obs[obs_dim], key) -> action[act_dim]``; pure, single observation.
+PolicyFn = Callable[[Params, jax.Array, PRNGKey], jax.Array]
+
+
+@flax.struct.dataclass
+class Transition:
+    """One environment step, or a batch of them (leaves share leading axes ``[...]``).
+
+    Attributes:
+        obs: ``[..., obs_dim]`` float32 observation before the step.
+        action: ``[..., act_dim]`` float32 action as sampled (not clipped).
+        reward: ``[...]`` float32 task reward ``reward_fn(obs, clip(action), next_obs)``.
+        next_obs: ``[..., obs_dim]`` float32 observation after the step (the true
+            successor, also when the episode ended; never the reset observation).
+        done: ``[...]`` float32, 1.0 where the task's termination fired on ``next_obs``.
+        truncation: ``[...]`` float32, 1.0 where the episode was cut by the time limit
+            without terminating.
+    """
+
+    obs: jax.Array
+    action: jax.Array
+    reward: jax.Array
+    next_obs: jax.Array
+    done: jax.Array
+    truncation: jax.Array

@@ -1,0 +1,41 @@
+"""bremen_jax: deployment-efficient model-based offline RL (BREMEN) in JAX."""
+
+import pathlib
+
+from setuptools import find_packages, setup
+
+HERE = pathlib.Path(__file__).parent
+
+# Ranges were tested with: jax 0.10.2, flax 0.12.8, optax 0.2.8, brax 0.14.2, chex 0.1.92,
+# orbax-checkpoint 0.12.x, ml-collections 1.1.0 (Python 3.11 CPU, Python 3.12 CUDA).
+INSTALL_REQUIRES = [
+    "jax>=0.5.0,<0.13",
+    "flax>=0.10.0,<0.13",
+    "optax>=0.2.4,<0.3",
+    "brax>=0.12.0,<0.15",
+    "chex>=0.1.87,<0.2",
+    "orbax-checkpoint>=0.11.0,<0.13",
+    "ml-collections>=1.0.0,<2",
+    "numpy>=1.26",
+    "rich>=13",
+    "tensorboardX>=2.6",
+    "matplotlib>=3.8",
+    "h5py>=3.10",
+]
+
+setup(
+    name="bremen_jax",
+    version="0.1.0",
+    description="BREMEN (Behavior-Regularized Model-ENsemble) in JAX: fast, vmapped, sharded.",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(include=["bremen_jax", "bremen_jax.*", "experiments", "experiments.*",
+                                    "benchmarks"]),
+    install_requires=INSTALL_REQUIRES,
+    extras_require={
+        "dev": ["pytest>=8", "pytest-timeout>=2.3"],
+        "cuda": ["jax[cuda12]>=0.5.0,<0.13"],
+    },
+    entry_points={"console_scripts": ["bremen=bremen_jax.cli:main"]},
+)
