@@ -1,0 +1,368 @@
+"""TRPO update on a flat batch of imagined transitions (§5.3).
+
+One :func:`trpo_step` = surrogate gradient, conjugate gradient on the damped Fisher-vector
+product of the mean KL, step scaled to the trust-region boundary δ, and a branch-free
+backtracking line search. Everything is shape-static and traces once; the caller scans it
+over TRPO iterations.
+
+Original behaviour (``algos/trpo.py``, ``libs/misc/misc_utils.py``):
+
+* surrogate ``L(θ) = −(1/N) Σ_i π_θ(a_i|s_i)/π_old(a_i|s_i) · Â_i``; here the average is over
+  masked rows only (the original averages over a zero-padded, truncated 50K-row batch,
+  §5.3 / §14 quirk 4; padded rows have Â = 0 so only the denominator differs);
+* trust region: mean over rows of KL(π_old ‖ π_θ), summed over action dims, ≤ δ;
+* Fisher-vector product = Hessian-vector product of the mean KL + damping·v (damping 0.1);
+* CG, 10 iterations, residual tolerance 1e-10, on ``F x = −∇L``;
+* step ``x·sqrt(δ / (½ xᵀF x))`` (F includes the damping, as in the original);
+* line search over fractions 0.5^k, k = 0..9: accept the first with actual improvement > 0
+  and actual/expected > 0.1, expected = −∇L·(0.5^k step); otherwise keep the old params.
+  The original does **not** check the KL there (``ls_check_kl=False``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from bremen_jax.models import distributions
+from bremen_jax.types import Metrics, Params
+
+DistFn = Callable[[Params, jax.Array], tuple[jax.Array, jax.Array]]
+
+
+@dataclasses.dataclass(frozen=True)
+class TRPOConfig:
+    """Static TRPO settings (trip counts and code-path switches; hashable).
+
+    Attributes:
+        cg_iters: conjugate-gradient iterations (original 10).
+        cg_residual_tol: CG stops updating once r·r < tol (original 1e-10).
+        ls_steps: number of line-search candidates, fractions ``ls_backtrack**k``,
+            k = 0..ls_steps−1 (original 10).
+        ls_backtrack: backtracking factor in (0, 1) (original 0.5).
+        accept_ratio: accept a candidate whose improvement is > 0 and whose
+            improvement / expected improvement is > this (original 0.1).
+        ls_check_kl: also require a finite KL ≤ target_kl (the standard TRPO rule).
+            The original does not check KL in the line search (False).
+    """
+
+    cg_iters: int = 10
+    cg_residual_tol: float = 1e-10
+    ls_steps: int = 10
+    ls_backtrack: float = 0.5
+    accept_ratio: float = 0.1
+    ls_check_kl: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.cg_iters, int) or self.cg_iters < 1:
+            raise ValueError(f"TRPOConfig.cg_iters must be an int >= 1; got {self.cg_iters!r}")
+        if not self.cg_residual_tol >= 0:
+            raise ValueError(f"TRPOConfig.cg_residual_tol must be >= 0; "
+                             f"got {self.cg_residual_tol!r}")
+        if not isinstance(self.ls_steps, int) or self.ls_steps < 1:
+            raise ValueError(f"TRPOConfig.ls_steps must be an int >= 1; got {self.ls_steps!r}")
+        if not 0.0 < self.ls_backtrack < 1.0:
+            raise ValueError(f"TRPOConfig.ls_backtrack must be in (0, 1); "
+                             f"got {self.ls_backtrack!r}")
+        if not self.accept_ratio >= 0:
+            raise ValueError(f"TRPOConfig.accept_ratio must be >= 0; got {self.accept_ratio!r}")
+
+
+@flax.struct.dataclass
+class TRPOHParams:
+    """Traced TRPO hyperparameters (changing them never recompiles; vmappable).
+
+    Attributes:
+        target_kl: trust-region size δ (0.1 HalfCheetah/CheetahRun, 0.05 Ant/Hopper/Walker2d).
+        cg_damping: Fisher damping (original 0.1).
+    """
+
+    target_kl: jax.Array
+    cg_damping: jax.Array
+
+    @classmethod
+    def create(cls, target_kl: float = 0.05, cg_damping: float = 0.1) -> "TRPOHParams":
+        """Builds float32 hparams from Python numbers, validating them."""
+        if not target_kl > 0:
+            raise ValueError(f"TRPOHParams.target_kl must be > 0; got {target_kl!r}")
+        if not cg_damping >= 0:
+            raise ValueError(f"TRPOHParams.cg_damping must be >= 0; got {cg_damping!r}")
+        return cls(target_kl=jnp.asarray(target_kl, jnp.float32),
+                   cg_damping=jnp.asarray(cg_damping, jnp.float32))
+
+
+# --- pytree linear algebra -------------------------------------------------------------
+
+def _tree_vdot(a: Params, b: Params) -> jax.Array:
+    """Σ over leaves of ⟨a, b⟩; elementwise product + sum so that no reduced-precision
+    (TF32) matmul path is taken for the CG inner products on GPUs."""
+    leaves = [jnp.sum(x * y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))]
+    return functools.reduce(jnp.add, leaves, jnp.zeros((), jnp.float32))
+
+
+def _tree_axpy(alpha: jax.Array, x: Params, y: Params) -> Params:
+    """``alpha·x + y`` leafwise."""
+    return jax.tree.map(lambda xi, yi: (alpha * xi + yi).astype(yi.dtype), x, y)
+
+
+def conjugate_gradient_with_info(matvec: Callable[[Params], Params], b: Params, iters: int,
+                                 residual_tol: float | jax.Array) -> tuple[Params, jax.Array]:
+    """Solves ``A x = b`` for SPD ``A`` by CG; returns ``(x, final r·r)``.
+
+    ``iters`` fixed iterations in a ``lax.fori_loop``; once ``r·r < residual_tol`` the state
+    is frozen (branch-free equivalent of the original's early ``break``). Also guards
+    ``pᵀAp = 0`` (e.g. ``b = 0``).
+
+    Args:
+        matvec: ``v -> A v`` on pytrees shaped like ``b``.
+        b: right-hand side pytree.
+        iters: static number of iterations.
+        residual_tol: tolerance on the squared residual norm.
+
+    Returns:
+        ``(x, rdotr)``: solution pytree like ``b`` and the last squared residual norm.
+    """
+    x0 = jax.tree.map(jnp.zeros_like, b)
+    rdotr0 = _tree_vdot(b, b)
+
+    def body(_, state):
+        x, r, p, rdotr = state
+        active = rdotr >= residual_tol
+        z = matvec(p)
+        pz = _tree_vdot(p, z)
+        ok = active & (pz != 0) & jnp.isfinite(pz)
+        alpha = jnp.where(ok, rdotr / jnp.where(ok, pz, 1.0), 0.0)
+        x_new = _tree_axpy(alpha, p, x)
+        r_new = _tree_axpy(-alpha, z, r)
+        new_rdotr = _tree_vdot(r_new, r_new)
+        mu = new_rdotr / jnp.where(rdotr > 0, rdotr, 1.0)
+        p_new = _tree_axpy(mu, p, r_new)
+
+        def keep(new: Params, old: Params) -> Params:  # frozen once converged
+            return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
+
+        return (keep(x_new, x), keep(r_new, r), keep(p_new, p),
+                jnp.where(ok, new_rdotr, rdotr))
+
+    x, _, _, rdotr = lax.fori_loop(0, iters, body, (x0, b, b, rdotr0))
+    return x, rdotr
+
+
+def conjugate_gradient(matvec: Callable[[Params], Params], b: Params, iters: int,
+                       residual_tol: float | jax.Array) -> Params:
+    """Solves ``A x = b`` by CG (see :func:`conjugate_gradient_with_info`); returns ``x``."""
+    return conjugate_gradient_with_info(matvec, b, iters, residual_tol)[0]
+
+
+def make_fvp(kl_fn: Callable[[Params], jax.Array], params: Params,
+             damping: jax.Array | float) -> Callable[[Params], Params]:
+    """Damped Fisher-vector product ``v -> ∇²KL(params)·v + damping·v`` (forward-over-reverse).
+
+    ``kl_fn`` must hold the old distribution fixed (stop_gradient), so its Hessian at the
+    current params is the Fisher matrix. Uses ``jax.linearize(jax.grad(kl_fn), params)``:
+    the same forward-over-reverse JVP as ``jax.jvp(jax.grad(kl_fn), (params,), (v,))[1]``,
+    but the primal gradient pass is done once and shared by all CG iterations.
+
+    Args:
+        kl_fn: ``params -> scalar`` mean KL(π_old ‖ π_params).
+        params: point at which to linearise (the current policy params).
+        damping: added multiple of the identity.
+
+    Returns:
+        ``fvp(v) -> Fv`` on pytrees shaped like ``params``.
+    """
+    _, hvp = jax.linearize(jax.grad(kl_fn), params)
+
+    def fvp(v: Params) -> Params:
+        return jax.tree.map(lambda h, x: h + damping * x, hvp(v), v)
+
+    return fvp
+
+
+# --- line search -----------------------------------------------------------------------
+
+def line_search(loss_fn: Callable[[Params], jax.Array], kl_fn: Callable[[Params], jax.Array],
+                params: Params, full_step: Params, expected_improve: jax.Array,
+                cfg: TRPOConfig, hp: TRPOHParams,
+                loss_before: jax.Array | None = None) -> tuple[Params, Metrics]:
+    """Branch-free backtracking line search over ``params + backtrack**k · full_step``.
+
+    All ``cfg.ls_steps`` candidates are evaluated at once (``jax.vmap`` over fractions).
+    Candidate k is acceptable when its loss is finite, ``improvement_k > 0`` and
+    ``improvement_k / (expected_improve·frac_k) > cfg.accept_ratio``; with
+    ``cfg.ls_check_kl`` also ``isfinite(kl_k) & kl_k <= hp.target_kl``. The first acceptable
+    one is taken (``argmax`` over the bool vector); if none is, the old params are kept.
+
+    Args:
+        loss_fn: ``params -> scalar`` loss to decrease (the surrogate).
+        kl_fn: ``params -> scalar`` mean KL(π_old ‖ π_params).
+        params: current params.
+        full_step: pytree like ``params``, the full (k = 0) step.
+        expected_improve: scalar ``−∇L·full_step``.
+        cfg: static config.
+        hp: traced hparams (``target_kl``).
+        loss_before: ``loss_fn(params)`` if already known (saves one evaluation).
+
+    Returns:
+        ``(new_params, metrics)`` with metrics ``ls_accepted`` (float 0/1), ``ls_index``
+        (int32, −1 when none), ``ls_frac`` (0 when none), ``loss_before``, ``loss_after``,
+        ``kl_after`` (KL of the returned params), ``improvement``, ``expected_improve``
+        (at the accepted fraction).
+    """
+    if loss_before is None:
+        loss_before = loss_fn(params)
+    fracs = cfg.ls_backtrack ** jnp.arange(cfg.ls_steps, dtype=jnp.float32)  # [K]
+
+    def evaluate(frac: jax.Array) -> tuple[jax.Array, jax.Array]:
+        candidate = _tree_axpy(frac, full_step, params)
+        return loss_fn(candidate), kl_fn(candidate)
+
+    losses, kls = jax.vmap(evaluate)(fracs)                                   # [K], [K]
+    improvements = loss_before - losses
+    expected = expected_improve * fracs
+    ok = jnp.isfinite(losses) & (improvements > 0) & (improvements / expected > cfg.accept_ratio)
+    if cfg.ls_check_kl:
+        ok = ok & jnp.isfinite(kls) & (kls <= hp.target_kl)
+    accepted = jnp.any(ok)
+    idx = jnp.argmax(ok)
+    frac = jnp.where(accepted, fracs[idx], 0.0)
+    # jnp.where per leaf (not params + 0·step) so a non-finite step never leaks in.
+    new_params = jax.tree.map(
+        lambda p, s: jnp.where(accepted, (p + frac * s).astype(p.dtype), p), params, full_step)
+    kl_after = jnp.where(accepted, kls[idx], 0.0)
+    metrics = {
+        "ls_accepted": accepted.astype(jnp.float32),
+        "ls_index": jnp.where(accepted, idx, -1).astype(jnp.int32),
+        "ls_frac": frac,
+        "loss_before": loss_before,
+        "loss_after": jnp.where(accepted, losses[idx], loss_before),
+        "kl_after": kl_after,
+        "improvement": jnp.where(accepted, improvements[idx], 0.0),
+        "expected_improve": jnp.where(accepted, expected[idx], 0.0),
+    }
+    return new_params, metrics
+
+
+# --- surrogate, KL and the step --------------------------------------------------------
+
+def _masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
+    valid = mask.astype(bool)
+    count = jnp.maximum(jnp.sum(valid), 1).astype(jnp.float32)
+    return jnp.sum(jnp.where(valid, x, 0.0)) / count
+
+
+def surrogate_loss(dist_fn: DistFn, params: Params, obs: jax.Array, actions: jax.Array,
+                   advantages: jax.Array, mask: jax.Array, logp_old: jax.Array) -> jax.Array:
+    """``L(θ) = −Σ_i mask_i·exp(log π_θ(a_i|s_i) − logp_old_i)·Â_i / Σ_i mask_i``.
+
+    Args:
+        dist_fn: ``(params, obs [N, o]) -> (mean [N, a], log_std [N, a])``.
+        params: policy params θ.
+        obs: ``[N, obs_dim]``; actions: ``[N, act_dim]``; advantages, mask, logp_old: ``[N]``.
+
+    Returns:
+        Scalar surrogate loss (to minimise).
+    """
+    mean, log_std = dist_fn(params, obs)
+    ratio = jnp.exp(distributions.log_prob(mean, log_std, actions) - logp_old)
+    return -_masked_mean(ratio * advantages, mask)
+
+
+def mean_kl(dist_fn: DistFn, params: Params, obs: jax.Array, mask: jax.Array,
+            mean_old: jax.Array, log_std_old: jax.Array) -> jax.Array:
+    """Mean over masked rows of KL(π_old(·|s) ‖ π_θ(·|s)), summed over action dims.
+
+    Args:
+        dist_fn: ``(params, obs [N, o]) -> (mean [N, a], log_std [N, a])``.
+        params: policy params θ.
+        obs: ``[N, obs_dim]``; mask: ``[N]``; mean_old, log_std_old: ``[N, act_dim]`` (held
+            fixed; pass stop_gradient'ed values).
+
+    Returns:
+        Scalar mean KL.
+    """
+    mean, log_std = dist_fn(params, obs)
+    return _masked_mean(distributions.kl(mean_old, log_std_old, mean, log_std), mask)
+
+
+def _check_batch(obs: jax.Array, actions: jax.Array, advantages: jax.Array,
+                 mask: jax.Array) -> None:
+    if obs.ndim != 2:
+        raise ValueError(f"obs must be [N, obs_dim]; got shape {obs.shape}")
+    n = obs.shape[0]
+    if actions.ndim != 2 or actions.shape[0] != n:
+        raise ValueError(f"actions must be [N={n}, act_dim]; got shape {actions.shape}")
+    for name, arr in (("advantages", advantages), ("mask", mask)):
+        if arr.shape != (n,):
+            raise ValueError(f"{name} must be [N={n}]; got shape {arr.shape}")
+
+
+def trpo_step(dist_fn: DistFn, params: Params, obs: jax.Array, actions: jax.Array,
+              advantages: jax.Array, mask: jax.Array, cfg: TRPOConfig,
+              hp: TRPOHParams) -> tuple[Params, Metrics]:
+    """One TRPO update (§5.3) on a flat batch of ``N`` transitions.
+
+    The old distribution is ``dist_fn(params, obs)`` at entry (stop_gradient'ed): the batch
+    was sampled by the current policy. Steps: ``g = ∇L``; ``x = CG(F, −g)``;
+    ``step = x·sqrt(δ / (½ xᵀF x))`` (zero when ``xᵀFx`` is not a finite positive number, so
+    the line search then keeps the old params); line search.
+
+    Args:
+        dist_fn: ``(params, obs [N, o]) -> (mean [N, a], log_std [N, a])``; static.
+        params: policy params pytree.
+        obs: ``[N, obs_dim]``; actions: ``[N, act_dim]`` (as sampled, unclipped).
+        advantages: ``[N]`` (standardised by the caller).
+        mask: ``[N]`` 1 for real rows.
+        cfg: static :class:`TRPOConfig`.
+        hp: traced :class:`TRPOHParams`.
+
+    Returns:
+        ``(new_params, metrics)``: metrics of :func:`line_search` plus ``surrogate_before``,
+        ``surrogate_after``, ``cg_residual`` (final r·r), ``grad_norm``, ``step_norm`` (full
+        step), ``applied_step_norm``, ``shs`` (½xᵀFx), ``entropy`` (mean, old policy).
+    """
+    _check_batch(obs, actions, advantages, mask)
+    # Zero the ignored rows so NaN/inf there cannot reach the gradients (0·NaN = NaN).
+    valid = mask.astype(bool)
+    obs = jnp.where(valid[:, None], obs, 0.0)
+    actions = jnp.where(valid[:, None], actions, 0.0)
+    advantages = jnp.where(valid, advantages, 0.0)
+    mean_old, log_std_old = jax.tree.map(lax.stop_gradient, dist_fn(params, obs))
+    logp_old = distributions.log_prob(mean_old, log_std_old, actions)
+    loss_fn = functools.partial(surrogate_loss, dist_fn, obs=obs, actions=actions,
+                                advantages=advantages, mask=mask, logp_old=logp_old)
+    kl_fn = functools.partial(mean_kl, dist_fn, obs=obs, mask=mask, mean_old=mean_old,
+                              log_std_old=log_std_old)
+
+    loss_before, grad = jax.value_and_grad(loss_fn)(params)
+    fvp = make_fvp(kl_fn, params, hp.cg_damping)
+    neg_grad = jax.tree.map(jnp.negative, grad)
+    x, cg_residual = conjugate_gradient_with_info(fvp, neg_grad, cfg.cg_iters,
+                                                  cfg.cg_residual_tol)
+    shs = 0.5 * _tree_vdot(x, fvp(x))
+    shs_ok = jnp.isfinite(shs) & (shs > 0)
+    scale = jnp.where(shs_ok, jnp.sqrt(hp.target_kl / jnp.where(shs_ok, shs, 1.0)), 0.0)
+    full_step = jax.tree.map(lambda xi: jnp.where(shs_ok, scale * xi, 0.0).astype(xi.dtype), x)
+    expected_improve = _tree_vdot(neg_grad, full_step)
+
+    new_params, metrics = line_search(loss_fn, kl_fn, params, full_step, expected_improve,
+                                      cfg, hp, loss_before=loss_before)
+    applied = jax.tree.map(jnp.subtract, new_params, params)
+    metrics = dict(metrics)
+    metrics.update({
+        "surrogate_before": metrics["loss_before"],
+        "surrogate_after": metrics["loss_after"],
+        "cg_residual": cg_residual,
+        "grad_norm": jnp.sqrt(_tree_vdot(grad, grad)),
+        "step_norm": jnp.sqrt(_tree_vdot(full_step, full_step)),
+        "applied_step_norm": jnp.sqrt(_tree_vdot(applied, applied)),
+        "shs": shs,
+        "entropy": _masked_mean(distributions.entropy(log_std_old), mask),
+    })
+    return new_params, metrics

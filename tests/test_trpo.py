@@ -1,0 +1,266 @@
+"""TRPO pieces: FVP vs jax.hessian, CG vs np.linalg.solve, line search rules, full step."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.flatten_util import ravel_pytree
+
+from bremen_jax.algo import trpo
+from bremen_jax.models import distributions
+
+OBS_DIM, ACT_DIM = 3, 2
+
+
+def dist_fn(params, obs):
+    """Linear mean, state-independent log_std: ([N, 2], [N, 2])."""
+    mean = obs @ params["w"] + params["b"]
+    return mean, jnp.broadcast_to(params["log_std"], mean.shape)
+
+
+def _toy(n=256, seed=0):
+    rng = np.random.default_rng(seed)
+    params = {"w": jnp.asarray(rng.normal(size=(OBS_DIM, ACT_DIM)) * 0.3, jnp.float32),
+              "b": jnp.zeros((ACT_DIM,), jnp.float32),
+              "log_std": jnp.full((ACT_DIM,), -0.5, jnp.float32)}
+    obs = jnp.asarray(rng.normal(size=(n, OBS_DIM)), jnp.float32)
+    mean, log_std = dist_fn(params, obs)
+    eps = jnp.asarray(rng.normal(size=(n, ACT_DIM)), jnp.float32)
+    actions = mean + jnp.exp(log_std) * eps
+    adv = eps @ jnp.array([1.0, -1.0]) + 0.3 * obs[:, 0]   # rewards moving the mean
+    adv = (adv - adv.mean()) / adv.std()
+    return params, obs, actions, adv, jnp.ones((n,), jnp.float32)
+
+
+# One jitted step shared by the tests (dist_fn and cfg static): compiles once per shape.
+jit_step = jax.jit(trpo.trpo_step, static_argnums=(0, 6))
+
+
+def _kl_fn(params0, obs, mask):
+    mean0, log_std0 = jax.tree.map(jax.lax.stop_gradient, dist_fn(params0, obs))
+    return lambda p: trpo.mean_kl(dist_fn, p, obs, mask, mean0, log_std0)
+
+
+# --- FVP and CG -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shift", [0.0, 0.2])
+def test_fvp_matches_hessian_of_mean_kl(shift):
+    params0, obs, _, _, mask = _toy(n=32)
+    kl_fn = _kl_fn(params0, obs, mask)
+    # Also away from params0 (shift > 0), where ∇KL ≠ 0: the FVP is the exact damped Hessian.
+    params = jax.tree.map(lambda p: p + shift, params0)
+    flat, unravel = ravel_pytree(params)
+    hess = jax.hessian(lambda f: kl_fn(unravel(f)))(flat)
+    damping = 0.1
+    fvp = jax.jit(trpo.make_fvp(kl_fn, params, damping))
+    v = jnp.asarray(np.random.default_rng(1).normal(size=flat.shape), jnp.float32)
+    got = ravel_pytree(fvp(unravel(v)))[0]
+    want = hess @ v + damping * v
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    # Same as plain forward-over-reverse jax.jvp.
+    jvp = jax.jvp(jax.grad(kl_fn), (params,), (unravel(v),))[1]
+    np.testing.assert_allclose(got, ravel_pytree(jvp)[0] + damping * v, rtol=1e-5, atol=1e-6)
+
+
+def _spd(n, seed=0):
+    rng = np.random.default_rng(seed)
+    m = rng.normal(size=(n, n))
+    return (m @ m.T + n * np.eye(n)).astype(np.float32), rng.normal(size=n).astype(np.float32)
+
+
+def test_cg_matches_solve_flat():
+    a, b = _spd(6)
+    x = jax.jit(lambda b: trpo.conjugate_gradient(lambda v: jnp.asarray(a) @ v, b, 6, 1e-10))(b)
+    np.testing.assert_allclose(x, np.linalg.solve(a, b), rtol=1e-4, atol=1e-5)
+    # Too few iterations must not already be exact (the test can fail).
+    x2 = trpo.conjugate_gradient(lambda v: jnp.asarray(a) @ v, b, 1, 1e-10)
+    assert not np.allclose(x2, np.linalg.solve(a, b), rtol=1e-3)
+
+
+def test_cg_matches_solve_pytree():
+    a, b = _spd(5, seed=2)
+    b_tree = {"u": jnp.asarray(b[:2]), "v": jnp.asarray(b[2:]).reshape(3, 1)}
+    _, unravel = ravel_pytree(b_tree)
+
+    def matvec(t):
+        return unravel(jnp.asarray(a) @ ravel_pytree(t)[0])
+
+    x, rdotr = trpo.conjugate_gradient_with_info(matvec, b_tree, 10, 1e-10)
+    chex.assert_trees_all_equal_shapes(x, b_tree)
+    np.testing.assert_allclose(ravel_pytree(x)[0], np.linalg.solve(a, b), rtol=1e-4, atol=1e-5)
+    assert rdotr < 1e-6
+    # Once r·r < tol, further iterations are frozen: no NaN from 0/0 past convergence.
+    chex.assert_tree_all_finite(x)
+
+
+def test_cg_zero_rhs_gives_zero():
+    a, _ = _spd(4)
+    x = trpo.conjugate_gradient(lambda v: jnp.asarray(a) @ v, jnp.zeros(4), 10, 1e-10)
+    np.testing.assert_array_equal(x, np.zeros(4))
+
+
+# --- line search ------------------------------------------------------------------------
+# Quadratic loss (x − 1)² per coordinate from x = 0 with full step 4 (overshooting):
+# frac 1 → x = 4, loss 18 (worse); frac ½ → x = 2, loss 2 (no improvement);
+# frac ¼ → x = 1, loss 0, improvement 2, expected 16·¼ = 4, ratio ½ > 0.1 → index 2;
+# frac ⅛ → x = ½, loss 0.5, improvement 1.5, expected 2, ratio ¾.
+
+P0 = {"x": jnp.zeros((2,), jnp.float32)}
+STEP = {"x": jnp.full((2,), 4.0, jnp.float32)}
+EXPECTED = jnp.float32(16.0)   # −∇L·step = 2·(1·4)·2
+HP = trpo.TRPOHParams.create(target_kl=0.5)
+
+
+def quad_loss(p):
+    return jnp.sum((p["x"] - 1.0) ** 2)
+
+
+def sq_kl(p):
+    return jnp.sum(p["x"] ** 2) / 2.0
+
+
+def test_line_search_first_acceptable():
+    new, m = trpo.line_search(quad_loss, sq_kl, P0, STEP, EXPECTED, trpo.TRPOConfig(), HP)
+    np.testing.assert_allclose(new["x"], [1.0, 1.0])
+    assert int(m["ls_index"]) == 2 and float(m["ls_accepted"]) == 1.0
+    np.testing.assert_allclose(m["loss_after"], 0.0)
+    np.testing.assert_allclose(m["kl_after"], 1.0)  # KL not checked by default (original)
+
+
+def test_line_search_checks_kl_when_asked():
+    cfg = trpo.TRPOConfig(ls_check_kl=True)
+    new, m = trpo.line_search(quad_loss, sq_kl, P0, STEP, EXPECTED, cfg, HP)
+    # frac ¼ has KL 1 > 0.5 → rejected; frac ⅛ has KL 0.25 → accepted.
+    assert int(m["ls_index"]) == 3
+    np.testing.assert_allclose(new["x"], [0.5, 0.5])
+    # Non-finite KL is rejected when checking, ignored otherwise.
+    nan_kl = lambda p: jnp.where(jnp.abs(p["x"][0] - 1.0) < 1e-6, jnp.nan, 0.0)  # noqa: E731
+    _, m = trpo.line_search(quad_loss, nan_kl, P0, STEP, EXPECTED, cfg, HP)
+    assert int(m["ls_index"]) == 3
+    _, m = trpo.line_search(quad_loss, nan_kl, P0, STEP, EXPECTED, trpo.TRPOConfig(), HP)
+    assert int(m["ls_index"]) == 2
+
+
+@pytest.mark.parametrize("bad", [jnp.nan, -jnp.inf])
+def test_line_search_never_accepts_non_finite_loss(bad):
+    def loss(p):   # non-finite for the two largest steps (|x| > 1.5)
+        return jnp.where(jnp.max(jnp.abs(p["x"])) > 1.5, bad, quad_loss(p))
+
+    new, m = jax.jit(lambda p, s, e: trpo.line_search(loss, sq_kl, p, s, e, trpo.TRPOConfig(),
+                                                      HP))(P0, STEP, EXPECTED)
+    assert int(m["ls_index"]) == 2   # −inf would look like an infinite improvement at k = 0
+    np.testing.assert_allclose(new["x"], [1.0, 1.0])
+
+
+def test_line_search_keeps_old_params_when_all_fail():
+    wrong = {"x": jnp.full((2,), -1.0)}   # every candidate is worse than the start
+    new, m = trpo.line_search(quad_loss, sq_kl, P0, wrong, jnp.float32(4.0),
+                              trpo.TRPOConfig(), HP)
+    np.testing.assert_array_equal(new["x"], P0["x"])
+    assert int(m["ls_index"]) == -1 and float(m["ls_accepted"]) == 0.0
+    np.testing.assert_allclose(m["loss_after"], m["loss_before"])
+    # All non-finite (including a NaN step): old params, nothing non-finite leaks in.
+    nan_step = {"x": jnp.full((2,), jnp.nan)}
+    new, m = trpo.line_search(quad_loss, sq_kl, P0, nan_step, EXPECTED, trpo.TRPOConfig(), HP)
+    np.testing.assert_array_equal(new["x"], P0["x"])
+    assert int(m["ls_index"]) == -1
+
+
+# --- full TRPO step ---------------------------------------------------------------------
+
+def test_trpo_step_improves_surrogate_with_kl_near_target():
+    params, obs, actions, adv, mask = _toy()
+    hp = trpo.TRPOHParams.create(target_kl=0.01, cg_damping=0.1)
+    cfg = trpo.TRPOConfig()
+    new, m = jit_step(dist_fn, params, obs, actions, adv, mask, cfg, hp)
+    chex.assert_tree_all_finite(m)
+    chex.assert_trees_all_equal_shapes_and_dtypes(new, params)
+    assert int(m["ls_index"]) == 0, m           # full step accepted on this smooth problem
+    assert float(m["surrogate_after"]) < float(m["surrogate_before"])
+    np.testing.assert_allclose(m["surrogate_before"], -jnp.mean(adv), atol=1e-6)  # ratio = 1
+    kl_new = float(_kl_fn(params, obs, mask)(new))
+    np.testing.assert_allclose(m["kl_after"], kl_new, rtol=1e-5)
+    assert 0.5 * 0.01 <= kl_new <= 1.5 * 0.01, kl_new
+    np.testing.assert_allclose(m["applied_step_norm"], m["step_norm"], rtol=1e-5)
+    assert float(m["cg_residual"]) < 1e-3
+
+
+def test_trpo_step_full_step_on_trust_region_boundary():
+    params, obs, actions, adv, mask = _toy(seed=1)
+    hp = trpo.TRPOHParams.create(target_kl=0.02, cg_damping=0.1)
+    new, m = jit_step(dist_fn, params, obs, actions, adv, mask, trpo.TRPOConfig(), hp)
+    step = jax.tree.map(jnp.subtract, new, params)
+    kl_fn = _kl_fn(params, obs, mask)
+    fvp = trpo.make_fvp(kl_fn, params, hp.cg_damping)
+    quad = 0.5 * ravel_pytree(step)[0] @ ravel_pytree(fvp(step))[0]
+    assert int(m["ls_index"]) == 0
+    np.testing.assert_allclose(quad, 0.02, rtol=1e-3)   # ½ sᵀ(F+λI)s = δ
+
+
+def test_trpo_step_traces_once_and_matches_eager():
+    params, obs, actions, adv, mask = _toy()
+    cfg = trpo.TRPOConfig()
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def step(p, o, a, adv, m, hp):
+        return trpo.trpo_step(dist_fn, p, o, a, adv, m, cfg, hp)
+
+    hp1 = trpo.TRPOHParams.create(target_kl=0.01)
+    p1, m1 = step(params, obs, actions, adv, mask, hp1)
+    p2, _ = step(p1, obs, actions, -adv, mask, trpo.TRPOHParams.create(target_kl=0.05,
+                                                                          cg_damping=0.2))
+    chex.assert_tree_all_finite(p2)
+    p_eager, m_eager = trpo.trpo_step(dist_fn, params, obs, actions, adv, mask, cfg, hp1)
+    chex.assert_trees_all_close(p1, p_eager, rtol=1e-4, atol=1e-6)
+    chex.assert_trees_all_close(m1["kl_after"], m_eager["kl_after"], rtol=1e-3)
+
+
+def test_trpo_step_ignores_masked_nan_rows():
+    params, obs, actions, adv, mask = _toy(n=224)
+    pad = 32
+    obs_p = jnp.concatenate([obs, jnp.full((pad, OBS_DIM), jnp.nan)])
+    act_p = jnp.concatenate([actions, jnp.full((pad, ACT_DIM), jnp.inf)])
+    adv_p = jnp.concatenate([adv, jnp.full((pad,), jnp.nan)])
+    mask_p = jnp.concatenate([mask, jnp.zeros((pad,))])
+    hp = trpo.TRPOHParams.create(target_kl=0.01)
+    want, _ = jit_step(dist_fn, params, obs, actions, adv, mask, trpo.TRPOConfig(), hp)
+    got, m = jit_step(dist_fn, params, obs_p, act_p, adv_p, mask_p, trpo.TRPOConfig(), hp)
+    chex.assert_tree_all_finite(m)
+    chex.assert_trees_all_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_trpo_step_zero_advantages_keeps_params():
+    params, obs, actions, _, mask = _toy()
+    new, m = jit_step(dist_fn, params, obs, actions, jnp.zeros(256), mask,
+                      trpo.TRPOConfig(), trpo.TRPOHParams.create())
+    chex.assert_trees_all_equal(new, params)
+    assert float(m["ls_accepted"]) == 0.0
+    chex.assert_tree_all_finite(m)
+
+
+def test_surrogate_gradient_is_policy_gradient():
+    # At θ = θ_old, ∇L = −mean(∇log π(a|s)·Â).
+    params, obs, actions, adv, mask = _toy(n=64)
+    logp_old = distributions.log_prob(*dist_fn(params, obs), actions)
+    g = jax.grad(trpo.surrogate_loss, argnums=1)(dist_fn, params, obs, actions, adv, mask,
+                                                 logp_old)
+    want = jax.grad(lambda p: -jnp.mean(distributions.log_prob(*dist_fn(p, obs), actions)
+                                        * adv))(params)
+    chex.assert_trees_all_close(g, want, rtol=1e-4, atol=1e-6)
+
+
+def test_bad_inputs_raise():
+    params, obs, actions, adv, mask = _toy(n=16)
+    cfg, hp = trpo.TRPOConfig(), trpo.TRPOHParams.create()
+    with pytest.raises(ValueError, match="advantages"):
+        trpo.trpo_step(dist_fn, params, obs, actions, adv[:8], mask, cfg, hp)
+    with pytest.raises(ValueError, match="obs"):
+        trpo.trpo_step(dist_fn, params, obs[None], actions, adv, mask, cfg, hp)
+    with pytest.raises(ValueError, match="ls_backtrack"):
+        trpo.TRPOConfig(ls_backtrack=1.5)
+    with pytest.raises(ValueError, match="cg_iters"):
+        trpo.TRPOConfig(cg_iters=0)
+    with pytest.raises(ValueError, match="target_kl"):
+        trpo.TRPOHParams.create(target_kl=0.0)
