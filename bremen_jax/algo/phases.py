@@ -1,0 +1,176 @@
+"""The phases of a BREMEN deployment as pure functions ``(state, hp) -> (state, metrics)`` (DESIGN §3).
+
+A deployment is: ``collect`` (real env; deployment 0 is uniform random, later ones the target policy's
+mean + sigma*N(0,1)) -> ``fit_dynamics`` (warm start, cumulative data) -> ``fit_bc`` (latest batch by
+default) and re-initialise the target policy from the clone -> ``improve`` (TRPO iterations on
+imagined rollouts, in chunks) -> ``evaluate`` (deterministic real episodes; metrics only).
+
+What persists across deployments follows the original (reference §8 table): the buffer is cumulative;
+model weights and Adam state are kept; the BC network is re-initialised (fixed seed) but its Adam
+state and cumulative observation normaliser persist; the target policy (network and normaliser) is
+overwritten by the clone; the linear baseline is kept.
+
+Both drivers (host and compiled, :mod:`bremen_jax.algo.deployment`) call these same functions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from bremen_jax.algo.bc import BCState, make_bc
+from bremen_jax.algo.policy_opt import LearnerState, PolicyOptimizer, make_policy_optimizer
+from bremen_jax.config import HParams, StaticConfig
+from bremen_jax.data import buffer as buffer_lib
+from bremen_jax.data.collect import flatten_env_major, make_collector, make_evaluator, \
+    summarize_episodes
+from bremen_jax.envs import make_task
+from bremen_jax.models.dynamics import DynamicsState, make_dynamics
+from bremen_jax.models.policy import PolicyConfig, make_policy
+from bremen_jax.types import Metrics, PRNGKey, Transition
+
+
+@flax.struct.dataclass
+class RunState:
+    """Everything one run carries between phases (checkpointed whole).
+
+    Attributes:
+        buffer: all real data so far (fixed capacity).
+        dynamics: ensemble params, Adam state, normaliser.
+        bc: behaviour-cloning state (net, cumulative obs normaliser, Adam state).
+        learner: target policy, behaviour policy, baseline.
+        deployment: ``()`` int32, deployments whose data has been collected.
+        env_steps: ``()`` int32, real transitions collected (evaluation episodes not counted, as the
+            original).
+        key: the run's PRNG key (typed).
+    """
+
+    buffer: buffer_lib.Buffer
+    dynamics: DynamicsState
+    bc: BCState
+    learner: LearnerState
+    deployment: jax.Array
+    env_steps: jax.Array
+    key: jax.Array
+
+
+def _split(state: RunState, n: int) -> tuple[RunState, jax.Array]:
+    keys = jax.random.split(state.key, n + 1)
+    return state.replace(key=keys[0]), keys[1:]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Phases:
+    """Static pieces + the phase functions. Build with :func:`make_phases`."""
+
+    static: StaticConfig
+    task: Any
+    dynamics: Any
+    policy: Any
+    bc: Any
+    opt: PolicyOptimizer
+    capacity: int
+    max_segments: int
+
+    # -- init -------------------------------------------------------------------------------------
+    def init(self, key: PRNGKey) -> RunState:
+        key_dyn, key_bc, key_learner, key_run = jax.random.split(key, 4)
+        bc_state = self.bc.init(key_bc)
+        learner = self.opt.init_learner(bc_state.params, bc_state.params, key_learner)
+        buf = buffer_lib.init_buffer(self.capacity, self.task.obs_size, self.task.action_size,
+                                     self.max_segments)
+        return RunState(buffer=buf, dynamics=self.dynamics.init(key_dyn), bc=bc_state,
+                        learner=learner, deployment=jnp.zeros((), jnp.int32),
+                        env_steps=jnp.zeros((), jnp.int32), key=key_run)
+
+    def insert(self, state: RunState, batch: Transition) -> RunState:
+        """Appends a flat ``[N, ...]`` batch (in episode order) as one new segment."""
+        buf = buffer_lib.insert(state.buffer, batch, self.static.val_fraction)
+        return state.replace(buffer=buf, env_steps=state.env_steps + batch.reward.shape[0])
+
+    # -- 1. collect -------------------------------------------------------------------------------
+    def _collect_policy(self, params, obs, key):
+        """Deployment 0: U(-1, 1); later: policy mean + sigma*N(0, 1) (original ``--const_sampling``)."""
+        policy_params, is_random, sigma = params
+        key_u, key_n = jax.random.split(key)
+        uniform = jax.random.uniform(key_u, (self.task.action_size,), minval=-1.0, maxval=1.0)
+        mean, log_std = self.policy.dist(policy_params, obs)
+        scale = sigma if self.static.exploration == "constant" else jnp.exp(log_std)
+        explore = mean + scale * jax.random.normal(key_n, mean.shape)
+        return jnp.where(is_random, uniform, explore)
+
+    def collect(self, state: RunState, hp: HParams) -> tuple[RunState, Metrics]:
+        s = self.static
+        collector = make_collector(self.task, self._collect_policy, s.collect_envs, s.collect_steps)
+        state, (key,) = _split(state, 1)
+        params = (state.learner.policy, state.deployment == 0, hp.explore_sigma)
+        transitions, stats = collector(params, key)
+        state = self.insert(state, flatten_env_major(transitions))
+        metrics = {f"collect/{k}": v for k, v in summarize_episodes(stats).items()}
+        return state.replace(deployment=state.deployment + 1), metrics
+
+    # -- 2. dynamics --------------------------------------------------------------------------------
+    def fit_dynamics(self, state: RunState, hp: HParams) -> tuple[RunState, Metrics]:
+        state, (key,) = _split(state, 1)
+        buf = state.buffer
+        dyn, m = self.dynamics.fit(state.dynamics, buf.data, buffer_lib.train_mask(buf),
+                                   buffer_lib.val_mask(buf), hp.dynamics, key)
+        return state.replace(dynamics=dyn), {f"dynamics/{k}": v for k, v in m.items()}
+
+    # -- 3. behaviour cloning + re-initialisation ------------------------------------------------------
+    def fit_bc(self, state: RunState, hp: HParams) -> tuple[RunState, Metrics]:
+        state, (key,) = _split(state, 1)
+        buf = state.buffer
+        mask = (buffer_lib.latest_segment_mask(buf) if self.static.bc_data == "latest"
+                else buffer_lib.valid_mask(buf))
+        bc_state, m = self.bc.fit(state.bc, buf.data, mask, hp.bc, key)
+        # --bc_init: the target policy becomes the clone (net and observation normaliser).
+        learner = state.learner.replace(policy=bc_state.params, behavior=bc_state.params)
+        return state.replace(bc=bc_state, learner=learner), {f"bc/{k}": v for k, v in m.items()}
+
+    # -- 4. TRPO on imagined rollouts ---------------------------------------------------------------
+    def _start_pool(self, state: RunState):
+        if self.static.start_states == "dataset":
+            buf = state.buffer
+            return buf.data.obs, buffer_lib.valid_mask(buf)
+        return None, None
+
+    def improve(self, state: RunState, hp: HParams, num_iterations: int
+                ) -> tuple[RunState, Metrics]:
+        """``num_iterations`` (static) TRPO iterations; metrics are ``[num_iterations]`` arrays."""
+        state, (key,) = _split(state, 1)
+        start_obs, start_mask = self._start_pool(state)
+        learner, m = self.opt.improve(state.learner, state.dynamics, hp, key, num_iterations,
+                                      start_obs, start_mask)
+        return state.replace(learner=learner), m
+
+    # -- 5. evaluation -----------------------------------------------------------------------------
+    def evaluate(self, state: RunState, hp: HParams) -> tuple[RunState, Metrics]:
+        """Deterministic (mean-action) real episodes; the state only advances its key."""
+        del hp
+        evaluator = make_evaluator(self.task, self.policy.act_deterministic,
+                                   self.static.eval_episodes)
+        state, (key,) = _split(state, 1)
+        m = evaluator(state.learner.policy, key)
+        return state, {f"eval/{k}": v for k, v in m.items()}
+
+
+def make_phases(static: StaticConfig, task=None, capacity: int | None = None,
+                max_segments: int | None = None) -> Phases:
+    """Builds the phase functions for ``static`` (the task is made from it unless given)."""
+    if task is None:
+        task = make_task(static.task, backend=static.backend, episode_length=static.episode_length)
+    dynamics = make_dynamics(task.obs_size, task.action_size, static.dynamics)
+    policy = make_policy(PolicyConfig(obs_dim=task.obs_size, act_dim=task.action_size,
+                                      hidden_sizes=static.policy_hidden_sizes,
+                                      init_seed=static.policy_init_seed))
+    bc = make_bc(policy, static.bc)
+    opt = make_policy_optimizer(static, task, dynamics, policy)
+    capacity = static.buffer_capacity if capacity is None else capacity
+    max_segments = static.num_deployments if max_segments is None else max_segments
+    return Phases(static=static, task=task, dynamics=dynamics, policy=policy, bc=bc, opt=opt,
+                  capacity=capacity, max_segments=max_segments)

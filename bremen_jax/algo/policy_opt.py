@@ -1,0 +1,158 @@
+"""Policy optimisation on imagined rollouts: one TRPO iteration and a scanned chunk of them (§5).
+
+One iteration = imagined rollout (:mod:`bremen_jax.algo.imagine`) -> baseline values -> optional
+KL-to-behaviour value penalty -> GAE -> advantage standardisation -> TRPO step
+(:func:`bremen_jax.algo.trpo.trpo_step`) -> baseline refit on the batch *after* the update (the
+original refits after each update so the new fit serves the next iteration).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from bremen_jax.algo import baseline as baseline_lib
+from bremen_jax.algo import returns as returns_lib
+from bremen_jax.algo.imagine import ImaginedBatch, make_imagined_rollout
+from bremen_jax.algo.trpo import trpo_step
+from bremen_jax.models import distributions
+from bremen_jax.models.policy import PolicyParams, dist_net, normalize
+from bremen_jax.types import Metrics, PRNGKey
+
+
+@flax.struct.dataclass
+class LearnerState:
+    """What TRPO carries between iterations.
+
+    Attributes:
+        policy: target policy (network + observation normaliser).
+        behavior: the behaviour-cloned policy (for the KL penalty and its logging).
+        baseline: :class:`~bremen_jax.algo.baseline.LinearBaseline` coefficients.
+        value: MLP value state (``baseline='mlp'``) or ``None``.
+    """
+
+    policy: PolicyParams
+    behavior: PolicyParams
+    baseline: baseline_lib.LinearBaseline
+    value: Any = None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class PolicyOptimizer:
+    """Static pieces of the TRPO-on-imagination loop; build with :func:`make_policy_optimizer`."""
+
+    static: Any
+    task: Any
+    dynamics: Any
+    policy: Any
+    value_fn: Any
+    rollout: Callable
+
+    def init_learner(self, policy_params: PolicyParams, behavior: PolicyParams,
+                     key: PRNGKey) -> LearnerState:
+        obs_dim = self.task.obs_size
+        value = self.value_fn.init(key) if self.value_fn is not None else None
+        return LearnerState(policy=policy_params, behavior=behavior,
+                            baseline=baseline_lib.init_linear_baseline(obs_dim), value=value)
+
+    def _values(self, learner: LearnerState, obs_hat: jax.Array, t: jax.Array) -> jax.Array:
+        if self.value_fn is not None:
+            return self.value_fn.predict(learner.value, obs_hat)
+        feats = baseline_lib.linear_features(obs_hat, t)
+        return baseline_lib.predict_linear(learner.baseline, feats)
+
+    def imagine(self, learner: LearnerState, dyn_state, hp, key: PRNGKey, start_obs=None,
+                start_mask=None) -> ImaginedBatch:
+        """The imagined batch ``[H, B, ...]`` of one iteration."""
+        return self.rollout(dyn_state, learner.policy, hp.explore_sigma, hp.dynamics.num_active,
+                            key, start_obs, start_mask)
+
+    def advantages(self, learner: LearnerState, batch: ImaginedBatch, hp):
+        """Baseline values, KL penalty, GAE and standardisation.
+
+        Returns ``(adv_std [H, B], value_targets [H, B], obs_hat [H, B, o], metrics)``.
+        """
+        s = self.static
+        norm = learner.policy.obs_norm
+        obs_hat = normalize(norm, batch.obs)
+        next_hat = normalize(norm, batch.next_obs)
+        values = self._values(learner, obs_hat, batch.t)
+        next_values = self._values(learner, next_hat, batch.t + 1)
+        mean, log_std = dist_net(learner.policy.net, norm, batch.obs)
+        b_mean, b_log_std = dist_net(learner.behavior.net, learner.behavior.obs_norm, batch.obs)
+        kl_behavior = distributions.kl(mean, log_std, b_mean, b_log_std)  # KL(pi || pi_beta)
+        rewards = returns_lib.penalized_rewards(batch.reward, kl_behavior, hp.kl_penalty)
+        adv, targets = returns_lib.gae(rewards, values, next_values, batch.terminated,
+                                       batch.path_end, batch.mask, hp.gamma, hp.lam,
+                                       bootstrap_truncation=s.bootstrap_truncation)
+        adv_std = returns_lib.standardize(adv, batch.mask)
+        n_rows = jnp.maximum(jnp.sum(batch.mask), 1.0)
+        n_paths = jnp.maximum(jnp.sum(batch.path_end * batch.mask), 1.0)
+        metrics = {
+            "imagined_return": jnp.sum(batch.reward * batch.mask) / n_paths,
+            "imagined_paths": jnp.sum(batch.path_end * batch.mask),
+            "imagined_rows": jnp.sum(batch.mask),
+            "kl_to_behavior": jnp.sum(kl_behavior * batch.mask) / n_rows,
+            "advantage_mean": jnp.sum(adv * batch.mask) / n_rows,
+        }
+        return adv_std, targets, obs_hat, metrics
+
+    def update(self, learner: LearnerState, batch: ImaginedBatch, adv_std, targets, obs_hat, hp,
+               key: PRNGKey) -> tuple[LearnerState, Metrics]:
+        """TRPO step on the batch, then the baseline refit (for the next iteration)."""
+        flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731  [H, B, ...] -> [H*B, ...]
+        norm = learner.policy.obs_norm
+        dist_fn = lambda net, o: dist_net(net, norm, o)  # noqa: E731
+        new_net, trpo_metrics = trpo_step(dist_fn, learner.policy.net, flat(batch.obs),
+                                          flat(batch.action), flat(adv_std), flat(batch.mask),
+                                          self.static.trpo, hp.trpo)
+        mask_flat = flat(batch.mask).astype(bool)
+        if self.value_fn is not None:
+            value, _ = self.value_fn.fit(learner.value, flat(obs_hat), flat(targets), mask_flat,
+                                         hp.value, key)
+            new_baseline = learner.baseline
+        else:
+            feats = baseline_lib.linear_features(obs_hat, batch.t)
+            new_baseline = baseline_lib.fit_linear_baseline(flat(feats), flat(targets), mask_flat,
+                                                            prev=learner.baseline)
+            value = learner.value
+        learner = learner.replace(policy=learner.policy.replace(net=new_net),
+                                  baseline=new_baseline, value=value)
+        return learner, {f"trpo/{k}": v for k, v in trpo_metrics.items()}
+
+    def iteration(self, learner: LearnerState, dyn_state, hp, key: PRNGKey,
+                  start_obs=None, start_mask=None) -> tuple[LearnerState, Metrics]:
+        """One TRPO iteration on a fresh imagined batch. Pure; jit it (or scan it)."""
+        key_roll, key_value = jax.random.split(key)
+        batch = self.imagine(learner, dyn_state, hp, key_roll, start_obs, start_mask)
+        adv_std, targets, obs_hat, m_adv = self.advantages(learner, batch, hp)
+        learner, m_upd = self.update(learner, batch, adv_std, targets, obs_hat, hp, key_value)
+        return learner, {**m_adv, **m_upd}
+
+    def improve(self, learner: LearnerState, dyn_state, hp, key: PRNGKey, num_iterations: int,
+                start_obs=None, start_mask=None) -> tuple[LearnerState, Metrics]:
+        """``num_iterations`` (static) TRPO iterations as one ``lax.scan``; metrics ``[N]``."""
+
+        def body(carry, key_it):
+            return self.iteration(carry, dyn_state, hp, key_it, start_obs, start_mask)
+
+        return jax.lax.scan(body, learner, jax.random.split(key, num_iterations))
+
+
+def make_policy_optimizer(static, task, dynamics, policy) -> PolicyOptimizer:
+    """Builds the TRPO-on-imagination loop for a :class:`~bremen_jax.config.StaticConfig`."""
+    rollout = make_imagined_rollout(task, dynamics, policy, horizon=static.horizon,
+                                num_rollouts=static.num_rollouts,
+                                member_sampling=static.member_sampling,
+                                exploration=static.exploration,
+                                keep_partial_paths=static.keep_partial_paths)
+
+    value_fn = None
+    if static.baseline == "mlp":
+        value_fn = baseline_lib.make_value(baseline_lib.ValueConfig(obs_dim=task.obs_size))
+    return PolicyOptimizer(static=static, task=task, dynamics=dynamics, policy=policy,
+                           value_fn=value_fn, rollout=rollout)

@@ -1,0 +1,84 @@
+"""Host-side metric writers: CSV, JSONL and TensorBoard in a work directory.
+
+Compiled phases return metrics as pytrees of device arrays; the drivers ``jax.device_get`` them once
+per call and hand them here. Nothing in this module runs inside ``jit``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import pathlib
+from typing import Any, Mapping
+
+import numpy as np
+
+
+def to_python(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """Device/NumPy scalars -> Python floats/ints; arrays -> lists (for JSON)."""
+    out = {}
+    for k, v in metrics.items():
+        a = np.asarray(v)
+        if a.ndim == 0:
+            x = a.item()
+            out[k] = None if isinstance(x, float) and not math.isfinite(x) else x
+        else:
+            out[k] = a.tolist()
+    return out
+
+
+class MetricWriter:
+    """Appends rows to ``<workdir>/<stream>.jsonl`` and ``<stream>.csv`` and TensorBoard scalars.
+
+    A CSV's columns are fixed by its first row (later new keys still go to JSONL and TensorBoard).
+    Existing files are appended to, never truncated, so a resumed run keeps its history.
+    """
+
+    def __init__(self, workdir: str | pathlib.Path, tensorboard: bool = True):
+        self.workdir = pathlib.Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._columns: dict[str, list[str]] = {}
+        self._tb = None
+        if tensorboard:
+            try:
+                from tensorboardX import SummaryWriter
+                self._tb = SummaryWriter(str(self.workdir / "tb"))
+            except ImportError:  # pragma: no cover - tensorboardX is a dependency
+                self._tb = None
+
+    def write(self, stream: str, step: int, metrics: Mapping[str, Any]) -> dict[str, Any]:
+        row = {"step": int(step), **to_python(metrics)}
+        with open(self.workdir / f"{stream}.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        scalars = {k: v for k, v in row.items() if isinstance(v, (int, float)) or v is None}
+        path = self.workdir / f"{stream}.csv"
+        if stream not in self._columns:
+            if path.exists() and path.stat().st_size > 0:
+                with open(path, encoding="utf-8") as f:
+                    self._columns[stream] = next(csv.reader(f))
+            else:
+                self._columns[stream] = list(scalars)
+                with open(path, "w", newline="", encoding="utf-8") as f:
+                    csv.writer(f).writerow(self._columns[stream])
+        with open(path, "a", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerow([scalars.get(c, "") for c in self._columns[stream]])
+        if self._tb is not None:
+            for k, v in scalars.items():
+                if k != "step" and v is not None:
+                    self._tb.add_scalar(f"{stream}/{k}", v, int(step))
+        return row
+
+    def flush(self) -> None:
+        if self._tb is not None:
+            self._tb.flush()
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+
+def read_jsonl(path: str | pathlib.Path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]

@@ -1,0 +1,121 @@
+"""Imagined rollouts: shapes, determinism per key, terminations/resets, masks, member choice."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bremen_jax.algo.imagine import make_imagined_rollout
+from bremen_jax.envs import make_task
+from bremen_jax.models.dynamics import DynamicsConfig, DynamicsHParams, make_dynamics
+from bremen_jax.models.policy import PolicyConfig, make_policy
+
+H, B = 12, 6
+
+
+@pytest.fixture(scope="module")
+def parts():
+    task = make_task("inverted_pendulum", backend="positional", episode_length=100)
+    dyn = make_dynamics(task.obs_size, task.action_size,
+                        DynamicsConfig(num_members=3, hidden_sizes=(16, 16), batch_size=10))
+    pol = make_policy(PolicyConfig(obs_dim=task.obs_size, act_dim=task.action_size,
+                                   hidden_sizes=(8, 8)))
+    dyn_state = dyn.init(jax.random.key(0))
+    pol_params = pol.init(jax.random.key(1))
+    return task, dyn, pol, dyn_state, pol_params
+
+
+def _rollout(parts, **kw):
+    task, dyn, pol, dyn_state, pol_params = parts
+    fn = make_imagined_rollout(task, dyn, pol, horizon=H, num_rollouts=B, **kw)
+    return jax.jit(fn), dyn_state, pol_params
+
+
+def test_shapes_and_determinism(parts):
+    roll, dyn_state, pol_params = _rollout(parts)
+    sigma, n_act = jnp.float32(0.1), jnp.int32(3)
+    a = roll(dyn_state, pol_params, sigma, n_act, jax.random.key(3))
+    b = roll(dyn_state, pol_params, sigma, n_act, jax.random.key(3))
+    c = roll(dyn_state, pol_params, sigma, n_act, jax.random.key(4))
+    chex.assert_shape(a.obs, (H, B, 4))
+    chex.assert_shape(a.action, (H, B, 1))
+    chex.assert_shape([a.reward, a.terminated, a.path_end, a.mask], (H, B))
+    chex.assert_trees_all_equal(a, b)
+    assert not np.allclose(a.obs, c.obs)
+    chex.assert_tree_all_finite(a)
+
+
+def _sharp_dynamics(parts):
+    """A model that tips the pole: predicted angle grows by 0.05 per step from any state."""
+    task, dyn, pol, dyn_state, pol_params = parts
+    norm = dyn_state.norm.replace(delta_mean=jnp.array([0.0, 0.05, 0.0, 0.0]),
+                                  delta_std=jnp.ones(4) * 1e-6)
+    return dyn_state.replace(norm=norm)
+
+
+def test_terminations_end_paths_and_reset(parts):
+    task, dyn, pol, _, pol_params = parts
+    roll, _, _ = _rollout(parts)
+    dyn_state = _sharp_dynamics(parts)
+    out = roll(dyn_state, pol_params, jnp.float32(0.1), jnp.int32(3), jax.random.key(0))
+    obs, nxt = np.asarray(out.obs), np.asarray(out.next_obs)
+    term = np.asarray(out.terminated)
+    t = np.asarray(out.t)
+    # The angle grows ~0.05 per step from |angle| <= 0.01 at reset: termination (|angle|>0.2) after
+    # 4-5 steps; done_fn is evaluated on next_obs.
+    assert term.sum() > 0
+    np.testing.assert_array_equal(term, (np.abs(nxt[..., 1]) > 0.2).astype(np.float32))
+    for h in range(H - 1):
+        ended = term[h] > 0
+        # After a termination the next row starts a new path at t = 0 from a reset state.
+        assert np.all(t[h + 1][ended] == 0)
+        assert np.all(np.abs(obs[h + 1][ended][:, 1]) <= 0.011)
+        assert np.all(t[h + 1][~ended] == t[h][~ended] + 1)
+    # Rows after the last path end of a column (a path in progress) are masked out.
+    mask = np.asarray(out.mask)
+    end = np.asarray(out.path_end)
+    for col in range(B):
+        last = np.nonzero(end[:, col])[0].max()
+        assert mask[: last + 1, col].all() and not mask[last + 1:, col].any()
+
+
+def test_keep_partial_paths(parts):
+    roll, _, pol_params = _rollout(parts, keep_partial_paths=True)
+    out = roll(_sharp_dynamics(parts), pol_params, jnp.float32(0.1), jnp.int32(3),
+               jax.random.key(0))
+    assert np.all(np.asarray(out.mask) == 1)
+    assert np.all(np.asarray(out.path_end)[-1] == 1)
+
+
+def test_no_termination_gives_one_full_path_per_rollout(parts):
+    task, dyn, pol, dyn_state, pol_params = parts
+    roll, _, _ = _rollout(parts)
+    # Zero predicted change: the pole never tips, every column is one path of H steps.
+    norm = dyn_state.norm.replace(delta_mean=jnp.zeros(4), delta_std=jnp.ones(4) * 1e-12)
+    out = roll(dyn_state.replace(norm=norm), pol_params, jnp.float32(0.1), jnp.int32(3),
+               jax.random.key(0))
+    np.testing.assert_array_equal(np.asarray(out.t), np.repeat(np.arange(H)[:, None], B, 1))
+    assert np.asarray(out.path_end)[-1].all() and np.asarray(out.path_end)[:-1].sum() == 0
+    assert np.asarray(out.mask).all()
+    np.testing.assert_allclose(np.asarray(out.reward), 1.0)
+
+
+@pytest.mark.parametrize("member_sampling", ["per_step", "per_rollout"])
+def test_single_active_member_uses_member_zero(parts, member_sampling):
+    task, dyn, pol, dyn_state, pol_params = parts
+    roll, _, _ = _rollout(parts, member_sampling=member_sampling)
+    out = roll(dyn_state, pol_params, jnp.float32(0.1), jnp.int32(1), jax.random.key(5))
+    a_clip = jnp.clip(out.action, -1.0, 1.0)
+    expect = dyn.predict(dyn_state, out.obs, a_clip, jnp.int32(0))
+    np.testing.assert_allclose(np.asarray(out.next_obs), np.asarray(expect), rtol=1e-5, atol=1e-5)
+
+
+def test_bad_arguments(parts):
+    task, dyn, pol, _, _ = parts
+    with pytest.raises(ValueError, match="member_sampling"):
+        make_imagined_rollout(task, dyn, pol, horizon=H, num_rollouts=B, member_sampling="x")
+    with pytest.raises(ValueError, match="exploration"):
+        make_imagined_rollout(task, dyn, pol, horizon=H, num_rollouts=B, exploration="x")
+    with pytest.raises(ValueError, match="horizon"):
+        make_imagined_rollout(task, dyn, pol, horizon=0, num_rollouts=B)
