@@ -1,0 +1,39 @@
+"""Behaviour datasets: sizes, noise levels, errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bremen_jax.data.behavior import make_dataset
+from bremen_jax.envs import make_task
+from bremen_jax.models.policy import PolicyConfig, make_policy
+
+
+@pytest.fixture(scope="module")
+def setup():
+    task = make_task("inverted_pendulum", backend="positional", episode_length=30)
+    policy = make_policy(PolicyConfig(obs_dim=4, act_dim=1, hidden_sizes=(8, 8)))
+    return task, policy, policy.init(jax.random.key(0))
+
+
+def test_pure_is_the_mean_action_and_noise_adds_spread(setup):
+    task, policy, params = setup
+    tr, ret = make_dataset(task, policy, params, "pure", 120, 4, jax.random.key(1))
+    assert tr.obs.shape == (120, 4) and tr.action.shape == (120, 1)
+    mean, _ = policy.dist(params, jnp.asarray(tr.obs))
+    np.testing.assert_allclose(tr.action, np.asarray(mean), atol=1e-6)
+    assert np.isfinite(ret)
+    tr3, _ = make_dataset(task, policy, params, "gaussian3", 120, 4, jax.random.key(1))
+    resid = tr3.action - np.asarray(policy.dist(params, jnp.asarray(tr3.obs))[0])
+    assert 0.2 < resid.std() < 0.4
+    trr, _ = make_dataset(task, policy, params, "random", 120, 4, jax.random.key(1))
+    assert trr.action.min() >= -1 and trr.action.max() <= 1 and trr.action.std() > 0.4
+
+
+def test_bad_arguments(setup):
+    task, policy, params = setup
+    with pytest.raises(ValueError, match="noise must be one of"):
+        make_dataset(task, policy, params, "eps9", 120, 4, jax.random.key(0))
+    with pytest.raises(ValueError, match="multiple of num_envs"):
+        make_dataset(task, policy, params, "pure", 121, 4, jax.random.key(0))
