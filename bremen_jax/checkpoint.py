@@ -1,0 +1,223 @@
+"""Checkpoints of a whole run: an orbax ``CheckpointManager`` over ``<dir>/<step>/{state,meta}``.
+
+Every orbax call of the project lives in this module (DESIGN §2). A checkpoint holds
+
+* ``state``: the WHOLE run-state pytree (e.g. :class:`~bremen_jax.algo.phases.RunState`), with
+  typed PRNG keys stored as their key data (``jax.random.key_data``) and re-wrapped on restore
+  (``jax.random.wrap_key_data``, same key implementation);
+* ``meta``: JSON with the caller's position in the schedule, the config, anything extra, and a
+  description of every leaf (path, shape, dtype) so that a checkpoint written by a different
+  configuration is refused with a message naming the leaves (and config fields) that differ,
+  before orbax reads any array.
+
+Saves are synchronous (:meth:`Checkpointer.save` returns after ``wait_until_finished``), so the
+caller may donate or overwrite the saved arrays right after.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import orbax.checkpoint as ocp
+
+_ITEMS = ("state", "meta")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unreadable, corrupt, or does not fit the expected state."""
+
+
+def is_prng_key(x: Any) -> bool:
+    """True for typed PRNG key arrays (and their ``ShapeDtypeStruct``)."""
+    return hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _keys_to_data(tree: Any) -> Any:
+    return jax.tree.map(lambda x: jax.random.key_data(x) if is_prng_key(x) else x, tree)
+
+
+def leaf_specs(tree: Any) -> dict[str, str]:
+    """``{path: "dtype[shape]"}`` for every leaf (arrays or ``ShapeDtypeStruct``s); typed keys
+    appear as ``key<impl>[shape]``."""
+    out = {}
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        shape = ",".join(str(d) for d in leaf.shape)
+        out[jax.tree_util.keystr(path)] = f"{leaf.dtype}[{shape}]"
+    return out
+
+
+def _key_impls(tree: Any) -> dict[str, str]:
+    return {jax.tree_util.keystr(p): str(jax.random.key_impl(x))
+            for p, x in jax.tree_util.tree_leaves_with_path(tree) if is_prng_key(x)}
+
+
+def _flat_config(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out.update(_flat_config(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def config_diff(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> list[str]:
+    """Fields of two (nested) config dicts that differ, as ``"field: old -> new"`` lines."""
+    if old is None or new is None:
+        return []
+    a, b = _flat_config(old), _flat_config(new)
+    return [f"{k}: {a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r}"
+            for k in sorted(set(a) | set(b)) if a.get(k, "<absent>") != b.get(k, "<absent>")]
+
+
+def _describe_mismatch(saved: Mapping[str, str], expected: Mapping[str, str], limit: int = 8
+                       ) -> list[str]:
+    lines = []
+    for path in sorted(set(saved) | set(expected)):
+        s, e = saved.get(path), expected.get(path)
+        if s != e:
+            lines.append(f"{path or '<root>'}: checkpoint has {s or 'no such leaf'}, "
+                         f"expected {e or 'no such leaf'}")
+    if len(lines) > limit:
+        lines = lines[:limit] + [f"... and {len(lines) - limit} more"]
+    return lines
+
+
+class Checkpointer:
+    """Numbered checkpoints of a run state in ``directory`` (keeps the latest ``max_to_keep``).
+
+    Args:
+        directory: checkpoint folder (created if missing).
+        max_to_keep: how many of the most recent checkpoints to keep (older ones are deleted).
+    """
+
+    def __init__(self, directory: str | pathlib.Path, max_to_keep: int = 3):
+        if isinstance(max_to_keep, bool) or not isinstance(max_to_keep, int) or max_to_keep < 1:
+            raise ValueError(f"max_to_keep must be a positive int, got {max_to_keep!r}")
+        self.directory = pathlib.Path(directory).resolve()
+        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
+        self._mngr = ocp.CheckpointManager(self.directory, options=options, item_names=_ITEMS)
+
+    # -- queries -------------------------------------------------------------------------------
+    def steps(self) -> list[int]:
+        """All checkpoint steps present, ascending."""
+        return sorted(self._mngr.all_steps())
+
+    def latest_step(self) -> int | None:
+        steps = self.steps()
+        return steps[-1] if steps else None
+
+    def _resolve(self, step: int | None) -> int:
+        if step is None:
+            step = self.latest_step()
+            if step is None:
+                raise CheckpointError(f"no checkpoint in {self.directory}")
+        elif step not in self.steps():
+            raise CheckpointError(f"no checkpoint step {step} in {self.directory}; "
+                                  f"present: {self.steps()}")
+        return step
+
+    def read_meta(self, step: int | None = None) -> dict[str, Any]:
+        """The JSON metadata of a checkpoint (latest by default); reads no arrays."""
+        step = self._resolve(step)
+        try:
+            out = self._mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+            meta = out.meta
+        except Exception as e:  # orbax raises many types for unreadable files
+            raise CheckpointError(f"checkpoint {self.directory / str(step)} is corrupt or "
+                                  f"unreadable (metadata: {type(e).__name__}: {e})") from e
+        if not isinstance(meta, dict) or "leaves" not in meta:
+            raise CheckpointError(f"checkpoint {self.directory / str(step)} has no valid metadata "
+                                  f"(not written by bremen_jax.checkpoint?)")
+        return meta
+
+    # -- save / restore ------------------------------------------------------------------------
+    def save(self, step: int, state: Any, *, position: Mapping[str, Any] | None = None,
+             config: Mapping[str, Any] | None = None,
+             extra: Mapping[str, Any] | None = None) -> None:
+        """Writes ``state`` (the whole pytree) and JSON metadata as checkpoint ``step``; blocks.
+
+        Args:
+            step: non-negative int, increasing across saves.
+            state: pytree of arrays; typed PRNG keys are allowed.
+            position: JSON-able position in the schedule (e.g. ``{"deployment": 1, "chunk": 2}``).
+            config: JSON-able config dict (e.g. ``json.loads(cfg.to_json())``).
+            extra: any other JSON-able host-side bookkeeping.
+        """
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise ValueError(f"step must be a non-negative int, got {step!r}")
+        meta = {"position": dict(position or {}), "config": config, "extra": dict(extra or {}),
+                "leaves": leaf_specs(state), "key_impls": _key_impls(state)}
+        json.dumps(meta)  # fail early (before writing) on anything not JSON-able
+        self._mngr.save(step, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(_keys_to_data(state)), meta=ocp.args.JsonSave(meta)),
+            force=True)
+        self._mngr.wait_until_finished()
+
+    def restore(self, abstract_state: Any, step: int | None = None,
+                expected_config: Mapping[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        """Restores checkpoint ``step`` (latest by default) into ``abstract_state``'s structure.
+
+        Args:
+            abstract_state: pytree of ``ShapeDtypeStruct`` (e.g.
+                ``jax.eval_shape(phases.init, key)``) or of arrays; typed-key leaves come back as
+                typed keys.
+            step: checkpoint step, or ``None`` for the latest.
+            expected_config: the config the caller runs with; named in the error when the
+                checkpoint's leaves do not fit.
+        Returns:
+            ``(state, meta)``; ``meta`` has ``position``, ``config``, ``extra``.
+        Raises:
+            CheckpointError: no checkpoint, unreadable/corrupt files, or leaves that differ from
+                ``abstract_state`` (the message lists them and the config fields that differ).
+        """
+        step = self._resolve(step)
+        meta = self.read_meta(step)
+        expected = leaf_specs(abstract_state)
+        if meta["leaves"] != expected:
+            lines = _describe_mismatch(meta["leaves"], expected)
+            diff = config_diff(meta.get("config"), expected_config)
+            msg = (f"checkpoint {self.directory / str(step)} does not match the expected state:\n  "
+                   + "\n  ".join(lines))
+            if diff:
+                msg += ("\nconfig fields that differ (checkpoint -> current):\n  "
+                        + "\n  ".join(diff))
+            raise CheckpointError(msg)
+        impls = meta.get("key_impls", {})
+        target = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), _abstract_key_data(abstract_state))
+        try:
+            out = self._mngr.restore(step, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(target)))
+            data = out.state
+        except Exception as e:  # orbax raises many types for unreadable arrays
+            raise CheckpointError(f"checkpoint {self.directory / str(step)} is corrupt or "
+                                  f"unreadable (state: {type(e).__name__}: {e})") from e
+        flat_abs, treedef = jax.tree_util.tree_flatten_with_path(abstract_state)
+        flat_data = treedef.flatten_up_to(data)
+        leaves = []
+        for (path, a), d in zip(flat_abs, flat_data):
+            if is_prng_key(a):
+                d = jax.random.wrap_key_data(d, impl=impls[jax.tree_util.keystr(path)])
+            leaves.append(d)
+        return jax.tree_util.tree_unflatten(treedef, leaves), meta
+
+    def close(self) -> None:
+        self._mngr.wait_until_finished()
+        self._mngr.close()
+
+    def __enter__(self) -> "Checkpointer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _abstract_key_data(tree: Any) -> Any:
+    """Replaces typed-key leaves by the abstract shape/dtype of their key data."""
+    return jax.tree.map(
+        lambda x: jax.eval_shape(jax.random.key_data, x) if is_prng_key(x) else x, tree)

@@ -1,0 +1,247 @@
+"""The recursive deployment loop: host driver == compiled driver, interrupted + resumed == whole
+run, nothing recompiles across deployments or HParam changes, ``vmap``-able ``train``, the
+``bremen train`` command end to end, and (slow) learning on inverted_pendulum.
+
+Compiling the phases of the tiny ``test`` config takes most of the time (Brax on CPU), so the
+executables are shared: the drivers cache them per configuration, and the runs are module fixtures.
+"""
+
+import contextlib
+import json
+import pathlib
+
+import chex
+import jax
+import jax.monitoring
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bremen_jax import config as config_lib
+from bremen_jax.algo import deployment
+from bremen_jax.algo.phases import make_phases
+from bremen_jax.checkpoint import Checkpointer
+from bremen_jax.cli import main
+from bremen_jax.data.collect import make_evaluator, uniform_random_policy
+from bremen_jax.logs import read_jsonl
+
+COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+TOL = dict(rtol=1e-4, atol=1e-5)
+
+
+@contextlib.contextmanager
+def count_compiles():
+    events = []
+
+    def listener(name, secs, **kwargs):
+        if name == COMPILE_EVENT:
+            events.append(secs)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield events
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
+def _cfg(*overrides):
+    return config_lib.apply_overrides(config_lib.load_config("test"), list(overrides))
+
+
+def _key_data(tree):
+    return jax.tree.map(lambda x: jax.random.key_data(x)
+                        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x, tree)
+
+
+def assert_trees_close(a, b):
+    a, b = jax.device_get(_key_data(a)), jax.device_get(_key_data(b))
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(b)):
+        np.testing.assert_allclose(np.asarray(x, np.float64), np.asarray(y, np.float64),
+                                   equal_nan=True, err_msg=jax.tree_util.keystr(path), **TOL)
+
+
+def _rows(workdir, stream):
+    """Log rows without wall-clock fields."""
+    return [{k: v for k, v in r.items() if not k.startswith("time/")}
+            for r in read_jsonl(pathlib.Path(workdir) / f"{stream}.jsonl")]
+
+
+def assert_rows_close(dir_a, dir_b):
+    for stream in deployment.STREAMS:
+        ra, rb = _rows(dir_a, stream), _rows(dir_b, stream)
+        assert len(ra) == len(rb) and ra
+        for x, y in zip(ra, rb):
+            assert x.keys() == y.keys()
+            assert_trees_close({k: np.float64(np.nan if v is None else v) for k, v in x.items()},
+                               {k: np.float64(np.nan if v is None else v) for k, v in y.items()})
+
+
+@pytest.fixture(scope="module")
+def host_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("host")
+    return workdir, deployment.run_host(_cfg(), workdir, progress=False)
+
+
+@pytest.fixture(scope="module")
+def compiled_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("compiled")
+    return workdir, deployment.run_compiled(_cfg(), workdir)
+
+
+def test_host_run_outputs(host_run):
+    workdir, result = host_run
+    static, _ = config_lib.split(_cfg())
+    K, C = static.num_deployments, deployment.num_chunks(static)
+    for name in ("config.json", "chunks.csv", "chunks.jsonl", "deployments.csv",
+                 "deployments.jsonl", "summary.json"):
+        assert (workdir / name).is_file(), name
+    assert (workdir / "tb").is_dir() and any((workdir / "tb").iterdir())
+    chunks, deps = _rows(workdir, "chunks"), _rows(workdir, "deployments")
+    assert [(r["deployment"], r["chunk"]) for r in chunks] == [
+        (d, c) for d in range(1, K + 1) for c in range(1, C + 1)]
+    assert [r["deployment"] for r in deps] == list(range(1, K + 1))
+    summary = json.loads((workdir / "summary.json").read_text())
+    assert summary == json.loads(json.dumps(result.summary))
+    assert summary["finished"] and summary["deployments"] == K
+    assert summary["env_steps"] == K * static.deploy_batch
+    assert summary["returns"] == [r["return"] for r in deps]
+    assert summary["returns"][-1] == chunks[-1]["eval/return_mean"]
+    assert set(summary["wall_time_s"]) >= {"total", "collect", "fit_dynamics", "fit_bc",
+                                            "evaluate", "improve"}
+    assert summary["compile_time_s"]["improve"] > 0
+    # One checkpoint per deployment preamble and per chunk; the latest ones are kept.
+    ck = Checkpointer(workdir / "checkpoints")
+    assert ck.latest_step() == K * (C + 1) + C
+    assert ck.read_meta()["position"] == {"deployment": K, "chunk": C}
+    assert len(result.metrics) == K
+    chex_leaf = result.metrics[0]["improve"]["imagined_return"]
+    assert chex_leaf.shape == (C, static.trpo_chunk)
+    assert np.isfinite(chex_leaf).all()
+
+
+def test_host_driver_equals_compiled_driver(host_run, compiled_run):
+    (dir_h, res_h), (dir_c, res_c) = host_run, compiled_run
+    assert len(res_h.metrics) == len(res_c.metrics)
+    assert_trees_close(res_h.metrics, res_c.metrics)
+    assert_trees_close(res_h.state, res_c.state)
+    assert_rows_close(dir_h, dir_c)
+
+
+@pytest.mark.parametrize("stop_at", [(1, 2), (2, 1)])
+def test_interrupted_and_resumed_run_equals_whole_run(host_run, tmp_path, stop_at):
+    workdir, whole = host_run
+    part = deployment.run_host(_cfg(), tmp_path, progress=False, stop_at=stop_at)
+    assert not part.summary["finished"]
+    assert part.summary["position"] == {"deployment": stop_at[0], "chunk": stop_at[1]}
+    # A crash after logging but before checkpointing leaves an extra row; resume drops it.
+    with open(tmp_path / "chunks.jsonl", "a") as f:
+        f.write(json.dumps({"step": 99, "deployment": 9, "chunk": 9}) + "\n")
+    resumed = deployment.run_host(_cfg(), tmp_path, progress=False, resume=True)
+    assert resumed.summary["finished"]
+    assert_trees_close(resumed.state, whole.state)
+    assert_rows_close(tmp_path, workdir)
+    assert resumed.summary["returns"] == pytest.approx(whole.summary["returns"], rel=1e-4, abs=1e-5)
+    # The metrics of the deployments run whole in the resumed session match too.
+    assert_trees_close(resumed.metrics, whole.metrics[len(whole.metrics) - len(resumed.metrics):])
+
+
+def test_nothing_recompiles_across_deployments_or_hparams(host_run, tmp_path):
+    # Same shapes, another seed and other HParams: the cached executables serve the whole run.
+    cfg = _cfg("seed=7", "trpo.target_kl=0.02", "bc.learning_rate=1e-3")
+    with count_compiles() as compiles:
+        result = deployment.run_host(cfg, tmp_path, progress=False)
+    assert result.summary["finished"]
+    assert compiles == []
+    assert result.summary["returns"] != host_run[1].summary["returns"] or \
+        result.summary["bc_returns"] != host_run[1].summary["bc_returns"]
+
+
+def test_train_is_vmappable_over_keys_and_hparams(monkeypatch):
+    # The deployment step is traced once for all K deployments (a scan body, not unrolled).
+    monkeypatch.setattr(deployment, "deployment_step",
+                        chex.assert_max_traces(deployment.deployment_step, n=1))
+    static, hp = config_lib.split(_cfg())
+    train = deployment.make_train(make_phases(static))
+    keys = jax.random.split(jax.random.key(0), 2)
+    hps = jax.tree.map(lambda x: jnp.stack([x, x]), hp)
+    state, metrics = jax.eval_shape(jax.vmap(train), keys, hps)
+    K, C = static.num_deployments, deployment.num_chunks(static)
+    assert state.env_steps.shape == (2,)
+    assert metrics["eval"]["eval/return_mean"].shape == (2, K, C)
+    assert metrics["improve"]["imagined_return"].shape == (2, K, C, static.trpo_chunk)
+
+
+def test_cli_train_end_to_end_refuse_and_resume(host_run, tmp_path, capsys):
+    workdir = tmp_path / "run"
+    args = ["train", "--config", "test", "--workdir", str(workdir), "--no-progress"]
+    assert main(args) == 0
+    assert_rows_close(workdir, host_run[0])
+    before = (workdir / "chunks.jsonl").read_text()
+    capsys.readouterr()
+    # A second run in the same directory is refused and changes nothing.
+    assert main(args) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (workdir / "chunks.jsonl").read_text() == before
+    # Resuming a finished run does nothing; a different --config or a static change is refused.
+    assert main(["train", "--resume", "--workdir", str(workdir), "--no-progress"]) == 0
+    assert (workdir / "chunks.jsonl").read_text() == before
+    capsys.readouterr()
+    assert main(["train", "--resume", "--workdir", str(workdir), "--config", "quick"]) == 2
+    err = capsys.readouterr().err
+    assert "differs from the config of the run" in err and "task: 'inverted_pendulum'" in err
+    assert main(["train", "--resume", "--workdir", str(workdir),
+                 "--config.deploy.batch_size=800"]) == 2
+    assert "deploy.batch_size: 400 -> 800" in capsys.readouterr().err
+    assert main(["train", "--resume", "--workdir", str(tmp_path / "none")]) == 2
+    assert "no run to resume" in capsys.readouterr().err
+
+    # Interrupted after deployment 1, resumed from the command line with an HParam change
+    # allowed explicitly (recorded in resumes.jsonl).
+    part = tmp_path / "part"
+    deployment.run_host(_cfg(), part, progress=False, stop_at=(1, 2))
+    assert main(["train", "--resume", "--workdir", str(part), "--no-progress"]) == 0
+    assert_rows_close(part, host_run[0])
+    part2 = tmp_path / "part2"
+    deployment.run_host(_cfg(), part2, progress=False, stop_at=(1, 2))
+    assert main(["train", "--resume", "--workdir", str(part2), "--no-progress",
+                 "--config.trpo.target_kl=0.05"]) == 0
+    assert read_jsonl(part2 / "resumes.jsonl")[-1]["changed"] == ["trpo.target_kl: 0.1 -> 0.05"]
+    assert json.loads((part2 / "config.json").read_text())["trpo"]["target_kl"] == 0.05
+
+
+def test_cli_compiled_driver_and_its_resume_rules(host_run, compiled_run, tmp_path, capsys):
+    workdir = tmp_path / "c"
+    assert main(["train", "--config", "test", "--workdir", str(workdir),
+                 "--driver", "compiled"]) == 0
+    assert_rows_close(workdir, compiled_run[0])
+    mid = tmp_path / "mid"
+    deployment.run_host(_cfg(), mid, progress=False, stop_at=(1, 1))
+    capsys.readouterr()
+    assert main(["train", "--resume", "--workdir", str(mid), "--driver", "compiled"]) == 2
+    assert "resumes only at deployment boundaries" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_learns_inverted_pendulum(tmp_path):
+    """BREMEN's deterministic return after the last deployment is >= 10x the random policy's.
+
+    Generalized backend, 1000-step episodes (random policy ~5). ~25 s on two CPU cores; seeds
+    0-4 reach 100-1000. target_kl 0.5 for the same reason as in the quick config (few TRPO
+    iterations from a clone whose sigma sits at its floor).
+    """
+    cfg = config_lib.apply_overrides(config_lib.load_config("test"), [
+        "backend='generalized'", "episode_length=1000", "deploy.num_deployments=3",
+        "deploy.batch_size=4000", "deploy.num_envs=20", "dynamics.hidden_sizes=(64, 64)",
+        "dynamics.batch_size=128", "dynamics.max_epochs=40", "dynamics.patience=10",
+        "dynamics.eval_every=5", "bc.num_steps=500", "imagine.horizon=250",
+        "imagine.batch_size=5000", "trpo.target_kl=0.5", "trpo.iterations=60", "trpo.chunk=20",
+        "eval.num_episodes=5"])
+    static, _ = config_lib.split(cfg)
+    result = deployment.run_host(cfg, tmp_path, progress=False)
+    task = make_phases(static).task
+    random_eval = jax.jit(make_evaluator(task, uniform_random_policy(task.action_size), 20))
+    random_return = float(random_eval(None, jax.random.key(1))["return_mean"])
+    assert 1.0 < random_return < 20.0
+    final = result.summary["returns"][-1]
+    assert final >= 10 * random_return, (final, random_return, result.summary["returns"])
