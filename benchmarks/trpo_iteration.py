@@ -15,7 +15,6 @@ import argparse
 import json
 
 import jax
-import jax.numpy as jnp
 
 from benchmarks.common import device_info, measure_matmul_peak, time_jitted
 from bremen_jax import config as config_lib

@@ -216,7 +216,7 @@ def test_fit_linear_system_drives_validation_error_near_zero(lin_fit):
 
 
 def test_warm_start_keeps_params_and_adam_state(lin_fit):
-    dyn, cfg, fit = lin_fit["dyn"], lin_fit["cfg"], lin_fit["fit"]
+    cfg, fit = lin_fit["cfg"], lin_fit["fit"]
     state1, m1 = lin_fit["state1"], lin_fit["metrics1"]
     state2, m2 = fit(state1, lin_fit["data"], lin_fit["train_mask"], lin_fit["val_mask"],
                      DynamicsHParams.default(cfg), jax.random.key(2))

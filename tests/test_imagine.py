@@ -8,7 +8,7 @@ import pytest
 
 from bremen_jax.algo.imagine import make_imagined_rollout
 from bremen_jax.envs import make_task
-from bremen_jax.models.dynamics import DynamicsConfig, DynamicsHParams, make_dynamics
+from bremen_jax.models.dynamics import DynamicsConfig, make_dynamics
 from bremen_jax.models.policy import PolicyConfig, make_policy
 
 H, B = 12, 6

@@ -20,13 +20,12 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 from bremen_jax import config as config_lib
 from bremen_jax.algo.phases import make_phases
 from bremen_jax.data.dataset import load_dataset
 from bremen_jax.envs import make_task
-from bremen_jax.logs import MetricWriter, to_python
+from bremen_jax.logs import MetricWriter
 from bremen_jax.types import Transition
 
 

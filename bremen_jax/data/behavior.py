@@ -13,7 +13,6 @@ import pathlib
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from bremen_jax import config as config_lib
