@@ -35,6 +35,8 @@ _CHOICES = {
     "imagine.start_states": ("reset", "dataset"),
     "imagine.exploration": ("constant", "learned"),
     "trpo.baseline": ("linear", "mlp"),
+    "trpo.fvp": ("gauss_newton", "hessian"),
+    "trpo.line_search": ("sequential", "parallel"),
 }
 _POSITIVE_INTS = (
     "episode_length", "dynamics.num_members", "dynamics.batch_size", "dynamics.max_epochs",
@@ -282,7 +284,8 @@ def split(cfg: ml_collections.ConfigDict) -> tuple[StaticConfig, HParams]:
         start_states=im.start_states, exploration=im.exploration,
         keep_partial_paths=im.keep_partial_paths,
         trpo=TRPOConfig(cg_iters=t.cg_iters, ls_steps=t.ls_steps, ls_backtrack=float(t.ls_backtrack),
-                        accept_ratio=float(t.accept_ratio), ls_check_kl=t.ls_check_kl),
+                        accept_ratio=float(t.accept_ratio), ls_check_kl=t.ls_check_kl,
+                        fvp=t.fvp, line_search=t.line_search, shs_from_cg=t.shs_from_cg),
         baseline=t.baseline, bootstrap_truncation=t.bootstrap_truncation,
         trpo_iterations=t.iterations, trpo_chunk=t.chunk,
         num_deployments=dp.num_deployments, deploy_batch=dp.batch_size, collect_envs=dp.num_envs,

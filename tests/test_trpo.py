@@ -264,3 +264,98 @@ def test_bad_inputs_raise():
         trpo.TRPOConfig(cg_iters=0)
     with pytest.raises(ValueError, match="target_kl"):
         trpo.TRPOHParams.create(target_kl=0.0)
+
+
+# --- Gauss-Newton FVP and the line-search modes --------------------------------------------
+
+def mlp_dist_fn(params, obs):
+    """2-layer tanh MLP: mean and per-row log_std from the same trunk ([N, 2], [N, 2])."""
+    h = jnp.tanh(obs @ params["w1"] + params["b1"])
+    out = h @ params["w2"] + params["b2"]
+    return jnp.tanh(out[:, :ACT_DIM]), jnp.clip(out[:, ACT_DIM:] - 0.5, -5.0, 0.0)
+
+
+def _mlp_params(seed=0):
+    rng = np.random.default_rng(seed)
+    f = lambda *s: jnp.asarray(rng.normal(size=s) * 0.5, jnp.float32)  # noqa: E731
+    return {"w1": f(OBS_DIM, 8), "b1": f(8), "w2": f(8, 2 * ACT_DIM), "b2": f(2 * ACT_DIM)}
+
+
+@pytest.mark.parametrize("which", ["linear_shared_log_std", "mlp_per_row_log_std"])
+def test_gauss_newton_fvp_equals_hessian_fvp_at_the_old_policy(which):
+    fn = dist_fn if which.startswith("linear") else mlp_dist_fn
+    params, obs, _, _, mask = _toy(n=40)
+    if fn is mlp_dist_fn:
+        params = _mlp_params()
+    mask = mask.at[::3].set(0.0)          # masked rows must not count
+    mean0, log_std0 = jax.tree.map(jax.lax.stop_gradient, fn(params, obs))
+    kl_fn = lambda p: trpo.mean_kl(fn, p, obs, mask, mean0, log_std0)  # noqa: E731
+    flat, unravel = ravel_pytree(params)
+    damping = 0.1
+    hess = jax.hessian(lambda f: kl_fn(unravel(f)))(flat)
+    gn = jax.jit(trpo.make_gauss_newton_fvp(fn, params, obs, mask, mean0, log_std0, damping))
+    for seed in range(3):
+        v = jnp.asarray(np.random.default_rng(seed).normal(size=flat.shape), jnp.float32)
+        got = ravel_pytree(gn(unravel(v)))[0]
+        np.testing.assert_allclose(got, hess @ v + damping * v, rtol=1e-4, atol=1e-5)
+    if fn is not mlp_dist_fn:
+        return  # a linear model has no second-order term: GN = Hessian everywhere
+    # Away from the old policy the KL Hessian has a term in the network's second derivative
+    # that the GN form leaves out, so the two must differ there (this comparison can fail).
+    shifted = jax.tree.map(lambda p: p + 0.3, params)
+    hess_s = jax.hessian(lambda f: kl_fn(unravel(f)))(ravel_pytree(shifted)[0])
+    gn_s = trpo.make_gauss_newton_fvp(fn, shifted, obs, mask, mean0, log_std0, 0.0)
+    v = jnp.asarray(np.random.default_rng(7).normal(size=flat.shape), jnp.float32)
+    assert not np.allclose(ravel_pytree(gn_s(unravel(v)))[0], hess_s @ v, rtol=1e-2)
+
+
+def test_trpo_step_is_the_same_with_either_fvp_and_line_search():
+    params, obs, actions, adv, mask = _toy(seed=2)
+    hp = trpo.TRPOHParams.create(target_kl=0.01, cg_damping=0.1)
+    ref, m_ref = jit_step(dist_fn, params, obs, actions, adv, mask,
+                          trpo.TRPOConfig(fvp="hessian", line_search="parallel",
+                                          shs_from_cg=False), hp)   # the original's path
+    new, m = jit_step(dist_fn, params, obs, actions, adv, mask, trpo.TRPOConfig(), hp)
+    chex.assert_trees_all_close(new, ref, rtol=1e-4, atol=1e-6)
+    for k in ("ls_index", "ls_accepted", "surrogate_after", "kl_after", "shs"):
+        np.testing.assert_allclose(m[k], m_ref[k], rtol=1e-4, atol=1e-7, err_msg=k)
+
+
+@pytest.mark.parametrize("case", ["first_ok_at_2", "check_kl", "nan_kl", "all_fail", "nan_step"])
+def test_sequential_and_parallel_line_search_agree(case):
+    step, expected, kl_fn, check = STEP, EXPECTED, sq_kl, False
+    if case == "check_kl":
+        check = True
+    elif case == "nan_kl":
+        kl_fn = lambda p: jnp.where(jnp.abs(p["x"][0] - 1.0) < 1e-6, jnp.nan, 0.0)  # noqa: E731
+        check = True
+    elif case == "all_fail":
+        step, expected = {"x": jnp.full((2,), -1.0)}, jnp.float32(4.0)
+    elif case == "nan_step":
+        step = {"x": jnp.full((2,), jnp.nan)}
+    out = {}
+    for mode in trpo.LINE_SEARCHES:
+        cfg = trpo.TRPOConfig(ls_check_kl=check, line_search=mode)
+        out[mode] = jax.jit(lambda p, s, e, cfg=cfg: trpo.line_search(
+            quad_loss, kl_fn, p, s, e, cfg, HP))(P0, step, expected)
+    (p_seq, m_seq), (p_par, m_par) = out["sequential"], out["parallel"]
+    np.testing.assert_array_equal(p_seq["x"], p_par["x"])
+    for k in m_par:
+        np.testing.assert_array_equal(m_seq[k], m_par[k], err_msg=k)
+
+
+def test_trpo_config_rejects_unknown_methods():
+    with pytest.raises(ValueError, match="TRPOConfig.fvp must be one of"):
+        trpo.TRPOConfig(fvp="exact")
+    with pytest.raises(ValueError, match="TRPOConfig.line_search must be one of"):
+        trpo.TRPOConfig(line_search="golden")
+
+
+def test_cg_tracks_a_times_x():
+    a, b = _spd(6, seed=3)
+    matvec = lambda v: jnp.asarray(a) @ v  # noqa: E731
+    for iters in (2, 6):   # unconverged and converged
+        x, rdotr, ax = trpo.conjugate_gradient_tracked(matvec, jnp.asarray(b), iters, 1e-10)
+        np.testing.assert_allclose(ax, a @ np.asarray(x), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(rdotr, np.sum((b - a @ np.asarray(x)) ** 2), rtol=1e-2,
+                                   atol=1e-6)
