@@ -1,0 +1,162 @@
+"""The sweep sharded over 4 fake CPU devices equals the single-device sweep, and a run count that
+does not divide the device count (3 runs on 4 devices) is padded and the padding dropped.
+
+XLA's device count is fixed when JAX starts, so the 4-device sweeps run in a subprocess with
+``XLA_FLAGS=--xla_force_host_platform_device_count=4`` (sharing the persistent compilation
+cache). The single-device sweep is the one ``tests/test_sweep.py`` compiles (cached in-process
+when both modules run in one session). Tolerances: see ``tests/test_sweep.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+from bremen_jax import sweep
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+TOL = 5e-2
+ROUNDING_METRICS = ("cg_residual",)
+RETURNS = ("return_d1", "return_d2", "bc_return_d1", "bc_return_d2", "final_return",
+           "best_return", "random_return")
+POINT0 = {"dynamics.num_active": 2, "trpo.target_kl": 0.05}
+
+CHILD = textwrap.dedent("""
+    import json, sys
+    import jax
+    from bremen_jax import sweep
+    out = sys.argv[1]
+    assert jax.device_count() == 4, jax.devices()
+    four = sweep.run_sweep("test", out + "/four")
+    cfg, _ = sweep.load_sweep("test")
+    three = sweep.run_sweep((cfg, {"seeds": 3, "points": [%r]}), out + "/three")
+    print(json.dumps({"devices": [str(d) for d in jax.devices()],
+                      "timings": [four.timings[0], three.timings[0]]}))
+""" % POINT0)
+
+
+def _npz(path):
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _rows(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _assert_close(a: dict, b: dict, runs_a, runs_b, tol=TOL):
+    """Every metric of runs ``runs_a`` of ``a`` within ``tol`` x its scale of ``runs_b`` of b."""
+    assert a.keys() == b.keys()
+    for k in a:
+        if k in ("seeds", "point") or any(m in k for m in ROUNDING_METRICS):
+            continue
+        x, y = a[k][runs_a].astype(np.float64), b[k][runs_b].astype(np.float64)
+        fin = np.isfinite(y)
+        np.testing.assert_array_equal(np.isfinite(x), fin, err_msg=k)
+        if fin.any():
+            err = np.abs(x[fin] - y[fin]).max() / max(np.abs(y[fin]).max(), 1e-3)
+            assert err <= tol, f"{k}: max |diff| / scale = {err:.3g} > {tol}"
+
+
+@pytest.fixture(scope="module")
+def four_devices(tmp_path_factory):
+    out = tmp_path_factory.mktemp("devices")
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
+                        " --xla_force_host_platform_device_count=4").strip()
+    env["JAX_PLATFORMS"] = "cpu"
+    cache = jax.config.jax_compilation_cache_dir
+    if cache:
+        env["JAX_COMPILATION_CACHE_DIR"] = str(cache)
+        env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "1"
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(out)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=540)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out, info
+
+
+@pytest.fixture(scope="module")
+def single_device(tmp_path_factory):
+    return sweep.run_sweep("test", tmp_path_factory.mktemp("one") / "out",
+                           devices=jax.devices()[:1])
+
+
+def test_four_fake_devices_equal_single_device(four_devices, single_device):
+    out, info = four_devices
+    assert len(info["devices"]) == 4
+    t4 = info["timings"][0]
+    assert (t4["devices"], t4["runs"], t4["padded_runs"], t4["runs_per_device"]) == (4, 4, 0, 1)
+    meta = json.loads((out / "four" / "sweep.json").read_text())
+    assert meta["device"]["num_devices"] == 4 and meta["finished"]
+    rows4, rows1 = _rows(out / "four" / "runs.jsonl"), single_device.rows
+    assert [(r["point"], r["seed"]) for r in rows4] == [(r["point"], r["seed"]) for r in rows1]
+    for r4, r1 in zip(rows4, rows1):
+        for k in RETURNS:
+            assert r4[k] == pytest.approx(r1[k], abs=1e-4), k
+    m4 = _npz(out / "four" / "metrics_outer0.npz")
+    m1 = _npz(single_device.workdir / "metrics_outer0.npz")
+    _assert_close(m4, m1, slice(None), slice(None))
+
+
+def test_run_count_not_divisible_by_devices_is_padded(four_devices, single_device):
+    out, info = four_devices
+    t3 = info["timings"][1]
+    assert (t3["devices"], t3["runs"], t3["padded_runs"], t3["runs_per_device"]) == (4, 3, 1, 1)
+    assert t3["compile_cached"]  # same shapes as the 4-run sweep: no second compile
+    rows3 = _rows(out / "three" / "runs.jsonl")
+    assert [(r["point"], r["seed"], r["run"]) for r in rows3] == [(0, 0, 0), (0, 1, 1), (0, 2, 2)]
+    assert all(r["dynamics.num_active"] == 2 for r in rows3)
+    m3 = _npz(out / "three" / "metrics_outer0.npz")
+    assert m3["eval|eval/return_mean"].shape[0] == 3  # the padded run is dropped
+    np.testing.assert_array_equal(m3["seeds"], [0, 1, 2])
+    assert json.loads((out / "three" / "summary.json").read_text())["num_runs"] == 3
+    # Runs 0 and 1 are the 4-device sweep's runs 0 and 1 (same program, same device each).
+    m4 = _npz(out / "four" / "metrics_outer0.npz")
+    for k in m3:
+        if k not in ("seeds", "point"):
+            np.testing.assert_array_equal(m3[k][:2], m4[k][:2], err_msg=k)
+    # ... and close to the single-device sweep's; seed 2 is a new, finite run.
+    m1 = _npz(single_device.workdir / "metrics_outer0.npz")
+    _assert_close({k: v[:2] for k, v in m3.items()}, {k: v[:2] for k, v in m1.items()},
+                  slice(None), slice(None))
+    assert np.isfinite(m3["eval|eval/return_mean"][2]).all()
+
+
+def test_initialize_distributed_one_process_and_global_arrays(tmp_path):
+    """``initialize_distributed`` from the environment, a global mesh, inputs built per shard
+    and results gathered with ``process_allgather`` (one process: all a machine here can do)."""
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_COORDINATOR_ADDRESS=f"localhost:{port}",
+               JAX_NUM_PROCESSES="1", JAX_PROCESS_ID="0")
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
+                        " --xla_force_host_platform_device_count=2").strip()
+    code = textwrap.dedent("""
+        import numpy as np
+        from jax.experimental import multihost_utils
+        from jax.sharding import NamedSharding, PartitionSpec
+        from bremen_jax import sweep
+        assert sweep.initialize_distributed() == (0, 1)
+        mesh = sweep.make_runs_mesh()
+        assert mesh.size == 2
+        x = np.arange(8.0).reshape(4, 2)
+        g = sweep._global_array(x, NamedSharding(mesh, PartitionSpec("runs")))
+        assert len(g.addressable_shards) == 2 and g.addressable_shards[0].data.shape == (2, 2)
+        assert np.array_equal(multihost_utils.process_allgather(g, tiled=True), x)
+        assert np.array_equal(sweep._gather(g), x)
+        print("ok")
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
