@@ -32,6 +32,9 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["bremen_jax", "bremen_jax.*", "experiments", "experiments.*",
                                     "benchmarks"]),
+    # the shipped behaviour policies (small .npz checkpoints) and their reference returns
+    package_data={"bremen_jax.data": ["behaviors/*.json", "behaviors/*/*.json",
+                                      "behaviors/*/*.npz"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={
         "dev": ["pytest>=8", "pytest-timeout>=2.3"],

@@ -1,4 +1,4 @@
-"""Behaviour datasets: sizes, noise levels, errors."""
+"""Behaviour datasets from a BREMEN policy (make_dataset over mixtures): sizes, noise, errors."""
 
 import jax
 import jax.numpy as jnp
@@ -35,5 +35,15 @@ def test_bad_arguments(setup):
     task, policy, params = setup
     with pytest.raises(ValueError, match="noise must be one of"):
         make_dataset(task, policy, params, "eps9", 120, 4, jax.random.key(0))
-    with pytest.raises(ValueError, match="multiple of num_envs"):
-        make_dataset(task, policy, params, "pure", 121, 4, jax.random.key(0))
+    with pytest.raises(ValueError, match="size must be a positive int"):
+        make_dataset(task, policy, params, "pure", 0, 4, jax.random.key(0))
+
+
+def test_eps_mixture_exact_size(setup):
+    task, policy, params = setup
+    tr, _ = make_dataset(task, policy, params, "eps3", 121, 4, jax.random.key(2))
+    assert tr.obs.shape == (121, 4)
+    mean, _ = policy.dist(params, jnp.asarray(tr.obs))
+    same = np.isclose(tr.action, np.asarray(mean), atol=1e-6)[:, 0]
+    # rows 0-23 random walk, 24-71 pure, 72-120 eps-greedy with eps = 0.3
+    assert not same[:24].any() and same[24:72].all() and 0.5 < same[72:].mean() < 0.95

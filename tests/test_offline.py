@@ -9,6 +9,7 @@ import pytest
 from bremen_jax import config as config_lib
 from bremen_jax.algo.offline import run_offline
 from bremen_jax.cli import main
+from bremen_jax.data import scores
 from bremen_jax.data.collect import (flatten_env_major, make_collector, summarize_episodes,
                                      uniform_random_policy)
 from bremen_jax.data.dataset import save_dataset
@@ -47,6 +48,9 @@ def test_offline_bremen_beats_behavior_and_bc(tmp_path):
     assert summary["bremen_return"] > 1.5 * best_baseline + 10, summary
     written = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert written["bremen_returns"] == summary["bremen_returns"]
+    r_rand, r_exp = scores.reference_returns("inverted_pendulum")
+    assert written["normalized_scores"]["bremen"] == pytest.approx(
+        100 * (summary["bremen_return"] - r_rand) / (r_exp - r_rand))
     rows = (tmp_path / "run" / "offline.jsonl").read_text().splitlines()
     assert len(rows) == 2 + 60 // 20
 

@@ -23,6 +23,7 @@ import ml_collections
 
 from bremen_jax import config as config_lib
 from bremen_jax.algo.phases import make_phases
+from bremen_jax.data import scores
 from bremen_jax.data.dataset import load_dataset
 from bremen_jax.envs import make_task
 from bremen_jax.logs import MetricWriter
@@ -100,5 +101,9 @@ def run_offline(cfg: ml_collections.ConfigDict, dataset_path: str | pathlib.Path
         "trpo_iterations": static.trpo_iterations,
         "wall_time_s": {k: round(v, 3) for k, v in timings.items()},
     }
+    # D4RL-style normalised scores against the task's pinned random/expert returns (or None)
+    summary["normalized_scores"] = scores.scores_or_none(static.task, {
+        "behavior": summary["behavior_return"], "bc": bc_return,
+        "bremen": summary["bremen_return"]})
     (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -1,10 +1,11 @@
-"""Behaviour policies for making datasets: uniform random, or the target policy of a BREMEN run.
+"""Behaviour datasets from the target policy of a BREMEN run (superseded by ``make``/``mixtures``).
 
 ``load_run_policy(workdir)`` restores the latest checkpoint of a ``bremen train`` run directory and
-returns its task and target policy; :func:`make_dataset` rolls a policy with the original's noise
-(reference §10.2: ``pure`` = the policy's mean action, ``gaussian1``/``gaussian3`` = mean +
-N(0, 0.1²/0.3²), ``random`` = U(-1, 1)) in vmapped envs and returns a flat, episode-ordered
-:class:`~bremen_jax.types.Transition` batch plus the behaviour's mean episode return.
+returns its task and target policy. :func:`make_dataset` collects one of the original's mixtures
+(:data:`bremen_jax.data.mixtures.MIXTURES`: ``pure``, ``eps1``, ``eps3``, ``gaussian1``,
+``gaussian3``, ``random``) around the policy's mean action, with the exact component counts and
+layout of :func:`bremen_jax.data.mixtures.collect_mixture`. ``bremen collect`` goes through
+:func:`bremen_jax.data.make.collect_dataset`, which also records the metadata.
 """
 
 from __future__ import annotations
@@ -13,12 +14,11 @@ import pathlib
 from typing import Any
 
 import jax
-import numpy as np
 
 from bremen_jax import config as config_lib
-from bremen_jax.data.collect import flatten_env_major, make_collector, summarize_episodes
+from bremen_jax.data import mixtures
 
-NOISES = {"pure": 0.0, "gaussian1": 0.1, "gaussian3": 0.3, "random": None}
+NOISES = tuple(mixtures.MIXTURES)
 
 
 def load_run_policy(workdir: str | pathlib.Path):
@@ -38,23 +38,13 @@ def load_run_policy(workdir: str | pathlib.Path):
 
 
 def make_dataset(task, policy, params: Any, noise: str, size: int, num_envs: int, key):
-    """Collects ``size`` transitions (``size % num_envs == 0``) with the behaviour ``noise``.
+    """Collects exactly ``size`` transitions of the ``noise`` mixture around ``policy``'s mean.
 
-    Returns ``(Transition [size, ...] of NumPy arrays, behaviour mean return)``.
+    Returns ``(Transition [size, ...] of NumPy arrays, mean return of the complete episodes in
+    the data (NaN if none))``.
     """
-    if noise not in NOISES:
-        raise ValueError(f"noise must be one of {sorted(NOISES)}, got {noise!r}")
-    if size <= 0 or num_envs <= 0 or size % num_envs:
-        raise ValueError(f"size ({size}) must be a positive multiple of num_envs ({num_envs})")
-    sigma = NOISES[noise]
-
-    def policy_fn(p, obs, k):
-        if sigma is None:
-            return jax.random.uniform(k, (task.action_size,), minval=-1.0, maxval=1.0)
-        mean, _ = policy.dist(p, obs)
-        return mean + sigma * jax.random.normal(k, mean.shape)
-
-    collect = jax.jit(make_collector(task, policy_fn, num_envs, size // num_envs))
-    tr, stats = collect(params, key)
-    ret = float(summarize_episodes(stats)["return_mean"])
-    return jax.tree.map(np.asarray, flatten_env_major(tr)), ret
+    components = mixtures.mixture_components(noise)
+    src = mixtures.PolicySource("run", policy.act_deterministic, params)
+    data = mixtures.collect_mixture(task, [src], components, size, key, num_envs=num_envs)
+    ret = data.episodes["return_mean"]
+    return data.transitions, float("nan") if ret is None else ret
