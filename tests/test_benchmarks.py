@@ -1,0 +1,317 @@
+"""Benchmark machinery (issue 7): FLOP counts, projection arithmetic, targets, markdown, and the
+suite runner on the tiny ``test`` config (its one real deployment replaced by a stand-in, so that
+no 40-second deployment program is compiled here; ``--suite quick`` runs the real one)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import jax.numpy as jnp
+import pytest
+
+from benchmarks import common, projection, report, run
+from benchmarks import phases as bench_phases
+from bremen_jax import config as config_lib
+from bremen_jax.algo.deployment import num_chunks
+
+
+def _static(name):
+    return config_lib.split(config_lib.load_config(name))[0]
+
+
+# ------------------------------------------------------------------------------ FLOP counts
+def test_mlp_flop_counts_by_hand():
+    # dynamics member of halfcheetah: 23 -> 1024 -> 1024 -> 17
+    fwd = 2 * (23 * 1024 + 1024 * 1024 + 1024 * 17)
+    assert fwd == 2_179_072
+    assert common.mlp_forward_flops((23, 1024, 1024, 17)) == 2_179_072
+    assert common.mlp_grad_flops((23, 1024, 1024, 17)) == 6_537_216
+    # policy: 17 -> 200 -> 200 -> 12
+    assert common.mlp_forward_flops((17, 200, 200, 12)) == 91_600
+    assert common.mlp_hvp_flops((17, 200, 200, 12)) == 549_600
+    with pytest.raises(ValueError, match="sizes"):
+        common.mlp_forward_flops((5,))
+
+
+@pytest.mark.parametrize("epochs,every,passes", [(1, 5, 2), (5, 5, 3), (6, 5, 3), (7, 5, 4),
+                                                 (200, 5, 42), (3, 1, 4)])
+def test_fit_validation_passes(epochs, every, passes):
+    # epochs 0..E-1 in blocks [0], [1, k], [k+1, 2k], ... (+ the last partial block), each
+    # validated, plus the validation before training
+    assert bench_phases.fit_validation_passes(epochs, every) == passes
+
+
+def test_device_slug_and_peak_dtype():
+    assert common.device_slug({"platform": "cpu", "cpu_count": 2}) == "cpu-2core"
+    assert common.device_slug({"platform": "gpu", "device_kind": "NVIDIA H100 80GB HBM3",
+                               "num_devices": 1}) == "gpu-h100"
+    assert common.device_slug({"platform": "tpu", "device_kind": "TPU v4",
+                               "num_devices": 4}) == "tpu-v4x4"
+    assert common.peak_dtype("bfloat16") == jnp.bfloat16
+    assert common.peak_dtype("tensorfloat32") == jnp.float32
+    with pytest.raises(ValueError, match="precision"):
+        common.peak_dtype("fp8")
+
+
+def test_time_jitted_counts_and_rejects_bad_repeats():
+    timing, out = common.time_jitted(lambda x: x * 2.0, jnp.ones(3), repeats=3, warmup=2)
+    assert float(out.sum()) == 6.0 and timing.repeats == 3 and timing.warmup == 2
+    assert 0 < timing.min_s <= timing.median_s and timing.compile_s > 0
+    assert timing.program_bytes is None or timing.program_bytes >= 0
+    with pytest.raises(ValueError, match="repeats"):
+        common.time_jitted(lambda x: x, jnp.ones(1), repeats=0)
+
+
+# ------------------------------------------------------------------------ projection arithmetic
+def _fake_results(coll_s=2.0, coll_n=20_000, fit_step_s=0.1, bc_step_s=0.001, it_s=3.0,
+                  ev_s=2.0, imagined=50_000, bc_steps=2000):
+    def r(name, median, sizes, extra=None, compile_s=1.0):
+        return {"name": name, "precision": "highest", "median_s": median, "compile_s": compile_s,
+                "sizes": sizes, "extra": extra or {}}
+    return [
+        r("collection", coll_s, {"num_envs": 200, "steps": coll_n // 200, "transitions": coll_n},
+          {"transitions_per_call": coll_n}, compile_s=10.0),
+        r("ensemble_fit", 10.0, {"rows": 24000, "epochs": 5},
+          {"s_per_minibatch_step": fit_step_s}),
+        r("bc", bc_steps * bc_step_s, {"steps": bc_steps, "batch": 256}, {"s_per_step": bc_step_s}),
+        r("trpo_iteration", it_s, {"imagined_transitions": imagined}, compile_s=4.0),
+        r("evaluation", ev_s, {"episodes": 3}, compile_s=9.0),
+    ]
+
+
+def test_projection_of_the_paper_halfcheetah_run_by_hand():
+    static = _static("halfcheetah")
+    assert projection.is_paper_halfcheetah(static)
+    c = projection.run_counts(static)
+    assert c["real_steps"] == 1_000_000
+    assert c["train_rows_per_deployment"] == [170_000, 340_000, 510_000, 680_000, 850_000]
+    assert c["fit_minibatch_steps"] == 200 * 170 * (1 + 2 + 3 + 4 + 5) == 510_000
+    assert c["bc_steps"] == 1_500_000 and c["trpo_iterations"] == 10_000
+    assert c["evaluations"] == 5 * (1 + 80) == 405
+    assert c["imagined_transitions"] == 500_000_000
+    p = projection.project(_fake_results(), static)
+    secs = {t["term"]: t["seconds"] for t in p["terms"]}
+    assert secs["collection"] == pytest.approx(1_000_000 * 2.0 / 20_000)   # 100 s
+    assert secs["ensemble_fit"] == pytest.approx(510_000 * 0.1)             # 51,000 s
+    assert secs["bc"] == pytest.approx(1_500_000 * 0.001)                   # 1,500 s
+    assert secs["trpo"] == pytest.approx(10_000 * 3.0)                      # 30,000 s
+    assert secs["evaluation"] == pytest.approx(405 * 2.0)                   # 810 s
+    assert secs["compile"] == pytest.approx(10 + 1 + 1 + 4 + 9)
+    assert p["total_s"] == pytest.approx(83_435.0) and p["complete"]
+    # fits stopped at patience + 1 = 21 epochs: 21 * 2,550 steps * 0.1 s
+    assert p["total_s_fit_early_stop"] == pytest.approx(83_435.0 - 51_000 + 5_355)
+    # deployment d: 200K * 1e-4 = 20 s collection, 200 * 170*d * 0.1 s fit,
+    # 300 s BC, 6,000 s TRPO, 81 * 2 = 162 s evaluation
+    assert p["per_deployment_s"] == pytest.approx([20 + 3400 * d + 300 + 6000 + 162
+                                                   for d in range(1, 6)])
+    full = {t["term"]: t["full_size"] for t in p["terms"]}
+    assert full == {"collection": False, "ensemble_fit": False, "bc": False, "trpo": True,
+                    "evaluation": True, "compile": True}
+
+
+def test_projection_marks_missing_phases_and_falls_back_to_the_step_kernel():
+    static = _static("halfcheetah")
+    res = [{"name": "ensemble_step", "median_s": 1.0, "compile_s": 1.0, "sizes": {},
+            "extra": {"s_per_minibatch_step": 0.05}},
+           {"name": "bc", "error": "RuntimeError: boom"}]
+    p = projection.project(res, static)
+    fit = next(t for t in p["terms"] if t["term"] == "ensemble_fit")
+    assert fit["seconds"] == pytest.approx(510_000 * 0.05) and "kernel" in fit["measured"]
+    bc = next(t for t in p["terms"] if t["term"] == "bc")
+    assert bc["seconds"] is None and not p["complete"]
+
+
+def test_deployment_check_by_hand():
+    static = _static("quick")   # 16K real steps, batch 256, 3K BC steps, 100 iterations
+    res = _fake_results(coll_s=2.0, coll_n=4000, fit_step_s=0.01, bc_step_s=0.001, it_s=0.2,
+                        ev_s=1.5, imagined=10_000, bc_steps=1000)
+    res.append({"name": "deployment", "median_s": 60.0, "compile_s": 30.0, "sizes": {},
+                "extra": {"fit_epochs_run": 30}})
+    chk = projection.deployment_check(res, static)
+    # 16000*5e-4 + 30*(13600//256 = 53)*0.01 + 3000*0.001 + 100*0.2 + (1 + 4)*1.5
+    assert chk["parts_s"]["ensemble_fit"] == pytest.approx(15.9)
+    assert chk["projected_s"] == pytest.approx(8.0 + 15.9 + 3.0 + 20.0 + 7.5)
+    assert chk["measured_over_projected"] == pytest.approx(60.0 / 54.4)
+    assert projection.deployment_check(res[:-1], static) is None
+
+
+# ------------------------------------------------------------------------------------ targets
+def _phase(name, precision="highest", **kw):
+    base = {"name": name, "group": name, "precision": precision, "sizes": {}, "flop_formula": None,
+            "flop_count": None, "compile_s": 1.0, "median_s": 1.0, "min_s": 0.9, "repeats": 3,
+            "warmup": 1, "program_bytes": 2 ** 21, "throughput": 1.0, "throughput_unit": "x/s",
+            "gflops": None, "fraction_of_peak": None, "peak_memory_bytes": None, "extra": {}}
+    base.update(kw)
+    return base
+
+
+PAPER = {"ensemble": "5x[1024, 1024]", "batch": 1000, "imagined_transitions": 50_000,
+         "horizon": 250, "baseline": "linear"}
+
+
+def _cpu_doc():
+    return {
+        "suite": "paper", "config": "halfcheetah", "overrides": [], "date": "2026-11-25",
+        "git": {"commit": "0123456789abcdef", "dirty": False}, "jax_version": "0.10.2",
+        "backend": "cpu", "precision": ["highest"],
+        "device": {"platform": "cpu", "device_kind": "cpu", "num_devices": 1, "cpu_count": 2,
+                   "load_avg_start": [0.5, 0.4, 0.3], "load_avg_end": [1.0, 0.5, 0.3]},
+        "matmul_peak": {"highest": {"gflops": 356.0, "dtype": "float32", "what": "chain"}},
+        "matmul_peak_end_gflops": {"highest": 350.0}, "wall_s": 7500.0,
+        "phases": [
+            _phase("ensemble_fit", fraction_of_peak=0.86, gflops=306.2, sizes=PAPER),
+            _phase("ensemble_step", fraction_of_peak=0.80, sizes=PAPER),
+            _phase("imagined_rollout", fraction_of_peak=0.69, sizes=PAPER),
+            _phase("trpo_iteration", median_s=2.9, sizes=PAPER,
+                   extra={"breakdown_s": {"imagined_rollout": 0.5, "trpo_fvp_cg": 1.5,
+                                          "rest": 0.9}}),
+            _phase("bc", throughput=900.0, throughput_unit="steps/s",
+                   extra={"samples_per_s": 900.0 * 256, "s_per_step": 1 / 900},
+                   sizes={"batch": 256, "policy": [200, 200]}),
+            {"name": "evaluation", "group": "evaluation", "precision": "highest",
+             "error": "RuntimeError: boom"},
+        ],
+        "projection": {"highest": projection.project(_fake_results(), _static("halfcheetah"))},
+        "deployment_check": {"highest": None},
+    }
+
+
+def test_targets_on_a_hand_written_cpu_result():
+    t = {x["phase"]: x for x in run.evaluate_targets(_cpu_doc())}
+    assert t["ensemble_fit"]["met"] is True and t["ensemble_fit"]["applies"] is True
+    assert t["ensemble_step"]["met"] is False
+    assert t["imagined_rollout"]["met"] is True
+    assert t["trpo_iteration"]["value"] == 2.9 and t["trpo_iteration"]["met"] is True
+    assert t["bc"]["met"] is False and t["bc"]["target"] == 1000.0
+
+
+def test_targets_on_gpu_check_the_projection_and_peaks():
+    doc = _cpu_doc()
+    doc["device"]["platform"] = "gpu"
+    doc["projection"]["highest"] = {"total_s": 500.0, "paper_halfcheetah": True, "complete": True}
+    t = run.evaluate_targets(doc)
+    proj = next(x for x in t if x["phase"] == "projection")
+    assert proj["met"] is True and proj["applies"] is True
+    rollout = next(x for x in t if x["phase"] == "imagined_rollout")
+    assert rollout["target"] == 0.40 and rollout["met"] is True
+
+
+# ----------------------------------------------------------------------------------- markdown
+def test_report_renders_a_hand_written_result(tmp_path, capsys):
+    doc = _cpu_doc()
+    text = report.render(doc)
+    assert "## Benchmarks: `paper` suite on cpu-2core (cpu)" in text
+    assert "commit 0123456789" in text
+    assert "| highest | 356.0 | 350.0 |" in text
+    assert "| ensemble_fit | highest |" in text and "86.0%" in text and "306.2" in text
+    assert "| 900 steps/s (230,400 samples/s) |" in text
+    assert "ERROR: RuntimeError: boom" in text
+    assert "2 MiB (program)" in text
+    assert "| trpo_fvp_cg | 1.5000 | 52% |" in text          # 1.5 / 2.9
+    assert "the paper's HalfCheetah run" in text
+    assert "**23:10:35**" in text                             # 83,435 s
+    assert "**missed**" in text and "| met |" in text
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(doc))
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"benchmark": "trpo_iteration"}))
+    out = tmp_path / "r.md"
+    assert report.main([str(path), str(old), "--out", str(out)]) == 0
+    assert out.read_text().startswith("## Benchmarks")
+    assert "skipped" in capsys.readouterr().err
+    assert report.main([str(old)]) == 1
+
+
+# --------------------------------------------------------------------------- the suite runner
+def test_run_rejects_bad_arguments(capsys):
+    assert run.main(["--phases", "nope"]) == 2
+    assert "unknown phase 'nope'" in capsys.readouterr().err
+    assert run.main(["--precision", "fp8"]) == 2
+    assert "--precision" in capsys.readouterr().err
+    assert run.main(["--repeats", "0"]) == 2
+    assert bench_phases.resolve_groups(["rollout", "ensemble_fit", "bc"]) == [
+        "ensemble", "bc", "trpo"]
+
+
+def _fake_deployment_step(phases, state, hp):
+    """Stand-in for deployment_step with its metric structure (the fit 'ran' 7 epochs)."""
+    del hp
+    E, C = phases.static.dynamics.num_members, num_chunks(phases.static)
+    metrics = {"preamble": {"dynamics/epochs": jnp.full((E,), 7, jnp.int32),
+                            "bc_eval/return_mean": jnp.float32(1.5)},
+               "improve": {}, "eval": {"eval/return_mean": jnp.arange(C, dtype=jnp.float32)}}
+    return state.replace(env_steps=state.env_steps + 1), metrics
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "tiny.json"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(bench_phases, "deployment_step", _fake_deployment_step)
+        rc = run.main(["--suite", "tiny", "--out", str(out)])
+    return rc, out
+
+
+def test_tiny_suite_writes_a_valid_json(tiny_run):
+    rc, out = tiny_run
+    assert rc == 0
+    doc = json.loads(out.read_text())
+    for key in ("suite", "date", "git", "jax_version", "backend", "precision", "matmul_peak",
+                "phases", "projection", "targets", "wall_s", "command"):
+        assert key in doc, key
+    assert doc["suite"] == "tiny" and doc["precision"] == ["highest"]
+    assert doc["device"]["platform"] == "cpu" and len(doc["device"]["load_avg_end"]) == 3
+    names = [r["name"] for r in doc["phases"]]
+    assert names == ["collection", "ensemble_fit", "ensemble_step", "bc", "imagined_rollout",
+                     "trpo_advantages", "trpo_gradient", "trpo_fvp_cg", "trpo_line_search",
+                     "trpo_baseline", "trpo_update", "trpo_iteration", "evaluation",
+                     "deployment"]
+    peak = doc["matmul_peak"]["highest"]["flops_per_s"]
+    for r in doc["phases"]:
+        assert "error" not in r
+        assert r["compile_s"] > 0 and 0 < r["min_s"] <= r["median_s"], r["name"]
+        assert math.isfinite(r["throughput"]) and r["throughput"] > 0, r["name"]
+        if r["flop_count"] is not None:
+            assert r["fraction_of_peak"] == pytest.approx(r["flop_count"] / r["median_s"] / peak)
+    assert all(t["applies"] is False for t in doc["targets"])   # tiny sizes: no target applies
+    text = report.render(doc)
+    assert "| trpo_iteration | highest |" in text
+
+
+def test_tiny_suite_flop_counts_by_hand(tiny_run):
+    doc = json.loads(tiny_run[1].read_text())
+    flops = {r["name"]: r["flop_count"] for r in doc["phases"]}
+    # inverted_pendulum: obs 4, act 1; ensemble 3 x (5 -> 32 -> 32 -> 4): F_dyn = 2,624;
+    # policy 4 -> 16 -> 16 -> 2: F_pol = 704. Fit: 400 rows -> 340 train (6 batches of 50),
+    # 50 validation rows, 3 epochs -> 18 steps and 3 validation passes.
+    assert flops["ensemble_fit"] == 3 * 2624 * 3 * 18 * 50 + 2624 * 3 * 50 * 3 == 22_435_200
+    assert flops["ensemble_step"] == 3 * 2624 * 3 * 50 * 5
+    assert flops["bc"] == 3 * 704 * 32 * 20
+    assert flops["imagined_rollout"] == 160 * (2624 + 704)
+    # Gauss-Newton FVPs (4 forwards each), 10 in CG and x'Fx from CG (test config defaults);
+    # the sequential line search counts the candidates it evaluated (ls_index + 1).
+    assert flops["trpo_fvp_cg"] == 160 * (2 * 704 + 10 * 4 * 704)
+    ls = next(r for r in doc["phases"] if r["name"] == "trpo_line_search")
+    cand = ls["extra"]["candidates_evaluated"]
+    assert 1 <= cand <= 10
+    assert flops["trpo_line_search"] == 160 * 704 * (1 + cand)
+    assert flops["trpo_update"] == 160 * (5 * 704 + 10 * 4 * 704 + cand * 704)
+    assert flops["trpo_iteration"] == (flops["imagined_rollout"] + flops["trpo_advantages"]
+                                       + flops["trpo_update"])
+    assert flops["collection"] is None and flops["trpo_baseline"] is None
+
+
+def test_tiny_suite_projection_and_deployment_check(tiny_run):
+    doc = json.loads(tiny_run[1].read_text())
+    proj = doc["projection"]["highest"]
+    assert proj["complete"] and not proj["paper_halfcheetah"]
+    assert proj["total_s"] == pytest.approx(sum(t["seconds"] for t in proj["terms"]))
+    dep = next(r for r in doc["phases"] if r["name"] == "deployment")
+    assert dep["extra"]["fit_epochs_run"] == 7 and dep["extra"]["final_return"] == 1.0
+    chk = doc["deployment_check"]["highest"]
+    assert chk["fit_epochs"] == 7
+    assert chk["measured_over_projected"] == pytest.approx(dep["median_s"] / chk["projected_s"])
+    it = next(r for r in doc["phases"] if r["name"] == "trpo_iteration")
+    parts = it["extra"]["breakdown_s"]
+    assert sum(parts.values()) == pytest.approx(it["median_s"])
