@@ -80,6 +80,10 @@ def _cmd_offline(args: argparse.Namespace, overrides: Sequence[str]) -> int:
     summary = run_offline(cfg, args.dataset, args.workdir)
     print(f"behavior return {summary['behavior_return']}  BC {summary['bc_return']:.2f}  "
           f"BREMEN {summary['bremen_return']:.2f}  (summary: {args.workdir}/summary.json)")
+    sc = summary.get("normalized_scores")
+    if sc:
+        print("normalised scores (100 = the shipped expert, 0 = uniform random): "
+              + ", ".join(f"{k} {_fmt(v)}" for k, v in sc.items()))
     return 0
 
 
@@ -123,6 +127,75 @@ def _cmd_train(args: argparse.Namespace, overrides: Sequence[str]) -> int:
         result = deployment.run_compiled(cfg, workdir, resume=args.resume, console=console)
     console.print(f"summary: {pathlib.Path(workdir) / 'summary.json'}")
     return 0 if result.summary["finished"] else 1
+
+
+def _cmd_collect(args: argparse.Namespace) -> int:
+    from bremen_jax.data.make import collect_dataset
+
+    extra = {} if args.num_envs is None else {"num_envs": args.num_envs}
+    info = collect_dataset(args.task, args.policy, args.noise, args.size, args.out,
+                           seed=args.seed, backend=args.backend,
+                           episode_length=args.episode_length, **extra)
+    t = info["timing"]
+    score = info.get("behavior_normalized_score")
+    print(f"{args.out}: {info['size']} transitions of {args.task}, policy {args.policy}, "
+          f"noise {info['noise']}; behaviour return {_fmt(info['behavior_return'])} "
+          f"(normalised {_fmt(score)}), dataset return {_fmt(info['dataset_return'])}; "
+          f"collected in {t['collect_s']:.1f} s + compile {t['compile_s']:.1f} s "
+          f"({t['steps_per_s']:,.0f} steps/s)")
+    return 0
+
+
+def _fmt(x) -> str:
+    return "n/a" if x is None else f"{x:.1f}"
+
+
+def _cmd_import_dataset(args: argparse.Namespace) -> int:
+    from bremen_jax.data.d4rl_io import import_dataset
+
+    info = import_dataset(args.source, args.out, task=args.task, fmt=args.format)
+    print(f"{args.out}: {info['size']} transitions imported from {args.source} "
+          f"({info['behavior_policy'].get('imported_from', args.format)})")
+    return 0
+
+
+def _cmd_export_dataset(args: argparse.Namespace) -> int:
+    import pathlib
+
+    from bremen_jax.data import dataset
+    from bremen_jax.data.d4rl_io import export_d4rl_hdf5
+
+    data, meta = dataset.load_dataset(args.file)
+    if not args.overwrite and pathlib.Path(args.out).exists():
+        raise CliError(f"--out {args.out} already exists; refusing to overwrite it (pass "
+                       f"--overwrite to replace it)")
+    path = export_d4rl_hdf5(data, args.out, meta, overwrite=args.overwrite)
+    print(f"{path}: {data.obs.shape[0]} transitions in the D4RL HDF5 layout")
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace, overrides: Sequence[str]) -> int:
+    from rich.console import Console
+
+    from bremen_jax import sweep
+
+    if args.distributed:
+        pid, count = sweep.initialize_distributed()
+        print(f"bremen sweep: process {pid} of {count}")
+    import jax
+
+    devices = None
+    if args.num_devices is not None:
+        if args.num_devices < 1 or args.num_devices > len(jax.devices()):
+            raise CliError(f"--num-devices must be in 1..{len(jax.devices())} (the devices "
+                           f"present), got {args.num_devices}")
+        devices = jax.devices()[:args.num_devices]
+    console = Console()
+    result = sweep.run_sweep(args.config, args.workdir, overrides=overrides, devices=devices,
+                             console=console)
+    console.print(f"results: {result.workdir / 'runs.csv'}, summary: "
+                  f"{result.workdir / 'summary.md'}, plots: {result.workdir / 'plots'}")
+    return 0
 
 
 def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
@@ -172,10 +245,69 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
                         "checkpoints per TRPO chunk; compiled: the whole run as one XLA program")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     handlers["train"] = _cmd_train
+
+    p = sub.add_parser(
+        "collect", help="collect an offline dataset (behaviour level or run, noise mixture)",
+        description="Collect SIZE transitions of TASK with a shipped behaviour policy "
+                    "(random/medium/expert), a D4RL-style mixture (medium-replay, medium-expert) "
+                    "or a `bremen train` run directory, under one of the original's noise "
+                    "mixtures, and write a dataset file with its metadata (never overwrites).")
+    p.add_argument("--task", required=True, help="task name (see `bremen tasks`)")
+    p.add_argument("--policy", required=True,
+                   help="random | medium | expert | medium-replay | medium-expert | RUN_DIR")
+    p.add_argument("--noise", default=None,
+                   help="pure (default) | eps1 | eps3 | gaussian1 | gaussian3 | random")
+    p.add_argument("--size", type=int, required=True, help="number of transitions")
+    p.add_argument("--out", required=True, help="dataset file (.npz) to create")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-envs", type=int, default=None,
+                   help="parallel environments per collection call")
+    p.add_argument("--backend", default=None, help="Brax backend (default: the behaviour's)")
+    p.add_argument("--episode-length", type=int, default=1000)
+    handlers["collect"] = _cmd_collect
+
+    p = sub.add_parser("import-dataset",
+                       help="import a D4RL-format HDF5 file or a local Minari dataset")
+    p.add_argument("source", help="HDF5 file (D4RL layout) or Minari dataset directory")
+    p.add_argument("--out", required=True, help="dataset file (.npz) to create")
+    p.add_argument("--task", required=True, help="task the data belongs to")
+    p.add_argument("--format", choices=("auto", "d4rl", "minari"), default="auto")
+    handlers["import-dataset"] = _cmd_import_dataset
+
+    p = sub.add_parser("export-dataset", help="write a dataset file in the D4RL HDF5 layout")
+    p.add_argument("file", help="dataset file (.npz) written by bremen_jax")
+    p.add_argument("--out", required=True, help="HDF5 file to create")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out if it exists (written atomically)")
+    handlers["export-dataset"] = _cmd_export_dataset
+
+    p = sub.add_parser(
+        "sweep", help="many runs (seeds x hyperparameters x ensemble sizes) as one program",
+        description="Run a sweep file (get_config()/base + get_sweep(); see docs/sweeps.md) as "
+                    "one compiled, vmapped program per shape-changing ('outer') value, sharded "
+                    "over the devices. Writes sweep.json, runs.csv/.jsonl, summary.json/.md and "
+                    "plots/ in --workdir. --config.FIELD=VALUE changes the base config.")
+    p.add_argument("--config", required=True,
+                   help="sweep file (.py) or a name in experiments/sweeps")
+    p.add_argument("--workdir", required=True, help="new or empty output directory")
+    p.add_argument("--num-devices", type=int, default=None,
+                   help="use only the first N devices (default: all)")
+    p.add_argument("--distributed", action="store_true",
+                   help="call jax.distributed.initialize() first (multi-host; see docs/sweeps.md)")
+    handlers["sweep"] = _cmd_sweep
+
+    sub.add_parser("bench", help="benchmark suites (arguments as python -m benchmarks.run; "
+                                 "bremen bench --help)", add_help=False)
+    handlers["bench"] = None
     return parser, handlers
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # every flag belongs to the benchmark runner
+        from benchmarks import run as bench_run
+
+        return bench_run.main(argv[1:], prog="bremen bench")
     parser, handlers = _build_parser()
     args, unknown = parser.parse_known_args(argv)
     if args.command is None:
