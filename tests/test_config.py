@@ -2,6 +2,7 @@
 (also through ``bremen train``); the shipped configs are valid; the test config stays tiny."""
 
 import contextlib
+import warnings
 
 import jax
 import jax.monitoring
@@ -40,6 +41,21 @@ def test_shipped_configs_are_valid(name):
     static, hp = config_lib.split(config_lib.load_config(name))
     assert static.trpo_iterations % static.trpo_chunk == 0
     assert float(hp.trpo.target_kl) > 0
+
+
+@pytest.mark.parametrize("name", ["default", "halfcheetah", "ant", "hopper", "walker2d", "quick",
+                                  "test"])
+def test_shipped_configs_use_stable_physics(name):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", config_lib.UnstablePhysicsWarning)
+        config_lib.validate(config_lib.load_config(name))
+
+
+def test_ant_on_generalized_warns_and_names_the_fix():
+    cfg = config_lib.apply_overrides(config_lib.load_config("ant"), ["backend=generalized"])
+    with pytest.warns(config_lib.UnstablePhysicsWarning, match="backend='mjx'"):
+        config_lib.validate(cfg)
+    assert config_lib.load_config("ant").backend == "mjx"
 
 
 def test_test_config_is_tiny():
