@@ -2,7 +2,7 @@
 built with exactly k members, the sweep compiles once, its files, bad sweep files, padding and the
 memory estimate.
 
-The sweep is ``experiments/sweeps/test.py`` (2 points x 2 seeds of the tiny ``test`` config); it
+The sweep is ``bremen_jax/configs/sweeps/test.py`` (2 points x 2 seeds of the tiny ``test`` config); it
 is compiled once for the module (about a minute on two CPU cores). The runs "one by one" come
 from the compiled driver (:func:`deployment.run_compiled`), whose executable the deployment tests
 already built for the same config (persistent compilation cache), so only the 2-member reference
@@ -27,10 +27,13 @@ import numpy as np
 import pytest
 
 from bremen_jax import config as config_lib
-from bremen_jax import sweep, sweep_report, sweep_spec
+from bremen_jax import sweep
+from bremen_jax.sweep import program
+from bremen_jax.sweep import report as sweep_report
+from bremen_jax.sweep import spec as sweep_spec
 from bremen_jax.algo import deployment
 from bremen_jax.algo.phases import make_phases
-from bremen_jax.data import scores
+from bremen_jax.datasets import scores
 
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 TOL = 5e-2           # |sweep - reference| <= TOL * max(|reference|) per metric, whole run
@@ -102,7 +105,7 @@ def _stack(per_deployment):
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
     """The test sweep, compiled fresh; counts compiles and traces of the deployment step."""
-    sweep._PROGRAMS.clear()
+    program._PROGRAMS.clear()
     traces = []
     step = deployment.deployment_step
 
@@ -366,7 +369,7 @@ def test_run_state_bytes_counts_the_buffer():
 
 
 def test_memory_estimate_refuses_before_compiling(monkeypatch, tmp_path):
-    monkeypatch.setattr(sweep, "available_memory_bytes", lambda devices: (1000, "test limit"))
+    monkeypatch.setattr(program, "available_memory_bytes", lambda devices: (1000, "test limit"))
     with count_compiles() as compiles, pytest.raises(sweep.SweepMemoryError) as err:
         sweep.run_sweep("test", tmp_path / "w")
     msg = str(err.value)
@@ -381,7 +384,7 @@ def test_memory_of_the_compiled_program_is_checked(swept, monkeypatch, tmp_path)
     pre, post = t["memory_estimate"]["need_bytes"], t["memory_compiled"]["need_bytes"]
     assert pre == 4 * sweep.STATE_COPIES * t["memory_estimate"]["run_state_bytes"]
     assert post > pre  # the tiny config's temporaries outweigh its state
-    monkeypatch.setattr(sweep, "available_memory_bytes", lambda devices: (pre + 1, "test limit"))
+    monkeypatch.setattr(program, "available_memory_bytes", lambda devices: (pre + 1, "test limit"))
     with pytest.raises(sweep.SweepMemoryError, match="memory_analysis"):
         sweep.run_sweep("test", tmp_path / "w")  # the compiled program is cached: no compile
 

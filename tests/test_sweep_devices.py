@@ -146,7 +146,7 @@ def test_initialize_distributed_one_process_and_global_arrays(tmp_path):
         import numpy as np
         from jax.experimental import multihost_utils
         from jax.sharding import NamedSharding, PartitionSpec
-        from bremen_jax import sweep
+        from bremen_jax.sweep import program as sweep
         assert sweep.initialize_distributed() == (0, 1)
         mesh = sweep.make_runs_mesh()
         assert mesh.size == 2

@@ -24,8 +24,8 @@ Before compiling, the run state (``jax.eval_shape(phases.init)``, the buffer dom
 runs per device is checked against the free memory; after compiling, the program's
 ``memory_analysis()`` is checked too (:class:`SweepMemoryError`).
 
-Sweep files and specs are parsed in :mod:`bremen_jax.sweep_spec`, rows / summary / plots are
-made in :mod:`bremen_jax.sweep_report`; this module holds devices, memory, the compiled program
+Sweep files and specs are parsed in :mod:`bremen_jax.sweep.spec`, rows / summary / plots are
+made in :mod:`bremen_jax.sweep.report`; this module holds devices, memory, the compiled program
 and :func:`run_sweep`.
 """
 
@@ -45,10 +45,10 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from bremen_jax import config as config_lib
-from bremen_jax import sweep_report as report
-from bremen_jax.algo import deployment
 from bremen_jax.algo.phases import Phases, make_phases
-from bremen_jax.sweep_spec import (OuterPlan, SweepError, SweepSpec, build_plans, jsonable,
+from bremen_jax.algo.schedule import make_train
+from bremen_jax.sweep import report
+from bremen_jax.sweep.spec import (OuterPlan, SweepError, SweepSpec, build_plans, jsonable,
                                    load_sweep, parse_sweep)
 
 __all__ = ["OuterPlan", "SweepError", "SweepExistsError", "SweepMemoryError", "SweepResult",
@@ -183,9 +183,9 @@ def check_memory(need: int, devices: Sequence[jax.Device], what: str, runs_per_d
 # ------------------------------------------------------------------------ the compiled program
 def make_sweep_program(phases: Phases, num_deployments: int | None = None):
     """``bremen_sweep(seeds [R] int32, hp: HParams [R]) -> metrics`` (leaves ``[R, K, ...]``):
-    ``jax.vmap`` of :func:`deployment.make_train`'s ``train`` with ``key = jax.random.key(seed)``
+    ``jax.vmap`` of :func:`bremen_jax.algo.schedule.make_train`'s ``train`` with ``key = jax.random.key(seed)``
     made inside the program (so the inputs are plain arrays)."""
-    train = deployment.make_train(phases, num_deployments)
+    train = make_train(phases, num_deployments)
 
     def one(seed, hp):
         return train(jax.random.key(seed), hp)[1]
@@ -218,7 +218,7 @@ def compile_sweep(phases: Phases, mesh: Mesh, hp: config_lib.HParams, num_runs_p
         return _PROGRAMS[key][0], 0.0, True
     program = make_sweep_program(phases, num_deployments)
     t0 = time.perf_counter()
-    with deployment.precision_context(phases.static.precision):
+    with config_lib.precision_context(phases.static.precision):
         compiled = jax.jit(program, in_shardings=(runs, runs), out_shardings=runs
                            ).lower(seeds_abs, hp_abs).compile()
     secs = time.perf_counter() - t0
@@ -318,7 +318,7 @@ def run_sweep(sweep: Any, workdir: str | pathlib.Path, *, overrides: Sequence[st
     """Runs a sweep and writes its files in ``workdir`` (process 0 only).
 
     Args:
-        sweep: sweep file path, name in ``experiments/sweeps``, module or ``(cfg, spec)``.
+        sweep: sweep file path, name in :mod:`bremen_jax.configs.sweeps`, module or ``(cfg, spec)``.
         workdir: new or empty directory; gets sweep.json, runs.csv/.jsonl, summary.json/.md,
             metrics_outer<i>.npz and plots/.
         overrides: ``"field=value"`` for the base config (not for swept fields).

@@ -1,6 +1,6 @@
 """Ablation over ensemble size (reference §12) on a ``quick``-sized HalfCheetah run.
 
-``bremen sweep --config experiments/sweeps/ensemble_size.py --workdir runs/ensemble_size``
+``bremen sweep --config ensemble_size --workdir runs/ensemble_size``
 
 ``dynamics.num_members = 5`` is the static maximum (the parameter arrays hold 5 members); the
 sweep varies ``dynamics.num_active`` in 1..5, an HParam: members ``>= num_active`` are masked out
@@ -9,7 +9,7 @@ of fitting and never drawn in imagined rollouts, so all 5 x 3 = 15 runs are one 
 ``plots/final_vs_ensemble_size.png``.
 """
 
-from experiments.configs import quick
+from bremen_jax.configs import quick
 
 
 def get_config():

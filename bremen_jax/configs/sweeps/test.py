@@ -10,7 +10,7 @@ damping 10 the whole-run differences still reached 1-4% of a metric's scale and,
 evaluation episode ended a step earlier (1% of its return); with 100 they stay below 0.3%.
 """
 
-from experiments.configs import test
+from bremen_jax.configs import test
 
 
 def get_config():

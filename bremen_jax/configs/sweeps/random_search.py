@@ -1,13 +1,13 @@
 """Random search over HParams on the ``quick`` config: 8 points x 2 seeds = 16 runs, one program.
 
-``bremen sweep --config experiments/sweeps/random_search.py --workdir runs/random_search``
+``bremen sweep --config random_search --workdir runs/random_search``
 
 Points are drawn with NumPy's ``default_rng(seed)`` (the same points every time for the same
 ``seed``). Distributions: ``uniform``/``log_uniform`` (lo, hi), ``int_uniform`` (lo, hi
 inclusive) and ``choice`` ([values]).
 """
 
-from experiments.configs import quick
+from bremen_jax.configs import quick
 
 
 def get_config():

@@ -1,6 +1,7 @@
 """Sweep files and specs: loading, validation, and points -> stacked HParams (``[R]`` runs axis).
 
-See :mod:`bremen_jax.sweep` for the format. :func:`parse_sweep` validates a ``get_sweep()`` dict
+See :mod:`bremen_jax.sweep.program` for the format. Sweep files are found by name in
+:mod:`bremen_jax.configs.sweeps` (imported as package modules) or by ``.py`` path. :func:`parse_sweep` validates a ``get_sweep()`` dict
 against a config; :func:`build_plans` turns it into one :class:`OuterPlan` per outer value, whose
 points share one :class:`~bremen_jax.config.StaticConfig` and whose HParams are stacked along a
 leading runs axis (``run = point * num_seeds + seed_index``).
@@ -9,9 +10,12 @@ leading runs axis (``run = point * num_seeds + seed_index``).
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import importlib.util
 import itertools
+import os
 import pathlib
+import pkgutil
 import types
 from typing import Any, Mapping, Sequence
 
@@ -21,7 +25,7 @@ import numpy as np
 
 from bremen_jax import config as config_lib
 
-SWEEP_DIR = pathlib.Path(__file__).resolve().parent.parent / "experiments" / "sweeps"
+SWEEP_PACKAGE = "bremen_jax.configs.sweeps"   # shipped sweep files, loaded by name
 SPEC_KEYS = ("seeds", "grid", "points", "random", "outer", "description")
 POINT_KINDS = ("grid", "points", "random")
 DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform", "choice")
@@ -212,7 +216,22 @@ def parse_sweep(cfg: ml_collections.ConfigDict, raw: Mapping[str, Any]) -> Sweep
     return spec
 
 
-def _load_module(path: pathlib.Path) -> types.ModuleType:
+def known_sweeps() -> list[str]:
+    """Names of the shipped sweep files (modules of :mod:`bremen_jax.configs.sweeps`)."""
+    package = importlib.import_module(SWEEP_PACKAGE)
+    return sorted(m.name for m in pkgutil.iter_modules(package.__path__)
+                  if not m.name.startswith("_"))
+
+
+def load_sweep_module(sweep: str | os.PathLike) -> types.ModuleType:
+    """A sweep file's module: ``sweep`` is a name in :mod:`bremen_jax.configs.sweeps` (imported)
+    or a path to a ``.py`` file (executed). Raises :class:`SweepError` when neither exists."""
+    path = pathlib.Path(sweep)
+    if not path.suffix and str(sweep) in known_sweeps():
+        return importlib.import_module(f"{SWEEP_PACKAGE}.{sweep}")
+    if not path.suffix or not path.is_file():
+        raise SweepError(f"sweep file {str(sweep)!r} not found; expected a .py file with "
+                         f"get_sweep() or one of {known_sweeps()}")
     spec = importlib.util.spec_from_file_location(f"bremen_sweep_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -221,23 +240,13 @@ def _load_module(path: pathlib.Path) -> types.ModuleType:
 
 def load_sweep(sweep: Any, overrides: Sequence[str] = ()
                ) -> tuple[ml_collections.ConfigDict, SweepSpec]:
-    """Loads a sweep: a file path, a name in ``experiments/sweeps``, a module, or a
+    """Loads a sweep: a file path, a name in :mod:`bremen_jax.configs.sweeps`, a module, or a
     ``(ConfigDict, spec dict)`` pair. ``overrides`` (``"a.b=v"``) apply to the base config and
     may not name a swept field. Returns ``(cfg, spec)``."""
     if isinstance(sweep, tuple) and len(sweep) == 2:
         cfg, raw = sweep
     else:
-        if isinstance(sweep, types.ModuleType):
-            module = sweep
-        else:
-            path = pathlib.Path(sweep)
-            if not path.suffix:
-                path = SWEEP_DIR / f"{sweep}.py"
-            if not path.is_file():
-                known = sorted(p.stem for p in SWEEP_DIR.glob("*.py") if not p.stem.startswith("_"))
-                raise SweepError(f"sweep file {str(sweep)!r} not found; expected a .py file with "
-                                 f"get_sweep() or one of {known}")
-            module = _load_module(path)
+        module = sweep if isinstance(sweep, types.ModuleType) else load_sweep_module(sweep)
         name = getattr(module, "__file__", module.__name__)
         if not callable(getattr(module, "get_sweep", None)):
             raise SweepError(f"sweep file {name} defines no get_sweep()")
@@ -302,11 +311,10 @@ def build_plans(cfg: ml_collections.ConfigDict, spec: SweepSpec) -> list[OuterPl
             except config_lib.ConfigError as e:
                 raise SweepError(f"sweep point {j} {point}: {e}") from None
             if static_p != static:
-                changed = [f for f in point
-                           if config_lib.split(override(cfg_o, {f: point[f]}))[0] != static]
+                changed = [f for f in point if config_lib.is_static(f)]
                 raise SweepError(
                     f"sweep '{spec.kind}' field(s) {changed or list(point)} set a shape, trip "
-                    f"count or code path ([static] in experiments/configs/default.py) and cannot "
+                    f"count or code path (kind 'static' in bremen_jax.config's schema) and cannot "
                     f"vary inside one compiled program: move them to 'outer' (one compile per "
                     f"value)")
             cfgs.append(cfg_p)

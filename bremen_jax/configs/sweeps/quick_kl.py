@@ -1,6 +1,6 @@
 """Trust region x model learning rate on the ``quick`` config: 2 x 2 points x 3 seeds = 12 runs.
 
-``bremen sweep --config experiments/sweeps/quick_kl.py --workdir runs/quick_kl``
+``bremen sweep --config quick_kl --workdir runs/quick_kl``
 
 All four fields are HParams, so the 12 runs are one compiled program (``vmap`` over a runs axis,
 sharded over the devices). ``quick`` uses ``target_kl`` 0.5 (see its docstring); 0.1 is the
@@ -8,7 +8,7 @@ paper's HalfCheetah value. One quick run takes ~4-8 minutes on a 2-core CPU, so 
 12x that here on such a machine (a GPU runs them side by side).
 """
 
-from experiments.configs import quick
+from bremen_jax.configs import quick
 
 
 def get_config():

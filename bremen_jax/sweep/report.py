@@ -1,6 +1,6 @@
 """Sweep results on the host: one row per run, the summary over seeds, files and plots.
 
-Nothing here runs inside ``jit``. :mod:`bremen_jax.sweep` calls :func:`run_rows` on each outer
+Nothing here runs inside ``jit``. :mod:`bremen_jax.sweep.program` calls :func:`run_rows` on each outer
 value's metrics (NumPy leaves ``[R, K, ...]``), then :func:`summarize` and :func:`write_outputs`:
 
 * ``runs.csv`` / ``runs.jsonl``: run, outer, point, seed, every swept field, ``ensemble_size``
@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from bremen_jax.data import scores
+from bremen_jax.datasets import scores
 from bremen_jax.logs import to_python
 
 ENSEMBLE_FIELDS = ("dynamics.num_active", "dynamics.num_members")

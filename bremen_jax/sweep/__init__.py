@@ -1,0 +1,45 @@
+"""Sweeps: seeds x HParams (x outer, shape-changing values) as compiled, sharded programs.
+
+* :mod:`~bremen_jax.sweep.spec`: sweep files (by name in :mod:`bremen_jax.configs.sweeps` or by
+  ``.py`` path) and specs -> :class:`OuterPlan` s (HParams stacked along a ``[R]`` runs axis);
+* :mod:`~bremen_jax.sweep.program`: devices, memory checks, the ``jit(vmap(train))`` program and
+  :func:`run_sweep`, the entry point (``bremen sweep``);
+* :mod:`~bremen_jax.sweep.report`: rows, summary over seeds, files and plots (host only).
+
+See ``docs/sweeps.md`` for the file format.
+"""
+
+from bremen_jax.sweep.program import (
+    PROGRAM_NAME,
+    STATE_COPIES,
+    SweepExistsError,
+    SweepMemoryError,
+    SweepResult,
+    available_memory_bytes,
+    compile_sweep,
+    estimate_memory,
+    execute_plan,
+    initialize_distributed,
+    make_runs_mesh,
+    make_sweep_program,
+    pad_runs,
+    padded_size,
+    run_state_bytes,
+    run_sweep,
+    tree_nbytes,
+)
+from bremen_jax.sweep.spec import (
+    OuterPlan,
+    SweepError,
+    SweepSpec,
+    build_plans,
+    load_sweep,
+    parse_sweep,
+)
+
+__all__ = ["OuterPlan", "PROGRAM_NAME", "STATE_COPIES", "SweepError", "SweepExistsError",
+           "SweepMemoryError", "SweepResult", "SweepSpec", "available_memory_bytes",
+           "build_plans", "compile_sweep", "estimate_memory", "execute_plan",
+           "initialize_distributed", "load_sweep", "make_runs_mesh", "make_sweep_program",
+           "pad_runs", "padded_size", "parse_sweep", "run_state_bytes", "run_sweep",
+           "tree_nbytes"]
