@@ -33,8 +33,8 @@ setup(
     packages=find_packages(include=["bremen_jax", "bremen_jax.*", "experiments", "experiments.*",
                                     "benchmarks"]),
     # the shipped behaviour policies (small .npz checkpoints) and their reference returns
-    package_data={"bremen_jax.data": ["behaviors/*.json", "behaviors/*/*.json",
-                                      "behaviors/*/*.npz"]},
+    package_data={"bremen_jax.datasets": ["behaviors/*.json", "behaviors/*/*.json",
+                                          "behaviors/*/*.npz"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={
         "dev": ["pytest>=8", "pytest-timeout>=2.3"],

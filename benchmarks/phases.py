@@ -48,7 +48,7 @@ from bremen_jax.algo.trpo import (
     surrogate_loss,
 )
 from bremen_jax.config import HParams, StaticConfig
-from bremen_jax.data.collect import make_collector, make_evaluator
+from bremen_jax.envs.acting import make_collector, make_evaluator
 from bremen_jax.models import distributions
 from bremen_jax.models.dynamics import make_dynamics
 from bremen_jax.models.policy import dist_net

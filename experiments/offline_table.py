@@ -4,8 +4,8 @@
 [--policy medium] [--noise pure] [--workdir runs/offline_table] [--out FILE] [FIELD=VALUE ...]``
 
 For each task one dataset of the largest size is collected with ``bremen collect`` semantics
-(:func:`bremen_jax.data.make.collect_dataset`; its collection time is recorded) and every size is
-its first ``N`` rows (whole episodes of the first environments, the same as collecting ``N``
+(:func:`bremen_jax.datasets.make.collect_dataset`; its collection time is recorded) and every size
+is its first ``N`` rows (whole episodes of the first environments, the same as collecting ``N``
 rows). Each size then runs ``bremen offline`` (:func:`bremen_jax.algo.offline.run_offline`) with
 the task's paper config under the compute reduction in :data:`CPU_OVERRIDES` (the paper runs a
 5 x 2x1024 ensemble, 300K BC steps and 6,250 TRPO iterations of 50K imagined transitions) plus
@@ -50,8 +50,8 @@ def main(argv=None) -> int:
 
     from bremen_jax import config as config_lib
     from bremen_jax.algo.offline import run_offline
-    from bremen_jax.data import scores
-    from bremen_jax.data.make import collect_dataset
+    from bremen_jax.datasets import scores
+    from bremen_jax.datasets.make import collect_dataset
 
     import jax
 

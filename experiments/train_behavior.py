@@ -6,10 +6,10 @@ Usage::
     python -m experiments.train_behavior --task hopper --num-timesteps 800000 \\
         --ppo learning_rate=1e-3 --ppo num_envs=128
 
-Writes ``bremen_jax/data/behaviors/<task>/`` (snapshots, medium.npz, expert.npz, manifest.json)
-and updates ``bremen_jax/data/behaviors/references.json`` unless ``--out-dir`` is given; prints
-the report of :func:`bremen_jax.data.behavior_policies.train_behavior` as one JSON line.
-Defaults: :data:`~bremen_jax.data.behavior_policies.PPO_SETTINGS` and ``TASK_BACKENDS``.
+Writes ``bremen_jax/datasets/behaviors/<task>/`` (snapshots, medium.npz, expert.npz, manifest.json)
+and updates ``bremen_jax/datasets/behaviors/references.json`` unless ``--out-dir`` is given; prints
+the report of :func:`bremen_jax.datasets.behavior_policies.train_behavior` as one JSON line.
+Defaults: :data:`~bremen_jax.datasets.behavior_policies.PPO_SETTINGS` and ``TASK_BACKENDS``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import argparse
 import json
 import sys
 
-from bremen_jax.data import behavior_policies as bp
+from bremen_jax.datasets import behavior_policies as bp
 
 
 def _parse_value(text: str):

@@ -12,7 +12,8 @@ import pytest
 from brax.training.acme import running_statistics
 from brax.training.agents.ppo import networks as ppo_networks
 
-from bremen_jax.data import behavior_policies as bp
+from bremen_jax.datasets import behavior_policies as bp
+from bremen_jax.datasets import scores
 from bremen_jax.envs import make_task
 from experiments import train_behavior as script
 
@@ -104,9 +105,11 @@ def test_choose_medium_hand_computed():
     assert bp.choose_medium([5.0, 5.0, 9.0], 0.0, 9.0) == 0  # tie -> earliest
     with pytest.raises(ValueError, match="at least 2"):
         bp.choose_medium([1.0], 0.0, 1.0)
-    assert bp.normalized_score(25.0, -100.0, 200.0) == pytest.approx(100 * 125 / 300)
-    with pytest.raises(ValueError, match="must exceed"):
-        bp.normalized_score(1.0, 2.0, 2.0)
+    # the one score formula (bremen_jax.datasets.scores) on the same references
+    assert scores.normalized_score("x", 25.0, references=(-100.0, 200.0)) == pytest.approx(
+        100 * 125 / 300)
+    with pytest.raises(ValueError, match="R_expert=2.0 must be greater than R_random=2.0"):
+        scores.normalized_score("x", 1.0, references=(2.0, 2.0))
 
 
 def test_levels_snapshots_and_references_from_artifacts(tmp_path):

@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from bremen_jax.data import d4rl_io
+from bremen_jax.datasets import d4rl_io
 from bremen_jax.data.dataset import DatasetError, load_dataset, save_dataset
 from bremen_jax.types import Transition
 

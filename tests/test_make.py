@@ -1,10 +1,9 @@
 """``collect_dataset`` (``bremen collect``): levels, mixtures, metadata round trip, flag errors.
 
-The behaviour-policy module is replaced by a fake with fixed linear policies (one shared policy
+The behaviour-policy loaders are replaced by fakes with fixed linear policies (one shared policy
 function, so every collection here reuses one compiled inverted_pendulum collector).
 """
 
-import sys
 import types
 
 import jax
@@ -12,8 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bremen_jax.data import behavior as behavior_lib
-from bremen_jax.data import make, mixtures
+from bremen_jax.datasets import behavior_policies as bp
+from bremen_jax.datasets import make, mixtures, run_policy
 from bremen_jax.data.dataset import load_dataset
 
 TASK = "inverted_pendulum"
@@ -37,7 +36,6 @@ def behavior(level, scale, mean_return):
 
 @pytest.fixture(autouse=True)
 def fake_behaviors(monkeypatch):
-    module = types.ModuleType("bremen_jax.data.behavior_policies")
     levels = {"medium": behavior("medium", 0.5, 12.0), "expert": behavior("expert", 2.0, 28.0)}
 
     def load_behavior(task, level):
@@ -45,12 +43,11 @@ def fake_behaviors(monkeypatch):
             raise ValueError(f"no behaviour {task}/{level}")
         return levels[level]
 
-    module.load_behavior = load_behavior
-    module.load_snapshots = lambda task, up_to="medium": [
+    monkeypatch.setattr(bp, "load_behavior", load_behavior)
+    monkeypatch.setattr(bp, "load_snapshots", lambda task, up_to="medium": [
         behavior(f"s{i}", s, r) for i, (s, r) in enumerate([(0.0, 6.0), (0.2, 9.0),
-                                                             (0.5, 12.0)])]
-    module.reference_returns = lambda task: {TASK: (5.0, 30.0)}[task]
-    monkeypatch.setitem(sys.modules, "bremen_jax.data.behavior_policies", module)
+                                                             (0.5, 12.0)])])
+    monkeypatch.setattr(bp, "reference_returns", lambda task: {TASK: (5.0, 30.0)}[task])
 
 
 def policy_actions(obs, scale):
@@ -114,7 +111,7 @@ def test_run_directory_policy(tmp_path, monkeypatch):
         return (types.SimpleNamespace(name=TASK), types.SimpleNamespace(
             act_deterministic=linear_policy), weights(1.0), {"backend": "positional"})
 
-    monkeypatch.setattr(behavior_lib, "load_run_policy", fake_load_run_policy)
+    monkeypatch.setattr(run_policy, "load_run_policy", fake_load_run_policy)
     info = make.collect_dataset(TASK, str(run), None, 120, tmp_path / "run.npz", **KW)
     assert info["behavior_policy"] == {"kind": "run", "run_dir": str(run), "noise": "pure"}
     assert info["behavior_return"] == info["dataset_return"] is not None

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from brax.envs.base import State
 
-from bremen_jax.data import mixtures as mx
+from bremen_jax.datasets import mixtures as mx
 from bremen_jax.envs import make_custom_task
 
 

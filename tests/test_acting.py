@@ -1,4 +1,4 @@
-"""Tests for bremen_jax.data.collect on a tiny physics-free Brax env (compiles in about a second).
+"""Tests for bremen_jax.envs.acting on a tiny physics-free Brax env (compiles in about a second).
 
 Toy env: obs = [x, c]; reset draws x ~ U(0, x0_max) and c ~ U(0, 1) (fresh per reset); a step does
 x += 0.1 + 0.1·a (a clipped to [-1, 1] by the TaskEnv), c unchanged. Task reward = x' (after the
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from brax.envs.base import State
 
-from bremen_jax.data.collect import (EpisodeStats, flatten_env_major, make_collector,
+from bremen_jax.envs.acting import (EpisodeStats, flatten_env_major, make_collector,
                                      make_evaluator, summarize_episodes, uniform_random_policy)
 from bremen_jax.envs import make_custom_task
 from bremen_jax.types import Transition

@@ -18,14 +18,13 @@ Artefacts (``directory``, default :data:`DEFAULT_DIRECTORY`)::
 Each ``.npz`` is a flat dict of named arrays (``obs_mean``, ``obs_std``,
 ``policy/params/hidden_0/kernel``, ...): loading needs neither orbax nor pickle, and the inference
 function is rebuilt with :mod:`brax.training.agents.ppo.networks`. Every return in the manifest and
-in ``references.json`` is measured with :func:`bremen_jax.data.collect.make_evaluator` (the
+in ``references.json`` is measured with :func:`bremen_jax.envs.acting.make_evaluator` (the
 deterministic mean action, episodes of up to 1000 steps ended by the task's termination).
 :func:`train_behavior` trains, measures and saves one task's policies.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime
 import functools
@@ -46,7 +45,8 @@ from brax.training.acme import running_statistics
 from brax.training.agents.ppo import networks as ppo_networks
 from flax import linen
 
-from bremen_jax.data.collect import make_evaluator, uniform_random_policy
+from bremen_jax.datasets import compat
+from bremen_jax.envs.acting import make_evaluator, uniform_random_policy
 from bremen_jax.envs import Task, list_tasks, make_task
 from bremen_jax.types import Params, PolicyFn, PRNGKey
 
@@ -207,7 +207,7 @@ def evaluate_policies(task: Task, policy_fn: PolicyFn, params_list: Sequence[Any
     """Mean/std task return of each params (one compile; the same key for all, so the same starts).
 
     Episodes run to the task's termination or ``task.episode_length`` steps
-    (:func:`~bremen_jax.data.collect.make_evaluator`). Returns ``[{"mean", "std", "length"}]``.
+    (:func:`~bremen_jax.envs.acting.make_evaluator`). Returns ``[{"mean", "std", "length"}]``.
     """
     evaluate = jax.jit(make_evaluator(task, policy_fn, num_episodes))
     out = []
@@ -216,13 +216,6 @@ def evaluate_policies(task: Task, policy_fn: PolicyFn, params_list: Sequence[Any
         out.append({"mean": float(m["return_mean"]), "std": float(m["return_std"]),
                     "length": float(m["length_mean"])})
     return out
-
-
-def normalized_score(ret: float, r_random: float, r_expert: float) -> float:
-    """``100 (R - R_random) / (R_expert - R_random)`` (D4RL; ValueError if the references tie)."""
-    if not r_expert > r_random:
-        raise ValueError(f"expert reference {r_expert} must exceed random reference {r_random}")
-    return 100.0 * (ret - r_random) / (r_expert - r_random)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -374,28 +367,6 @@ _RESERVED = ("environment", "num_timesteps", "episode_length", "num_evals", "run
 MEDIUM_FRACTION = (1.0 / 3.0, 0.5)
 
 
-def _device_put_replicated(x, devices):
-    """``jax.device_put_replicated`` (removed in jax 0.10) via ``jax.device_put``."""
-    sharding = jax.sharding.NamedSharding(jax.sharding.Mesh(np.array(devices), ("devices",)),
-                                          jax.sharding.PartitionSpec("devices"))
-    return jax.tree.map(
-        lambda a: jax.device_put(jnp.stack([jnp.asarray(a)] * len(devices)), sharding), x)
-
-
-@contextlib.contextmanager
-def _brax_jax_compat():
-    """brax 0.14.2's ``ppo.train`` calls ``jax.device_put_replicated``, which jax 0.10 removed:
-    provide the documented drop-in for the duration of the call only."""
-    if hasattr(jax, "device_put_replicated"):
-        yield
-        return
-    jax.device_put_replicated = _device_put_replicated
-    try:
-        yield
-    finally:
-        del jax.device_put_replicated
-
-
 def choose_medium(returns: Sequence[float], r_random: float, r_expert: float,
                   fraction: tuple[float, float] = MEDIUM_FRACTION) -> int:
     """Index of the snapshot (the last one, the expert, excluded) whose normalised return
@@ -479,7 +450,7 @@ def train_behavior(task: str, *, num_timesteps: int, seed: int = 0, out_dir=None
                 f"{time.perf_counter() - t0:.0f} s")
 
     try:
-        with _brax_jax_compat():
+        with compat.brax_jax_compat():
             ppo_train.train(environment=task_obj.env, num_timesteps=num_timesteps,
                             episode_length=task_obj.episode_length, num_evals=num_snapshots,
                             run_evals=False, log_training_metrics=True, seed=seed,
@@ -540,7 +511,7 @@ def train_behavior(task: str, *, num_timesteps: int, seed: int = 0, out_dir=None
         "train_time_s": round(train_time, 1), "steady_steps_per_s": steady and round(steady),
         "first_snapshot_wall_s": round(times[1], 1), "eval_time_s": round(eval_time, 1),
         "eval": {"episodes": eval_episodes, "deterministic": True,
-                 "evaluator": "bremen_jax.data.collect.make_evaluator",
+                 "evaluator": "bremen_jax.envs.acting.make_evaluator",
                  "key": f"jax.random.key({seed + 1_000_003})"},
         "random": {"mean_return": round(r_random, 3), "std_return": round(rand["std"], 3)},
         "levels": levels, "snapshots": entries, "training_curve": curve,

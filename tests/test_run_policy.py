@@ -1,13 +1,24 @@
-"""Behaviour datasets from a BREMEN policy (make_dataset over mixtures): sizes, noise, errors."""
+"""Datasets from a BREMEN run's policy (``bremen collect --policy RUN_DIR``): the ``run``
+behaviour source over the original's mixtures; sizes, noise, errors."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bremen_jax.data.behavior import make_dataset
+from bremen_jax.datasets import mixtures
+from bremen_jax.datasets.run_policy import run_policy_source
 from bremen_jax.envs import make_task
 from bremen_jax.models.policy import PolicyConfig, make_policy
+
+
+def make_dataset(task, policy, params, noise, size, num_envs, key):
+    """The collection ``collect_dataset`` runs for a run directory (without the file)."""
+    data = mixtures.collect_mixture(task, [run_policy_source(policy, params)],
+                                    mixtures.mixture_components(noise), size, key,
+                                    num_envs=num_envs)
+    ret = data.episodes["return_mean"]
+    return data.transitions, float("nan") if ret is None else ret
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ smaller size directly instead of truncating.
 the smallest non-zero component count, ``E = min(num_envs, max(1, m // episode_length))`` parallel
 envs (so each env column holds at least one full episode when ``m`` allows it), ``T = ceil(m / E)``
 steps per env, then ``E = ceil(m / T)``. A component of ``n`` rows makes ``ceil(n / (E * T))``
-calls of one :func:`~bremen_jax.data.collect.make_collector` program (``lax.scan`` over ``T``
+calls of one :func:`~bremen_jax.envs.acting.make_collector` program (``lax.scan`` over ``T``
 steps of ``E`` vmapped envs, fresh resets at the start of each call); each call's rows are
 flattened env-major (every column contiguous, in time order), calls are concatenated in order and
 the first ``n`` rows are kept (fewer than ``E * T`` are dropped per component; none when the
@@ -66,7 +66,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bremen_jax.data.collect import flatten_env_major, make_collector
+from bremen_jax.envs.acting import flatten_env_major, make_collector
 from bremen_jax.types import Params, PolicyFn, PRNGKey, Transition
 
 CLIP_EPS = 1e-3  # BRAC GaussianRandomSoftPolicy(clip_eps=1e-3): clip to [-1 + eps, 1 - eps].

@@ -2,26 +2,21 @@
 
 ``score = 100 * (R - R_random) / (R_expert - R_random)`` (D4RL; reference anchors §5): 0 is the
 uniform-random policy, 100 the expert behaviour policy of the task. The references
-``(R_random, R_expert)`` come from :func:`bremen_jax.data.behavior_policies.reference_returns`
-(``bremen_jax/data/behaviors/references.json``), measured with our own evaluator on our tasks; Brax
-tasks have no published D4RL references, so scores here are not comparable with D4RL's numbers.
+``(R_random, R_expert)`` come from :func:`bremen_jax.datasets.behavior_policies.reference_returns`
+(``bremen_jax/datasets/behaviors/references.json``), measured with our own evaluator on our tasks;
+Brax tasks have no published D4RL references, so scores here are not comparable with D4RL's numbers.
+:func:`normalize` is the one implementation of the formula; every other score function calls it.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 from typing import Tuple
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-_BEHAVIOR_MODULE = "bremen_jax.data.behavior_policies"
-
-
-def behavior_api():
-    """The behaviour-policy module (imported lazily; tests may substitute it in ``sys.modules``)."""
-    return importlib.import_module(_BEHAVIOR_MODULE)
+from bremen_jax.datasets import behavior_policies
 
 
 def check_references(task: str, r_random: float, r_expert: float) -> Tuple[float, float]:
@@ -55,10 +50,7 @@ def reference_returns(task: str) -> Tuple[float, float]:
     if not isinstance(task, str) or not task:
         raise ValueError(f"task must be a non-empty task name (str), got {task!r}")
     try:
-        pair = behavior_api().reference_returns(task)
-    except ImportError as err:
-        raise ValueError(f"no reference returns for task {task!r}: the behaviour-policy module "
-                         f"{_BEHAVIOR_MODULE} is unavailable ({err})") from err
+        pair = behavior_policies.reference_returns(task)
     except (KeyError, LookupError, FileNotFoundError, ValueError) as err:
         raise ValueError(f"no reference returns pinned for task {task!r}: {err}") from err
     try:

@@ -1,18 +1,18 @@
 """``bremen collect``: offline datasets with the original's mixtures and D4RL-style levels.
 
 ``collect_dataset(task, policy, noise, size, out)`` picks the behaviour, builds the mixture
-(:mod:`bremen_jax.data.mixtures`), collects it in vmapped envs, and writes a dataset file
+(:mod:`bremen_jax.datasets.mixtures`), collects it in vmapped envs, and writes a dataset file
 (:mod:`bremen_jax.data.dataset`) whose metadata records how it was made.
 
 ``policy``:
 
 * a behaviour level ``random``, ``medium`` or ``expert`` (Brax-PPO policies shipped with the
-  package, :mod:`bremen_jax.data.behavior_policies`) with ``noise`` one of ``pure`` (default),
+  package, :mod:`bremen_jax.datasets.behavior_policies`) with ``noise`` one of ``pure`` (default),
   ``eps1``, ``eps3``, ``gaussian1``, ``gaussian3``, ``random``; ``random`` takes only ``pure`` or
   ``random`` (both 100% uniform actions). ``--policy medium --noise pure`` is D4RL's ``medium``
   level, ``expert``/``pure`` its ``expert`` and ``random`` its ``random``.
 * ``medium-replay``: the training snapshots from random up to medium (``load_snapshots``), in
-  order, equal shares (rounded as in :func:`~bremen_jax.data.mixtures.split_counts`).
+  order, equal shares (rounded as in :func:`~bremen_jax.datasets.mixtures.split_counts`).
   **Deviation**: D4RL's medium-replay is the replay buffer of the SAC run that produced the medium
   policy (every transition that run collected, with its exploration noise); ours replays the
   saved snapshots' deterministic actions, one equal share each.
@@ -34,7 +34,7 @@ from typing import Any, Dict, List, Tuple
 
 import jax
 
-from bremen_jax.data import mixtures, scores
+from bremen_jax.datasets import behavior_policies, mixtures, scores
 from bremen_jax.data.dataset import dataset_info, save_dataset
 from bremen_jax.envs import list_tasks, make_task
 
@@ -48,13 +48,6 @@ DEFAULT_BACKEND = "generalized"
 def _make_task(name: str, backend: str, episode_length: int):
     """Tasks are immutable: reusing one lets repeated collections reuse compiled collectors."""
     return make_task(name, backend=backend, episode_length=episode_length)
-
-
-def _behavior_module() -> Any:
-    try:
-        return scores.behavior_api()
-    except ImportError:
-        return None
 
 
 def _check_int(value: Any, flag: str, low: int) -> int:
@@ -103,9 +96,8 @@ def _resolve(task: str, policy: str, noise: str | None
         if noise not in (None, "pure"):
             raise ValueError(f"--noise {noise!r} cannot be used with --policy {policy}: the "
                              "D4RL mixtures take no noise (omit --noise or use pure)")
-        api = scores.behavior_api()
         if policy == "medium-replay":
-            snaps = list(api.load_snapshots(task, up_to="medium"))
+            snaps = list(behavior_policies.load_snapshots(task, up_to="medium"))
             if not snaps:
                 raise ValueError(f"--policy medium-replay: no training snapshots for task "
                                  f"{task!r}")
@@ -114,7 +106,8 @@ def _resolve(task: str, policy: str, noise: str | None
                 names = [f"{i}:{n}" for i, n in enumerate(names)]
             behaviors = snaps
         else:
-            behaviors = [api.load_behavior(task, "medium"), api.load_behavior(task, "expert")]
+            behaviors = [behavior_policies.load_behavior(task, "medium"),
+                         behavior_policies.load_behavior(task, "expert")]
             names = ["medium", "expert"]
         sources = _sources(behaviors, names)
         comps = tuple(mixtures.Component(n, 1, source=i) for i, n in enumerate(names))
@@ -127,7 +120,7 @@ def _resolve(task: str, policy: str, noise: str | None
         if policy == "random" and noise not in ("pure", "random"):
             raise ValueError(f"--noise {noise} needs a policy to perturb; --policy random has "
                              "none (use --noise pure or random, or another --policy)")
-        b = scores.behavior_api().load_behavior(task, policy)
+        b = behavior_policies.load_behavior(task, policy)
         return noise, [_source(b, policy)], mixtures.mixture_components(noise), \
             _behavior_backend([b]), {"kind": "level", "level": policy}
     run_dir = pathlib.Path(policy)
@@ -135,13 +128,13 @@ def _resolve(task: str, policy: str, noise: str | None
         raise ValueError(f"--policy {policy!r} is neither a level ({', '.join(LEVELS)}), a D4RL "
                          f"mixture ({', '.join(D4RL_MIXES)}) nor an existing `bremen train` run "
                          "directory")
-    from bremen_jax.data import behavior as behavior_lib
-    run_task, pol, params, cfg = behavior_lib.load_run_policy(run_dir)
+    from bremen_jax.datasets import run_policy  # loads the run package only when needed
+    run_task, pol, params, cfg = run_policy.load_run_policy(run_dir)
     if run_task.name != task:
         raise ValueError(f"--policy {policy}: the run trained task {run_task.name!r} but "
                          f"--task is {task!r}")
-    src = mixtures.PolicySource("run", pol.act_deterministic, params, None)
-    return noise, [src], mixtures.mixture_components(noise), \
+    source = run_policy.run_policy_source(pol, params)
+    return noise, [source], mixtures.mixture_components(noise), \
         str(cfg.get("backend", "") or "") or None, {"kind": "run", "run_dir": str(run_dir)}
 
 
@@ -210,7 +203,7 @@ def collect_dataset(task: str, policy: str, noise: str | None, size: int,
         raise FileExistsError(f"--out {out} already exists; refusing to overwrite it")
     noise, sources, comps, backend_hint, described = _resolve(task, policy, noise)
     backend = (backend or backend_hint
-               or getattr(_behavior_module(), "TASK_BACKENDS", {}).get(task) or DEFAULT_BACKEND)
+               or behavior_policies.TASK_BACKENDS.get(task) or DEFAULT_BACKEND)
     env_task = _make_task(task, backend, episode_length)
     data = mixtures.collect_mixture(env_task, sources, comps, size, jax.random.key(seed),
                                     num_envs=num_envs)
