@@ -18,7 +18,7 @@ load (of which compiling 30-45 s); deterministic return after each deployment 51
 vs about -350 for the uniform random policy (deployment 1's collection).
 """
 
-from experiments.configs import default
+from bremen_jax.configs import default
 
 
 def get_config():

@@ -1,7 +1,7 @@
 """Paper settings for Walker2d (reference §8): 10 deployments x 200K, H=1000, delta=0.05,
 2,000 TRPO iterations per deployment (80 x 25)."""
 
-from experiments.configs import default
+from bremen_jax.configs import default
 
 
 def get_config():

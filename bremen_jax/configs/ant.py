@@ -7,7 +7,7 @@ the dynamics fit. MJX stays finite (|obs| < 18), keeps the original's control ti
 and gear 150, and steps faster than generalized on a CPU (7.3K vs 4.0K env steps/s, 64 envs).
 """
 
-from experiments.configs import default
+from bremen_jax.configs import default
 
 
 def get_config():

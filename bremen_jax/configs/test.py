@@ -1,6 +1,6 @@
 """Tiny configuration for the test-suite: seconds per deployment on a CPU."""
 
-from experiments.configs import default
+from bremen_jax.configs import default
 
 
 def get_config():

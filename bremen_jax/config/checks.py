@@ -1,0 +1,133 @@
+"""Validation generated from the schema: one per-field check, plus a few named cross-field rules.
+
+:func:`check_value` is the only place that knows what a value of a field may be; :func:`validate`,
+the typed setter (:mod:`bremen_jax.config.setter`) and the section dataclasses all call it.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Callable, Mapping
+
+import ml_collections
+
+from bremen_jax.config.schema import SCHEMA, ConfigError, Field, field, suggest
+
+_TYPE_WORDS = {bool: "a bool (true/false)", int: "an int", float: "a number", str: "a string",
+               tuple: "a non-empty tuple of positive ints"}
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
+def _coerce(f: Field, value: Any) -> Any:
+    """``value`` as ``f.type`` (int -> float, list -> tuple), or ``None`` if it is not one."""
+    if f.type is bool:
+        return value if isinstance(value, bool) else None
+    if f.type is int:
+        return int(value) if _is_int(value) else None
+    if f.type is float:
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        return float(value) if ok else None
+    if f.type is str:
+        return value if isinstance(value, str) else None
+    if isinstance(value, (tuple, list)) and value and all(_is_int(x) and x > 0 for x in value):
+        return tuple(int(x) for x in value)
+    return None
+
+
+def check_value(name: str, value: Any) -> Any:
+    """Checks one field's value against its schema row; returns it typed (int -> float, list -> tuple).
+
+    Raises:
+        ConfigError: naming the field and the accepted type, range or choices.
+    """
+    f = field(name)
+    typed = _coerce(f, value)
+    if typed is None:
+        raise ConfigError(f"{f.name} must be {_TYPE_WORDS[f.type]}, got {value!r}")
+    if isinstance(typed, float) and not math.isfinite(typed):
+        raise ConfigError(f"{f.name} must be a finite number, got {value!r}")
+    if f.check is not None and typed not in f.check:
+        raise ConfigError(f"{f.name} must be {f.check}, got {value!r}")
+    if f.choices is not None and typed not in f.choices:
+        raise ConfigError(f"{f.name} must be one of {list(f.choices)}, got {value!r}")
+    return typed
+
+
+def flatten(cfg: ml_collections.ConfigDict | Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"trpo.target_kl": 0.1, ...}``: every leaf of a nested config (or plain dict) by dotted name."""
+    out = {}
+    for k, v in cfg.items():
+        if isinstance(v, (ml_collections.ConfigDict, Mapping)):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+# --- cross-field rules: each takes the flat, typed config and returns an error message or None ---
+def _active_members_exist(c: dict) -> str | None:
+    if c["dynamics.num_active"] > c["dynamics.num_members"]:
+        return (f"dynamics.num_active ({c['dynamics.num_active']}) must be <= "
+                f"dynamics.num_members ({c['dynamics.num_members']})")
+    return None
+
+
+def _horizon_fits_episode(c: dict) -> str | None:
+    if c["imagine.horizon"] > c["episode_length"]:
+        return (f"imagine.horizon ({c['imagine.horizon']}) must be <= episode_length "
+                f"({c['episode_length']})")
+    return None
+
+
+def _divides(num: str, den: str) -> Callable[[dict], str | None]:
+    def rule(c: dict) -> str | None:
+        if c[num] % c[den]:
+            return f"{num} ({c[num]}) must be divisible by {den} ({c[den]})"
+        return None
+
+    rule.__name__ = f"_{den.replace('.', '_')}_divides_{num.replace('.', '_')}"
+    return rule
+
+
+def _dynamics_batch_fits_split(c: dict) -> str | None:
+    n_train = int(c["deploy.batch_size"] * (1 - c["dynamics.val_fraction"]))
+    if n_train < c["dynamics.batch_size"]:
+        return (f"dynamics.batch_size ({c['dynamics.batch_size']}) is larger than the training "
+                f"split of one deployment ({n_train} rows = deploy.batch_size x "
+                f"(1 - dynamics.val_fraction))")
+    return None
+
+
+CROSS_FIELD_RULES: tuple[Callable[[dict], str | None], ...] = (
+    _active_members_exist,
+    _horizon_fits_episode,
+    _divides("imagine.batch_size", "imagine.horizon"),
+    _divides("deploy.batch_size", "deploy.num_envs"),
+    _divides("trpo.iterations", "trpo.chunk"),
+    _dynamics_batch_fits_split,
+)
+
+
+def validate(cfg: ml_collections.ConfigDict | Mapping[str, Any]) -> dict[str, Any]:
+    """Raises :class:`ConfigError` naming the first bad field; returns the flat, typed config.
+
+    Checks, in order: unknown fields (with a "did you mean" suggestion), missing fields, each
+    field's type / finiteness / range / choices (from the schema), then the cross-field rules.
+    """
+    flat = flatten(cfg)
+    for name in flat:
+        if name not in SCHEMA:
+            raise ConfigError(f"unknown config field {name!r}{suggest(name)}")
+    missing = [name for name in SCHEMA if name not in flat]
+    if missing:
+        raise ConfigError(f"config is missing field(s) {missing}")
+    typed = {name: check_value(name, flat[name]) for name in SCHEMA}
+    for rule in CROSS_FIELD_RULES:
+        message = rule(typed)
+        if message:
+            raise ConfigError(message)
+    return typed

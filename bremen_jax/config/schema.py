@@ -1,0 +1,246 @@
+"""The one declarative config schema: every field of a BREMEN config, as data.
+
+Each row is a :class:`Field`: its dotted name (``section.name``, the name a user types and the name the
+code reads), its *kind*, its type, its default, its constraint and a one-line doc. Everything else is
+derived from this table: the default config (``bremen_jax/configs/default.py``), :func:`validate
+<bremen_jax.config.checks.validate>`, :func:`split <bremen_jax.config.sections.split>`, the typed
+setter and the "is this field static?" question asked by resume and sweeps.
+
+Kinds:
+
+* ``static``: sets a shape, a trip count or a code path; a new value recompiles (``StaticConfig``).
+* ``traced``: a float32/int32 leaf of ``HParams``; vmapped by sweeps, never recompiles.
+* ``host``: neither (the run seed, checkpointing): read by the driver on the host only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from typing import Any
+
+import ml_collections
+
+STATIC, TRACED, HOST = "static", "traced", "host"
+KINDS = (STATIC, TRACED, HOST)
+BACKENDS = ("generalized", "positional", "spring", "mjx")
+PRECISIONS = ("highest", "tensorfloat32", "bfloat16", "default")
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value; the message names the field and what was expected."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """A numeric interval; ``None`` = unbounded on that side. ``str`` is the message's wording."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def __contains__(self, x: float) -> bool:
+        lo_ok = self.lo is None or (x > self.lo if self.lo_open else x >= self.lo)
+        hi_ok = self.hi is None or (x < self.hi if self.hi_open else x <= self.hi)
+        return lo_ok and hi_ok
+
+    def __str__(self) -> str:
+        if self.hi is None:
+            return f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        return (f"in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}"
+                f"{')' if self.hi_open else ']'}")
+
+
+POSITIVE = Range(0, None, lo_open=True)
+NONNEG = Range(0, None)
+OPEN_UNIT = Range(0, 1, lo_open=True, hi_open=True)     # (0, 1)
+UNIT_NO_ZERO = Range(0, 1, lo_open=True)                 # (0, 1]
+UNIT = Range(0, 1)                                       # [0, 1]
+AT_LEAST_ONE = Range(1, None)
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """One config field.
+
+    Attributes:
+        name: dotted name, ``"trpo.target_kl"`` (top-level fields have no dot).
+        kind: ``static`` | ``traced`` | ``host``.
+        type: ``bool``, ``int``, ``float``, ``str`` or ``tuple`` (a non-empty tuple of positive ints).
+        default: the one default value.
+        doc: one line.
+        check: a :class:`Range` for numbers, or ``None``.
+        choices: the accepted strings, or ``None``.
+    """
+
+    name: str
+    kind: str
+    type: type
+    default: Any
+    doc: str
+    check: Range | None = None
+    choices: tuple[str, ...] | None = None
+
+    @property
+    def section(self) -> str:
+        """``"trpo"`` for ``"trpo.target_kl"``; ``""`` for a top-level field."""
+        return self.name.rpartition(".")[0]
+
+    @property
+    def leaf(self) -> str:
+        return self.name.rpartition(".")[2]
+
+
+def _f(name, kind, type_, default, doc, check=None, choices=None) -> Field:
+    return Field(name, kind, type_, default, doc, check, choices)
+
+
+S, T, H = STATIC, TRACED, HOST
+# The defaults are the paper's HalfCheetah settings (reference §8-§9); other configs override them.
+FIELDS: tuple[Field, ...] = (
+    _f("task", S, str, "halfcheetah", "task name (`bremen tasks` lists them)"),
+    _f("backend", S, str, "generalized", "brax physics backend", choices=BACKENDS),
+    _f("episode_length", S, int, 1000, "real-env episode length", POSITIVE),
+    _f("seed", H, int, 0, "run seed (PRNG key); network inits use policy.init_seed"),
+    _f("precision", S, str, "highest", "matmul precision", choices=PRECISIONS),
+    # dynamics
+    _f("dynamics.num_members", S, int, 5, "ensemble size (maximum; see num_active)", POSITIVE),
+    _f("dynamics.hidden_sizes", S, tuple, (1024, 1024), "MLP widths, ReLU"),
+    _f("dynamics.batch_size", S, int, 1000, "minibatch size", POSITIVE),
+    _f("dynamics.max_epochs", S, int, 200, "epochs per fit at most", POSITIVE),
+    _f("dynamics.eval_every", S, int, 5, "validation every k epochs", POSITIVE),
+    _f("dynamics.patience", S, int, 20, "stop when epoch - best_epoch >= patience", POSITIVE),
+    _f("dynamics.restore_best", S, bool, False, "restore the best weights (original keeps the last)"),
+    _f("dynamics.val_fraction", S, float, 0.15,
+       "last fraction of every batch is validation (ordered)", OPEN_UNIT),
+    _f("dynamics.learning_rate", T, float, 1e-3, "Adam learning rate", POSITIVE),
+    _f("dynamics.weight_decay", T, float, 1.0,
+       "c in c*(1/N_train)*sum 0.5||W_hidden||^2 (original: json value ignored, c=1)", NONNEG),
+    _f("dynamics.num_active", T, int, 5, "active members (<= num_members); the rest are masked out",
+       POSITIVE),
+    # policy
+    _f("policy.hidden_sizes", S, tuple, (200, 200), "policy and BC MLP widths, ReLU"),
+    _f("policy.init_seed", S, int, 1234,
+       "fixed normc seed as the original; negative = derive from the run key"),
+    # bc
+    _f("bc.batch_size", S, int, 256, "rows per Adam step", POSITIVE),
+    _f("bc.num_steps", S, int, 300_000, "gradient steps per fit", POSITIVE),
+    _f("bc.learning_rate", T, float, 5e-4, "Adam learning rate", POSITIVE),
+    _f("bc.data", S, str, "latest", "latest batch (original) or all data (--all_bc)",
+       choices=("latest", "all")),
+    _f("bc.reinit", S, bool, True, "re-initialise the BC net before each fit (original)"),
+    _f("bc.reset_optimizer", S, bool, False, "reset Adam before each fit (original keeps it)"),
+    # imagine
+    _f("imagine.horizon", S, int, 250, "H (1000 for hopper / walker2d)", POSITIVE),
+    _f("imagine.batch_size", S, int, 50_000,
+       "imagined transitions per TRPO iteration (B = batch_size / H rollouts)", POSITIVE),
+    _f("imagine.member_sampling", S, str, "per_step",
+       "per_step (original: one member per step for all rollouts) | per_rollout",
+       choices=("per_step", "per_rollout")),
+    _f("imagine.start_states", S, str, "reset",
+       "reset (original: real reset distribution) | dataset", choices=("reset", "dataset")),
+    _f("imagine.exploration", S, str, "constant",
+       "constant (mean + sigma*N, original) | learned (mean + std*N)",
+       choices=("constant", "learned")),
+    _f("imagine.explore_sigma", T, float, 0.1,
+       "sigma of constant exploration (also used when collecting)", NONNEG),
+    _f("imagine.keep_partial_paths", S, bool, False,
+       "keep paths cut by the end of the scan (original: complete paths only)"),
+    # trpo
+    _f("trpo.target_kl", T, float, 0.1, "delta (0.1 halfcheetah, 0.05 ant/hopper/walker2d)",
+       POSITIVE),
+    _f("trpo.cg_damping", T, float, 0.1, "Fisher damping", NONNEG),
+    _f("trpo.cg_iters", S, int, 10, "conjugate-gradient iterations", POSITIVE),
+    _f("trpo.ls_steps", S, int, 10, "backtracking line-search steps", POSITIVE),
+    _f("trpo.ls_backtrack", S, float, 0.5, "backtracking factor", OPEN_UNIT),
+    _f("trpo.accept_ratio", S, float, 0.1,
+       "accept when improvement / expected improvement > this", NONNEG),
+    _f("trpo.ls_check_kl", S, bool, False, "require KL <= target_kl in the line search (original: no)"),
+    _f("trpo.fvp", S, str, "gauss_newton",
+       "gauss_newton (J^T H J v, ~1.5x fewer FLOPs) | hessian (original's HVP of the KL)",
+       choices=("gauss_newton", "hessian")),
+    _f("trpo.shs_from_cg", S, bool, True,
+       "x'Fx from CG's accumulated Fx (False: one more FVP, as the original)"),
+    _f("trpo.line_search", S, str, "sequential",
+       "sequential (stop at first accepted, original) | parallel (vmapped; same result)",
+       choices=("sequential", "parallel")),
+    _f("trpo.gamma", T, float, 0.99, "discount", UNIT_NO_ZERO),
+    _f("trpo.lam", T, float, 0.95, "GAE lambda (0.97 ant)", UNIT),
+    _f("trpo.kl_penalty", T, float, 0.0,
+       "alpha of the explicit KL-to-behaviour reward penalty (original 0)", NONNEG),
+    _f("trpo.baseline", S, str, "linear", "linear (original) | mlp", choices=("linear", "mlp")),
+    _f("trpo.value_learning_rate", T, float, 3e-4,
+       "Adam learning rate of the MLP value function (baseline=mlp)", POSITIVE),
+    _f("trpo.bootstrap_truncation", S, bool, False, "bootstrap at the horizon cut (original: no)"),
+    _f("trpo.iterations", S, int, 2000, "TRPO iterations per deployment (80 x 25)", POSITIVE),
+    _f("trpo.chunk", S, int, 25, "iterations per jitted call / evaluation period", POSITIVE),
+    # deploy
+    _f("deploy.num_deployments", S, int, 5, "K", POSITIVE),
+    _f("deploy.batch_size", S, int, 200_000, "real transitions per deployment", POSITIVE),
+    _f("deploy.num_envs", S, int, 200,
+       "parallel real envs while collecting (batch_size / num_envs steps each)", POSITIVE),
+    # eval
+    _f("eval.num_episodes", S, int, 3, "deterministic real episodes per evaluation", POSITIVE),
+    # checkpoint
+    _f("checkpoint.every", H, int, 1,
+       "checkpoint after every k-th chunk (deployment preambles and the end always)", AT_LEAST_ONE),
+    _f("checkpoint.max_to_keep", H, int, 3, "checkpoints kept on disk", AT_LEAST_ONE),
+)
+del S, T, H
+
+SCHEMA: dict[str, Field] = {f.name: f for f in FIELDS}
+SECTIONS: tuple[str, ...] = tuple(dict.fromkeys(f.section for f in FIELDS if f.section))
+
+
+def suggest(name: str) -> str:
+    """``"; did you mean 'trpo.target_kl'?"`` for a near miss, else a pointer to the schema."""
+    close = difflib.get_close_matches(name, SCHEMA, n=1, cutoff=0.6)
+    if not close:  # a right leaf in the wrong section, or a typo in the leaf only
+        by_leaf = {f.leaf: f.name for f in FIELDS}
+        close = [by_leaf[m] for m in difflib.get_close_matches(name.rpartition(".")[2], by_leaf,
+                                                               n=1, cutoff=0.8)]
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    return "; the fields are listed in bremen_jax/config/schema.py"
+
+
+def field(name: str) -> Field:
+    """The schema row of ``name``; :class:`ConfigError` with a suggestion if there is none."""
+    try:
+        return SCHEMA[name.removeprefix("config.")]
+    except KeyError:
+        raise ConfigError(f"unknown config field {name!r}{suggest(name)}") from None
+
+
+def kind_of(name: str) -> str:
+    """``"static"``, ``"traced"`` or ``"host"`` for a dotted field name."""
+    return field(name).kind
+
+
+def is_static(name: str) -> bool:
+    """Whether changing ``name`` changes :class:`StaticConfig` (so recompiles)."""
+    return kind_of(name) == STATIC
+
+
+def fields_of(section: str, kind: str | None = None) -> tuple[Field, ...]:
+    """The fields of ``section`` (``""``: top level), optionally of one kind, in schema order."""
+    return tuple(f for f in FIELDS if f.section == section and kind in (None, f.kind))
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """A fresh ``ConfigDict`` of the schema's defaults, nested by section."""
+    cfg = ml_collections.ConfigDict()
+    for f in FIELDS:
+        node = cfg
+        if f.section:
+            if f.section not in node:
+                node[f.section] = ml_collections.ConfigDict()
+            node = node[f.section]
+        node[f.leaf] = f.default
+    return cfg
+
+
+def is_finite_number(x: Any) -> bool:
+    return not isinstance(x, float) or math.isfinite(x)
