@@ -63,74 +63,110 @@ def _load_cfg(args: argparse.Namespace, overrides: Sequence[str]):
     return cfg
 
 
-def _check_workdir(path: str, marker: str) -> None:
-    import pathlib
+def _resumed_config(args: argparse.Namespace, overrides: Sequence[str], kind: str):
+    """The stored config of the run in ``--workdir`` with explicit ``--config.F=V`` changes."""
+    from bremen_jax import config as config_lib
+    from bremen_jax.run import load_run_config, load_run_info
+    from bremen_jax.run.checkpoint import config_diff
 
-    p = pathlib.Path(path)
-    if (p / marker).exists():
-        raise CliError(f"work directory {path} already holds a run ({marker}); choose a new "
-                       f"--workdir (nothing there was changed)")
+    if args.workdir is None:
+        raise CliError("--resume needs --workdir DIR (the run to continue)")
+    stored = load_run_config(args.workdir)
+    info = load_run_info(args.workdir)
+    if info.get("kind", "train") != kind:
+        raise CliError(f"the run in {args.workdir} is a `bremen {info.get('kind')}` run; "
+                       f"continue it with `bremen {info.get('kind')} --resume`")
+    if args.config is not None:
+        diff = config_diff(stored.to_dict(), config_lib.load_config(args.config).to_dict())
+        if diff:
+            raise CliError(
+                f"--config {args.config} differs from the config of the run in {args.workdir} "
+                f"({'; '.join(diff)}); leave out --config to resume with the stored config, "
+                f"or change fields explicitly with --config.FIELD=VALUE")
+    cfg = config_lib.apply_overrides(stored, overrides)
+    config_lib.validate(cfg)
+    return cfg, info
+
+
+def _new_config(args: argparse.Namespace, overrides: Sequence[str], default: str):
+    from bremen_jax.run import check_new_workdir
+
+    args.config = args.config or default
+    cfg = _load_cfg(args, overrides)
+    check_new_workdir(args.workdir)
+    return cfg
+
+
+def _default_workdir(args: argparse.Namespace, command: str) -> None:
+    import pathlib
+    import time
+
+    if args.workdir is None and not args.resume:
+        name = pathlib.Path(args.config or "quick").stem
+        args.workdir = str(pathlib.Path("runs") / f"{command}-{name}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
 def _cmd_offline(args: argparse.Namespace, overrides: Sequence[str]) -> int:
-    from bremen_jax.algo.offline import run_offline
+    from rich.console import Console
 
-    cfg = _load_cfg(args, overrides)
-    _check_workdir(args.workdir, "offline.jsonl")
-    summary = run_offline(cfg, args.dataset, args.workdir)
-    print(f"behavior return {summary['behavior_return']}  BC {summary['bc_return']:.2f}  "
-          f"BREMEN {summary['bremen_return']:.2f}  (summary: {args.workdir}/summary.json)")
+    from bremen_jax.datasets.scores import scores_or_none
+    from bremen_jax.run import run_offline
+    from bremen_jax.run.compile import enable_persistent_cache
+
+    _default_workdir(args, "offline")
+    if args.resume:
+        cfg, info = _resumed_config(args, overrides, "offline")
+        dataset, max_rows = args.dataset or info["dataset"], info.get("max_rows")
+    else:
+        if args.dataset is None:
+            raise CliError("--dataset FILE is required (unless --resume)")
+        cfg, dataset, max_rows = _new_config(args, overrides, "quick"), args.dataset, None
+    enable_persistent_cache()
+    console = Console()
+    console.print(f"bremen offline: {cfg.task} ({cfg.backend}) on {dataset}, workdir "
+                  f"{args.workdir}{' (resumed)' if args.resume else ''}")
+    result = run_offline(cfg, dataset, args.workdir, max_rows=max_rows, resume=args.resume,
+                         console=console, progress=not args.no_progress, score_fn=scores_or_none)
+    summary = result.summary
+    print(f"behavior return {_fmt(summary['behavior_return'])}  BC {_fmt(summary['bc_return'])}  "
+          f"BREMEN {_fmt(summary['bremen_return'])}  (summary: {args.workdir}/summary.json)")
     sc = summary.get("normalized_scores")
     if sc:
         print("normalised scores (100 = the shipped expert, 0 = uniform random): "
               + ", ".join(f"{k} {_fmt(v)}" for k, v in sc.items()))
-    return 0
+    return 0 if summary["finished"] else 1
 
 
 def _cmd_train(args: argparse.Namespace, overrides: Sequence[str]) -> int:
     import pathlib
-    import time
 
     from rich.console import Console
 
-    from bremen_jax import config as config_lib
-    from bremen_jax.algo import deployment
-    from bremen_jax.checkpoint import config_diff
+    from bremen_jax.run import run_compiled, run_host
+    from bremen_jax.run.compile import enable_persistent_cache
+    from bremen_jax.run.display import print_summary
 
-    console = Console()
+    _default_workdir(args, "train")
     if args.resume:
-        if args.workdir is None:
-            raise CliError("--resume needs --workdir DIR (the run to continue)")
-        workdir = args.workdir
-        stored = deployment.load_run_config(workdir)
-        if args.config is not None:
-            diff = config_diff(stored.to_dict(), config_lib.load_config(args.config).to_dict())
-            if diff:
-                raise CliError(
-                    f"--config {args.config} differs from the config of the run in {workdir} "
-                    f"({'; '.join(diff)}); leave out --config to resume with the stored config, "
-                    f"or change fields explicitly with --config.FIELD=VALUE")
-        cfg = config_lib.apply_overrides(stored, overrides)
-        config_lib.validate(cfg)
+        cfg, _ = _resumed_config(args, overrides, "train")
     else:
-        args.config = args.config or "quick"
-        cfg = _load_cfg(args, overrides)
-        workdir = args.workdir or str(pathlib.Path("runs") / (
-            f"{pathlib.Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"))
-        deployment.check_new_workdir(workdir)
+        cfg = _new_config(args, overrides, "quick")
+    enable_persistent_cache()
+    console = Console()
     console.print(f"bremen train: {cfg.task} ({cfg.backend}), {args.driver} driver, "
-                  f"workdir {workdir}{' (resumed)' if args.resume else ''}")
+                  f"workdir {args.workdir}{' (resumed)' if args.resume else ''}")
     if args.driver == "host":
-        result = deployment.run_host(cfg, workdir, resume=args.resume, console=console,
-                                     progress=not args.no_progress)
+        result = run_host(cfg, args.workdir, resume=args.resume, console=console,
+                          progress=not args.no_progress)
     else:
-        result = deployment.run_compiled(cfg, workdir, resume=args.resume, console=console)
-    console.print(f"summary: {pathlib.Path(workdir) / 'summary.json'}")
+        result = run_compiled(cfg, args.workdir, resume=args.resume, console=console)
+    print_summary(result.summary, console)
+    console.print(f"summary: {pathlib.Path(args.workdir) / 'summary.json'}")
     return 0 if result.summary["finished"] else 1
 
 
 def _cmd_collect(args: argparse.Namespace) -> int:
-    from bremen_jax.data.make import collect_dataset
+    from bremen_jax.datasets.make import collect_dataset
 
     extra = {} if args.num_envs is None else {"num_envs": args.num_envs}
     info = collect_dataset(args.task, args.policy, args.noise, args.size, args.out,
@@ -151,7 +187,7 @@ def _fmt(x) -> str:
 
 
 def _cmd_import_dataset(args: argparse.Namespace) -> int:
-    from bremen_jax.data.d4rl_io import import_dataset
+    from bremen_jax.datasets.d4rl_io import import_dataset
 
     info = import_dataset(args.source, args.out, task=args.task, fmt=args.format)
     print(f"{args.out}: {info['size']} transitions imported from {args.source} "
@@ -163,7 +199,7 @@ def _cmd_export_dataset(args: argparse.Namespace) -> int:
     import pathlib
 
     from bremen_jax.data import dataset
-    from bremen_jax.data.d4rl_io import export_d4rl_hdf5
+    from bremen_jax.datasets.d4rl_io import export_d4rl_hdf5
 
     data, meta = dataset.load_dataset(args.file)
     if not args.overwrite and pathlib.Path(args.out).exists():
@@ -219,10 +255,17 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
         description="Fit the ensemble on DATASET, clone the behaviour policy, re-initialise the "
                     "target policy from the clone and improve it with TRPO on imagined rollouts. "
                     "Override any config field with --config.FIELD=VALUE.")
-    p.add_argument("--config", default="default",
-                   help="config name in experiments/configs or a .py file with get_config()")
-    p.add_argument("--dataset", required=True, help="dataset file (.npz) written by bremen_jax")
-    p.add_argument("--workdir", required=True, help="output directory (must not hold a run)")
+    p.add_argument("--config", default=None,
+                   help="config name in bremen_jax/configs or a .py file with get_config() "
+                        "(default: quick; with --resume: the config stored in --workdir)")
+    p.add_argument("--dataset", default=None,
+                   help="dataset file (.npz) written by bremen_jax (with --resume: the run's)")
+    p.add_argument("--workdir", default=None,
+                   help="output directory (default: runs/offline-<config>-<timestamp>); must not "
+                        "hold a run unless --resume")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --workdir from its latest checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     handlers["offline"] = _cmd_offline
 
     p = sub.add_parser(
@@ -233,7 +276,7 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
                     "summary.json in --workdir. Override any config field with "
                     "--config.FIELD=VALUE.")
     p.add_argument("--config", default=None,
-                   help="config name in experiments/configs or a .py file with get_config() "
+                   help="config name in bremen_jax/configs or a .py file with get_config() "
                         "(default: quick; with --resume: the config stored in --workdir)")
     p.add_argument("--workdir", default=None,
                    help="output directory (default: runs/<config>-<timestamp>); must not hold "
@@ -288,7 +331,7 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
                     "over the devices. Writes sweep.json, runs.csv/.jsonl, summary.json/.md and "
                     "plots/ in --workdir. --config.FIELD=VALUE changes the base config.")
     p.add_argument("--config", required=True,
-                   help="sweep file (.py) or a name in experiments/sweeps")
+                   help="sweep file (.py) or a name in bremen_jax/configs/sweeps")
     p.add_argument("--workdir", required=True, help="new or empty output directory")
     p.add_argument("--num-devices", type=int, default=None,
                    help="use only the first N devices (default: all)")
@@ -323,6 +366,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as e:
         print(f"bremen {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:
+        msg = str(e) or "interrupted"
+        print(f"bremen {args.command}: {msg}", file=sys.stderr)
+        return 130
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"bremen {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -1,4 +1,5 @@
-"""Offline BREMEN end to end, and the ``bremen offline`` command's errors."""
+"""Offline BREMEN end to end (the host driver on one deployment), its resume, and the
+``bremen offline`` command's errors."""
 
 import json
 
@@ -7,10 +8,11 @@ import numpy as np
 import pytest
 
 from bremen_jax import config as config_lib
-from bremen_jax.algo.offline import run_offline
+from bremen_jax.run import run_offline
+from bremen_jax.run.logs import read_jsonl
 from bremen_jax.cli import main
-from bremen_jax.data import scores
-from bremen_jax.data.collect import (flatten_env_major, make_collector, summarize_episodes,
+from bremen_jax.datasets import scores
+from bremen_jax.envs.acting import (flatten_env_major, make_collector, summarize_episodes,
                                      uniform_random_policy)
 from bremen_jax.data.dataset import save_dataset
 from bremen_jax.envs import make_task
@@ -41,7 +43,8 @@ def test_offline_bremen_beats_behavior_and_bc(tmp_path):
     cfg = config_lib.apply_overrides(config_lib.load_config("test"), OFFLINE_OVERRIDES)
     task = make_task("inverted_pendulum", backend="generalized", episode_length=1000)
     behavior = _random_dataset(tmp_path / "ds.npz", task, 20, 500)
-    summary = run_offline(cfg, tmp_path / "ds.npz", tmp_path / "run", log_fn=lambda s: None)
+    summary = run_offline(cfg, tmp_path / "ds.npz", tmp_path / "run", progress=False,
+                          score_fn=scores.scores_or_none).summary
     assert summary["behavior_return"] == pytest.approx(behavior)
     best_baseline = max(behavior, summary["bc_return"])
     # Measured on CPU: behaviour ~5.7, BC ~17, BREMEN ~50 after 40-60 iterations.
@@ -51,8 +54,11 @@ def test_offline_bremen_beats_behavior_and_bc(tmp_path):
     r_rand, r_exp = scores.reference_returns("inverted_pendulum")
     assert written["normalized_scores"]["bremen"] == pytest.approx(
         100 * (summary["bremen_return"] - r_rand) / (r_exp - r_rand))
-    rows = (tmp_path / "run" / "offline.jsonl").read_text().splitlines()
-    assert len(rows) == 2 + 60 // 20
+    chunks = read_jsonl(tmp_path / "run" / "chunks.jsonl")
+    assert [r["iteration"] for r in chunks] == [20, 40, 60]
+    assert [r["eval/return_mean"] for r in chunks] == summary["bremen_returns"]
+    (dep,) = read_jsonl(tmp_path / "run" / "deployments.jsonl")
+    assert dep["bc_return"] == summary["bc_return"] and dep["env_steps"] == 20 * 500
 
 
 def test_offline_cli_smoke_and_errors(tmp_path, capsys):
@@ -62,13 +68,21 @@ def test_offline_cli_smoke_and_errors(tmp_path, capsys):
     rc = main(["offline", "--config", "test", "--dataset", str(tmp_path / "ds.npz"),
                "--workdir", str(work), "--config.trpo.iterations=2", "--config.trpo.chunk=2"])
     assert rc == 0
-    assert (work / "summary.json").exists() and (work / "offline.csv").exists()
-    before = (work / "offline.jsonl").read_text()
+    assert (work / "summary.json").exists() and (work / "chunks.csv").exists()
+    assert (work / "checkpoints").is_dir() and json.loads((work / "run.json").read_text())[
+        "kind"] == "offline"
+    before = (work / "chunks.jsonl").read_text()
     # A second run in the same work directory is refused and nothing is overwritten.
     rc = main(["offline", "--config", "test", "--dataset", str(tmp_path / "ds.npz"),
                "--workdir", str(work)])
     assert rc == 2 and "already holds a run" in capsys.readouterr().err
-    assert (work / "offline.jsonl").read_text() == before
+    assert (work / "chunks.jsonl").read_text() == before
+    # Resuming the finished offline run does nothing; `bremen train --resume` refuses it.
+    assert main(["offline", "--resume", "--workdir", str(work), "--no-progress"]) == 0
+    assert (work / "chunks.jsonl").read_text() == before
+    capsys.readouterr()
+    assert main(["train", "--resume", "--workdir", str(work)]) == 2
+    assert "bremen offline --resume" in capsys.readouterr().err
     # Wrong task for the dataset.
     rc = main(["offline", "--config", "test", "--dataset", str(tmp_path / "ds.npz"),
                "--workdir", str(tmp_path / "r2"), "--config.task=hopper"])
@@ -80,3 +94,24 @@ def test_offline_cli_smoke_and_errors(tmp_path, capsys):
     rc = main(["offline", "--config", "test", "--dataset", str(tmp_path / "nope.npz"),
                "--workdir", str(tmp_path / "r4")])
     assert rc == 2 and "nope.npz" in capsys.readouterr().err
+
+
+def test_offline_interrupted_and_resumed_equals_whole_run(tmp_path):
+    task = make_task("inverted_pendulum", backend="positional", episode_length=50)
+    _random_dataset(tmp_path / "ds.npz", task, 8, 50)
+    cfg = config_lib.apply_overrides(config_lib.load_config("test"), ["trpo.iterations=6"])
+    whole = run_offline(cfg, tmp_path / "ds.npz", tmp_path / "whole", progress=False).summary
+    part = run_offline(cfg, tmp_path / "ds.npz", tmp_path / "part", progress=False,
+                       stop_at=(1, 1)).summary
+    assert not part["finished"] and part["bremen_return"] is None
+    resumed = run_offline(cfg, tmp_path / "ds.npz", tmp_path / "part", progress=False,
+                          resume=True).summary
+    assert resumed["finished"] and len(resumed["bremen_returns"]) == 3
+    np.testing.assert_allclose(resumed["bremen_returns"], whole["bremen_returns"], rtol=1e-4)
+    assert resumed["bc_return"] == pytest.approx(whole["bc_return"], rel=1e-4)
+    # Every chunk row of the CSV carries its returns (not only the first row).
+    import csv
+    with open(tmp_path / "part" / "chunks.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [float(r["eval/return_mean"]) for r in rows] == pytest.approx(
+        resumed["bremen_returns"], rel=1e-6)

@@ -87,9 +87,10 @@ def drive(run: Run, schedule: Schedule, init_args: tuple, *, stop_at=None,
                     break
     except KeyboardInterrupt:
         run.close()
-        d, c = loop.saved
-        raise Interrupted(f"interrupted at deployment {d}, chunk {c} (the last checkpoint); "
-                          f"continue with --resume --workdir {run.workdir}") from None
+        d, c = loop.saved or pos
+        where = f"deployment {d}, chunk {c}" if d > 0 else "the start (no checkpoint yet)"
+        raise Interrupted(f"interrupted; continue from {where} with --resume --workdir "
+                          f"{run.workdir}") from None
     except BaseException:
         run.close()
         raise

@@ -1,6 +1,7 @@
-"""The recursive deployment loop: host driver == compiled driver, interrupted + resumed == whole
-run, nothing recompiles across deployments or HParam changes, ``vmap``-able ``train``, the
-``bremen train`` command end to end, and (slow) learning on inverted_pendulum.
+"""The run loop: host driver == compiled driver, interrupted (stop or Ctrl-C) + resumed == whole
+run, a finished run resumes without compiling, ``checkpoint.every``, nothing recompiles across
+deployments or HParam changes, ``vmap``-able ``train``, the ``bremen train`` command end to end,
+and (slow) learning on inverted_pendulum.
 
 Compiling the phases of the tiny ``test`` config takes most of the time (Brax on CPU), so the
 executables are shared: the drivers cache them per configuration, and the runs are module fixtures.
@@ -18,12 +19,15 @@ import numpy as np
 import pytest
 
 from bremen_jax import config as config_lib
-from bremen_jax.algo import deployment
 from bremen_jax.algo.phases import make_phases
-from bremen_jax.checkpoint import Checkpointer
+from bremen_jax.algo.schedule import Schedule, make_train
 from bremen_jax.cli import main
-from bremen_jax.data.collect import make_evaluator, uniform_random_policy
-from bremen_jax.logs import read_jsonl
+from bremen_jax.envs.acting import make_evaluator, uniform_random_policy
+from bremen_jax.run import Interrupted, run_compiled, run_host
+from bremen_jax.run import host as host_lib
+from bremen_jax.run.checkpoint import Checkpointer
+from bremen_jax.run.logs import read_jsonl
+from bremen_jax.run.workdir import STREAMS
 
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 TOL = dict(rtol=1e-4, atol=1e-5)
@@ -68,7 +72,7 @@ def _rows(workdir, stream):
 
 
 def assert_rows_close(dir_a, dir_b):
-    for stream in deployment.STREAMS:
+    for stream in STREAMS:
         ra, rb = _rows(dir_a, stream), _rows(dir_b, stream)
         assert len(ra) == len(rb) and ra
         for x, y in zip(ra, rb):
@@ -80,19 +84,19 @@ def assert_rows_close(dir_a, dir_b):
 @pytest.fixture(scope="module")
 def host_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("host")
-    return workdir, deployment.run_host(_cfg(), workdir, progress=False)
+    return workdir, run_host(_cfg(), workdir, progress=False)
 
 
 @pytest.fixture(scope="module")
 def compiled_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("compiled")
-    return workdir, deployment.run_compiled(_cfg(), workdir)
+    return workdir, run_compiled(_cfg(), workdir)
 
 
 def test_host_run_outputs(host_run):
     workdir, result = host_run
     static, _ = config_lib.split(_cfg())
-    K, C = static.num_deployments, deployment.num_chunks(static)
+    K, C = static.deploy.num_deployments, static.num_chunks
     for name in ("config.json", "chunks.csv", "chunks.jsonl", "deployments.csv",
                  "deployments.jsonl", "summary.json"):
         assert (workdir / name).is_file(), name
@@ -104,7 +108,7 @@ def test_host_run_outputs(host_run):
     summary = json.loads((workdir / "summary.json").read_text())
     assert summary == json.loads(json.dumps(result.summary))
     assert summary["finished"] and summary["deployments"] == K
-    assert summary["env_steps"] == K * static.deploy_batch
+    assert summary["env_steps"] == K * static.deploy.batch_size
     assert summary["returns"] == [r["return"] for r in deps]
     assert summary["returns"][-1] == chunks[-1]["eval/return_mean"]
     assert set(summary["wall_time_s"]) >= {"total", "collect", "fit_dynamics", "fit_bc",
@@ -116,7 +120,7 @@ def test_host_run_outputs(host_run):
     assert ck.read_meta()["position"] == {"deployment": K, "chunk": C}
     assert len(result.metrics) == K
     chex_leaf = result.metrics[0]["improve"]["imagined_return"]
-    assert chex_leaf.shape == (C, static.trpo_chunk)
+    assert chex_leaf.shape == (C, static.trpo.chunk)
     assert np.isfinite(chex_leaf).all()
 
 
@@ -131,13 +135,13 @@ def test_host_driver_equals_compiled_driver(host_run, compiled_run):
 @pytest.mark.parametrize("stop_at", [(1, 2), (2, 1)])
 def test_interrupted_and_resumed_run_equals_whole_run(host_run, tmp_path, stop_at):
     workdir, whole = host_run
-    part = deployment.run_host(_cfg(), tmp_path, progress=False, stop_at=stop_at)
+    part = run_host(_cfg(), tmp_path, progress=False, stop_at=stop_at)
     assert not part.summary["finished"]
     assert part.summary["position"] == {"deployment": stop_at[0], "chunk": stop_at[1]}
     # A crash after logging but before checkpointing leaves an extra row; resume drops it.
     with open(tmp_path / "chunks.jsonl", "a") as f:
         f.write(json.dumps({"step": 99, "deployment": 9, "chunk": 9}) + "\n")
-    resumed = deployment.run_host(_cfg(), tmp_path, progress=False, resume=True)
+    resumed = run_host(_cfg(), tmp_path, progress=False, resume=True)
     assert resumed.summary["finished"]
     assert_trees_close(resumed.state, whole.state)
     assert_rows_close(tmp_path, workdir)
@@ -150,26 +154,88 @@ def test_nothing_recompiles_across_deployments_or_hparams(host_run, tmp_path):
     # Same shapes, another seed and other HParams: the cached executables serve the whole run.
     cfg = _cfg("seed=7", "trpo.target_kl=0.02", "bc.learning_rate=1e-3")
     with count_compiles() as compiles:
-        result = deployment.run_host(cfg, tmp_path, progress=False)
+        result = run_host(cfg, tmp_path, progress=False)
     assert result.summary["finished"]
     assert compiles == []
     assert result.summary["returns"] != host_run[1].summary["returns"] or \
         result.summary["bc_returns"] != host_run[1].summary["bc_returns"]
 
 
+def _tree_hashes(root):
+    import hashlib
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(pathlib.Path(root).rglob("*")) if p.is_file()}
+
+
+def test_finished_run_resumes_without_compiling_or_writing(host_run, tmp_path):
+    import shutil
+    workdir = tmp_path / "done"
+    shutil.copytree(host_run[0], workdir)
+    before = _tree_hashes(workdir)
+    with count_compiles() as compiles:
+        result = run_host(_cfg(), workdir, progress=False, resume=True)
+    assert compiles == [] and result.state is None
+    assert result.summary == json.loads((workdir / "summary.json").read_text())
+    assert _tree_hashes(workdir) == before
+
+
+def _interrupt_on_call(monkeypatch, n):
+    """Ctrl-C arrives during the n-th compiled call of the host loop."""
+    real, calls = host_lib._Loop._call, []
+
+    def call(self, name, state):
+        calls.append(name)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+        return real(self, name, state)
+
+    monkeypatch.setattr(host_lib._Loop, "_call", call)
+
+
+def test_ctrl_c_keeps_the_last_checkpoint_and_resume_is_exact(host_run, tmp_path, monkeypatch):
+    _interrupt_on_call(monkeypatch, 7)  # preamble (4 calls), chunk 1 (2), then improve of chunk 2
+    with pytest.raises(Interrupted, match=r"interrupted; continue from deployment 1, chunk 1 with --resume"):
+        run_host(_cfg(), tmp_path, progress=False)
+    assert not [p for p in (tmp_path / "checkpoints").iterdir() if "tmp" in p.name]
+    monkeypatch.undo()
+    resumed = run_host(_cfg(), tmp_path, progress=False, resume=True)
+    assert_trees_close(resumed.state, host_run[1].state)
+    assert_rows_close(tmp_path, host_run[0])
+
+
+def test_cli_ctrl_c_exits_130_with_one_line(tmp_path, monkeypatch, capsys):
+    _interrupt_on_call(monkeypatch, 2)
+    rc = main(["train", "--config", "test", "--workdir", str(tmp_path / "r"), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 130
+    assert err == ["bremen train: interrupted; continue from the start (no checkpoint yet) with "
+                   f"--resume --workdir {tmp_path / 'r'}"]
+
+
+def test_checkpoint_every_k_chunks(host_run, tmp_path, monkeypatch):
+    saved = []
+    real = host_lib.Run.save
+    monkeypatch.setattr(host_lib.Run, "save",
+                        lambda self, state, pos, book: (saved.append(pos),
+                                                        real(self, state, pos, book)))
+    cfg = config_lib.apply_overrides(_cfg(), ["checkpoint.every=2", "trpo.iterations=6"])
+    run_host(cfg, tmp_path, progress=False)
+    # C = 3 chunks: preambles always, chunk 2 (every 2nd) and chunk 3 (the last) of each deployment.
+    assert saved == [(1, 0), (1, 2), (1, 3), (2, 0), (2, 2), (2, 3)]
+
+
 def test_train_is_vmappable_over_keys_and_hparams(monkeypatch):
     # The deployment step is traced once for all K deployments (a scan body, not unrolled).
-    monkeypatch.setattr(deployment, "deployment_step",
-                        chex.assert_max_traces(deployment.deployment_step, n=1))
+    monkeypatch.setattr(Schedule, "deployment", chex.assert_max_traces(Schedule.deployment, n=1))
     static, hp = config_lib.split(_cfg())
-    train = deployment.make_train(make_phases(static))
+    train = make_train(Schedule(make_phases(static)))
     keys = jax.random.split(jax.random.key(0), 2)
     hps = jax.tree.map(lambda x: jnp.stack([x, x]), hp)
     state, metrics = jax.eval_shape(jax.vmap(train), keys, hps)
-    K, C = static.num_deployments, deployment.num_chunks(static)
+    K, C = static.deploy.num_deployments, static.num_chunks
     assert state.env_steps.shape == (2,)
     assert metrics["eval"]["eval/return_mean"].shape == (2, K, C)
-    assert metrics["improve"]["imagined_return"].shape == (2, K, C, static.trpo_chunk)
+    assert metrics["improve"]["imagined_return"].shape == (2, K, C, static.trpo.chunk)
 
 
 def test_cli_train_end_to_end_refuse_and_resume(host_run, tmp_path, capsys):
@@ -199,11 +265,11 @@ def test_cli_train_end_to_end_refuse_and_resume(host_run, tmp_path, capsys):
     # Interrupted after deployment 1, resumed from the command line with an HParam change
     # allowed explicitly (recorded in resumes.jsonl).
     part = tmp_path / "part"
-    deployment.run_host(_cfg(), part, progress=False, stop_at=(1, 2))
+    run_host(_cfg(), part, progress=False, stop_at=(1, 2))
     assert main(["train", "--resume", "--workdir", str(part), "--no-progress"]) == 0
     assert_rows_close(part, host_run[0])
     part2 = tmp_path / "part2"
-    deployment.run_host(_cfg(), part2, progress=False, stop_at=(1, 2))
+    run_host(_cfg(), part2, progress=False, stop_at=(1, 2))
     assert main(["train", "--resume", "--workdir", str(part2), "--no-progress",
                  "--config.trpo.target_kl=0.05"]) == 0
     assert read_jsonl(part2 / "resumes.jsonl")[-1]["changed"] == ["trpo.target_kl: 0.1 -> 0.05"]
@@ -216,7 +282,7 @@ def test_cli_compiled_driver_and_its_resume_rules(host_run, compiled_run, tmp_pa
                  "--driver", "compiled"]) == 0
     assert_rows_close(workdir, compiled_run[0])
     mid = tmp_path / "mid"
-    deployment.run_host(_cfg(), mid, progress=False, stop_at=(1, 1))
+    run_host(_cfg(), mid, progress=False, stop_at=(1, 1))
     capsys.readouterr()
     assert main(["train", "--resume", "--workdir", str(mid), "--driver", "compiled"]) == 2
     assert "resumes only at deployment boundaries" in capsys.readouterr().err
@@ -238,7 +304,7 @@ def test_learns_inverted_pendulum(tmp_path):
         "imagine.batch_size=5000", "trpo.target_kl=0.5", "trpo.iterations=60", "trpo.chunk=20",
         "eval.num_episodes=5"])
     static, _ = config_lib.split(cfg)
-    result = deployment.run_host(cfg, tmp_path, progress=False)
+    result = run_host(cfg, tmp_path, progress=False)
     task = make_phases(static).task
     random_eval = jax.jit(make_evaluator(task, uniform_random_policy(task.action_size), 20))
     random_return = float(random_eval(None, jax.random.key(1))["return_mean"])
