@@ -6,7 +6,7 @@
 For each task one dataset of the largest size is collected with ``bremen collect`` semantics
 (:func:`bremen_jax.datasets.make.collect_dataset`; its collection time is recorded) and every size
 is its first ``N`` rows (whole episodes of the first environments, the same as collecting ``N``
-rows). Each size then runs ``bremen offline`` (:func:`bremen_jax.algo.offline.run_offline`) with
+rows). Each size then runs ``bremen offline`` (:func:`bremen_jax.run.run_offline`) with
 the task's paper config under the compute reduction in :data:`CPU_OVERRIDES` (the paper runs a
 5 x 2x1024 ensemble, 300K BC steps and 6,250 TRPO iterations of 50K imagined transitions) plus
 any ``FIELD=VALUE`` given. Results (behaviour, BC, BREMEN after the last iteration and the best
@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from bremen_jax import config as config_lib
-    from bremen_jax.algo.offline import run_offline
+    from bremen_jax.run import run_offline
     from bremen_jax.datasets import scores
     from bremen_jax.datasets.make import collect_dataset
 
@@ -92,8 +92,7 @@ def main(argv=None) -> int:
             config_lib.validate(cfg)
             run_dir = work / f"{task}-{n}-{time.strftime('%H%M%S')}"
             t0 = time.perf_counter()
-            s = run_offline(cfg, data_path, run_dir, max_rows=n,
-                            log_fn=lambda m: print(f"[{task} {n}] {m}", flush=True))
+            s = run_offline(cfg, data_path, run_dir, max_rows=n, progress=False).summary
             wall = time.perf_counter() - t0
             refs = scores.reference_returns(task)
 

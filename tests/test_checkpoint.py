@@ -11,7 +11,7 @@ import pytest
 
 from bremen_jax import config as config_lib
 from bremen_jax.algo.phases import make_phases
-from bremen_jax.checkpoint import CheckpointError, Checkpointer, config_diff, leaf_specs
+from bremen_jax.run.checkpoint import CheckpointError, Checkpointer, config_diff, leaf_specs
 
 
 def _cfg(*overrides):

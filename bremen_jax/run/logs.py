@@ -31,8 +31,9 @@ def to_python(metrics: Mapping[str, Any]) -> dict[str, Any]:
 class MetricWriter:
     """Appends rows to ``<workdir>/<stream>.jsonl`` and ``<stream>.csv`` and TensorBoard scalars.
 
-    A CSV's columns are fixed by its first row (later new keys still go to JSONL and TensorBoard).
-    Existing files are appended to, never truncated, so a resumed run keeps its history.
+    A CSV's columns are those of its rows so far: a row with a new key rewrites the file once with
+    the wider header (earlier rows get empty cells there). Existing files are appended to, so a
+    resumed run keeps its history.
     """
 
     def __init__(self, workdir: str | pathlib.Path, tensorboard: bool = True):
@@ -61,6 +62,9 @@ class MetricWriter:
                 self._columns[stream] = list(scalars)
                 with open(path, "w", newline="", encoding="utf-8") as f:
                     csv.writer(f).writerow(self._columns[stream])
+        new = [k for k in scalars if k not in self._columns[stream]]
+        if new:
+            self._widen(path, stream, new)
         with open(path, "a", newline="", encoding="utf-8") as f:
             csv.writer(f).writerow([scalars.get(c, "") for c in self._columns[stream]])
         if self._tb is not None:
@@ -68,6 +72,18 @@ class MetricWriter:
                 if k != "step" and v is not None:
                     self._tb.add_scalar(f"{stream}/{k}", v, int(step))
         return row
+
+    def _widen(self, path: pathlib.Path, stream: str, new: list[str]) -> None:
+        """Rewrites ``path`` (atomically) with ``new`` columns appended to its header."""
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))[1:]
+        self._columns[stream] = self._columns[stream] + new
+        tmp = path.with_suffix(".csv.tmp")
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(self._columns[stream])
+            w.writerows(r + [""] * len(new) for r in rows)
+        tmp.replace(path)
 
     def flush(self) -> None:
         if self._tb is not None:
