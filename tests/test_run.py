@@ -311,3 +311,34 @@ def test_learns_inverted_pendulum(tmp_path):
     assert 1.0 < random_return < 20.0
     final = result.summary["returns"][-1]
     assert final >= 10 * random_return, (final, random_return, result.summary["returns"])
+
+
+def test_workdir_lock_refuses_a_second_process_and_takes_over_stale_locks(tmp_path, capsys):
+    import socket
+    import subprocess
+    import sys
+
+    from bremen_jax.run.lock import LOCK_NAME, StaleLockWarning, WorkdirLock, WorkdirLocked
+
+    work = tmp_path / "w"
+    work.mkdir()
+    held = WorkdirLock(work)  # another run holds it (flock is per open file, even in-process)
+    try:
+        rc = main(["train", "--config", "test", "--workdir", str(work), "--no-progress"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(err) == 1 and "is in use by pid" in err[0]
+        assert sorted(p.name for p in work.iterdir()) == [LOCK_NAME]
+    finally:
+        held.release()
+    assert not (work / LOCK_NAME).exists()
+    # A lock file left by a dead process on this host is taken over, with a warning.
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    (work / LOCK_NAME).write_text(json.dumps({"pid": int(dead), "host": socket.gethostname(),
+                                              "time": 0}))
+    with pytest.warns(StaleLockWarning, match=f"pid {dead}"):
+        WorkdirLock(work).release()
+    # Another host's lock is never broken silently.
+    (work / LOCK_NAME).write_text(json.dumps({"pid": 1, "host": "elsewhere", "time": 0}))
+    with pytest.raises(WorkdirLocked, match="elsewhere, another host"):
+        WorkdirLock(work)

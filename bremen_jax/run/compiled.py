@@ -38,6 +38,13 @@ def run_compiled(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
         RunExistsError, ConfigError, CheckpointError, ValueError (resume inside a deployment).
     """
     schedule, run = online(cfg, workdir, resume=resume, console=console)
+    try:
+        return _run(schedule, run, cfg)
+    finally:
+        run.close()
+
+
+def _run(schedule, run, cfg) -> RunResult:
     K, C = run.K, run.C
     done = run.finished_summary()
     if done is not None:

@@ -58,7 +58,15 @@ def _stack(xs: list) -> Any:
 
 def drive(run: Run, schedule: Schedule, init_args: tuple, *, stop_at=None,
           progress: bool = True) -> RunResult:
-    """Runs (or continues) ``schedule`` in ``run``'s work directory; see :func:`run_host`."""
+    """Runs (or continues) ``schedule`` in ``run``'s work directory; see :func:`run_host`.
+    The work directory is closed (logs, checkpoints, lock) whatever happens."""
+    try:
+        return _drive(run, schedule, init_args, stop_at, progress)
+    finally:
+        run.close()
+
+
+def _drive(run: Run, schedule: Schedule, init_args: tuple, stop_at, progress: bool) -> RunResult:
     K, C = schedule.num_deployments, schedule.num_chunks
     done = run.finished_summary()
     if done is not None:
@@ -86,14 +94,10 @@ def drive(run: Run, schedule: Schedule, init_args: tuple, *, stop_at=None,
                 if stop_at is not None and pos == tuple(stop_at):
                     break
     except KeyboardInterrupt:
-        run.close()
         d, c = loop.saved or pos
         where = f"deployment {d}, chunk {c}" if d > 0 else "the start (no checkpoint yet)"
         raise Interrupted(f"interrupted; continue from {where} with --resume --workdir "
                           f"{run.workdir}") from None
-    except BaseException:
-        run.close()
-        raise
     return run.finish(state, loop.metrics, pos, book, "host")
 
 

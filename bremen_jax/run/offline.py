@@ -69,7 +69,11 @@ def run_offline(cfg: ml_collections.ConfigDict, dataset_path: str | pathlib.Path
             "max_rows": max_rows}
     run = Run(cfg, workdir, resume=resume, K=1, C=static.num_chunks, samples_per_deployment=0,
               info=info, console=console)
-    task, batch, meta, n = _load(static, dataset_path, max_rows)
+    try:
+        task, batch, meta, n = _load(static, dataset_path, max_rows)
+    except BaseException:
+        run.close()
+        raise
     run.samples = n
     schedule = Schedule(make_phases(static, task=task, capacity=n, max_segments=1), offline=True)
     result = drive(run, schedule, (jax.random.key(cfg.seed), batch), stop_at=stop_at,

@@ -28,6 +28,7 @@ import ml_collections
 
 from bremen_jax import config as config_lib
 from bremen_jax.run import checkpoint as ckpt_lib
+from bremen_jax.run.lock import WorkdirLock
 from bremen_jax.run.logs import MetricWriter, read_jsonl
 from bremen_jax.run.rows import Book, brief_record, build_summary, chunk_row, \
     deployment_record, metric
@@ -37,6 +38,10 @@ STREAMS = ("chunks", "deployments")
 
 class RunExistsError(FileExistsError):
     """The work directory already holds a run (refused so that nothing written there is lost)."""
+
+
+class RunDirError(ValueError):
+    """The work directory cannot be created or written (checked before anything compiles)."""
 
 
 class Interrupted(KeyboardInterrupt):
@@ -167,13 +172,21 @@ class Run:
         self.samples = samples_per_deployment
         self.info = info
         self.every = int(cfg.checkpoint.every)
-        self.diff: list[str] = []
-        if resume:
-            self.diff = check_resume_config(load_run_config(self.workdir), cfg)
-        else:
-            check_new_workdir(self.workdir)
-        self.ckpt = None
-        self.writer = None
+        self.ckpt = self.writer = self.lock = None
+        stored = load_run_config(self.workdir) if resume else None
+        try:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            self.lock = WorkdirLock(self.workdir)
+        except OSError as e:
+            raise RunDirError(f"cannot write to the work directory {self.workdir}: "
+                              f"{e.strerror or e}") from None
+        try:
+            self.diff = check_resume_config(stored, cfg) if resume else []
+            if not resume:
+                check_new_workdir(self.workdir)
+        except BaseException:
+            self.close()
+            raise
 
     # -- before compiling ----------------------------------------------------------------------
     def stored_position(self) -> tuple[int, int] | None:
@@ -196,7 +209,6 @@ class Run:
     # -- files ----------------------------------------------------------------------------------
     def open(self, abstract_state) -> tuple[Any, tuple[int, int], Book]:
         """Opens the files; returns (restored state or None, position, book)."""
-        self.workdir.mkdir(parents=True, exist_ok=True)
         self.ckpt = ckpt_lib.Checkpointer(self.workdir / "checkpoints",
                                           int(self.cfg.checkpoint.max_to_keep))
         state, pos, book = None, (0, self.C), Book()
@@ -248,11 +260,16 @@ class Run:
                            extra={"book": dataclasses.asdict(book)})
 
     def close(self) -> None:
-        """Closes writers and checkpoints (also after an error: nothing half-written stays)."""
-        if self.writer is not None:
-            self.writer.close()
-        if self.ckpt is not None:
-            self.ckpt.close()
+        """Closes writers and checkpoints and frees the lock (idempotent; also after an error)."""
+        try:
+            if self.writer is not None:
+                self.writer.close()
+            if self.ckpt is not None:
+                self.ckpt.close()
+        finally:
+            self.writer = self.ckpt = None
+            if self.lock is not None:
+                self.lock.release()
 
     def finish(self, state, metrics, pos, book: Book, driver: str) -> RunResult:
         self.close()
