@@ -5,10 +5,12 @@ Every orbax call of the project lives in this module (DESIGN §2). A checkpoint 
 * ``state``: the WHOLE run-state pytree (e.g. :class:`~bremen_jax.algo.phases.RunState`), with
   typed PRNG keys stored as their key data (``jax.random.key_data``) and re-wrapped on restore
   (``jax.random.wrap_key_data``, same key implementation);
-* ``meta``: JSON with the caller's position in the schedule, the config, anything extra, and a
+* ``meta``: JSON with the caller's position in the schedule, the config, anything extra, a
   description of every leaf (path, shape, dtype) so that a checkpoint written by a different
   configuration is refused with a message naming the leaves (and config fields) that differ,
-  before orbax reads any array.
+  before orbax reads any array, and SHA-256 checksums of the arrays and of the config: a restore
+  whose arrays do not hash to what was saved is refused (:class:`DamagedCheckpointError`), never
+  returned; :meth:`Checkpointer.restore_intact` then falls back to the newest intact checkpoint.
 
 Saves are synchronous (:meth:`Checkpointer.save` returns after ``wait_until_finished``), so the
 caller may donate or overwrite the saved arrays right after.
@@ -16,12 +18,14 @@ caller may donate or overwrite the saved arrays right after.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pathlib
 from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 
 _ITEMS = ("state", "meta")
@@ -29,6 +33,24 @@ _ITEMS = ("state", "meta")
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, unreadable, corrupt, or does not fit the expected state."""
+
+
+class DamagedCheckpointError(CheckpointError):
+    """A checkpoint whose files are unreadable or whose arrays fail their checksum."""
+
+
+def tree_checksum(tree: Any) -> str:
+    """SHA-256 over every leaf's path, dtype, shape and bytes (typed keys as their key data)."""
+    h = hashlib.sha256()
+    for path, leaf in jax.tree_util.tree_leaves_with_path(jax.device_get(_keys_to_data(tree))):
+        a = np.ascontiguousarray(leaf)
+        h.update(f"{jax.tree_util.keystr(path)}|{a.dtype}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def config_checksum(config: Any) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
 
 def is_prng_key(x: Any) -> bool:
@@ -128,8 +150,8 @@ class Checkpointer:
             out = self._mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
             meta = out.meta
         except Exception as e:  # orbax raises many types for unreadable files
-            raise CheckpointError(f"checkpoint {self.directory / str(step)} is corrupt or "
-                                  f"unreadable (metadata: {type(e).__name__}: {e})") from e
+            raise DamagedCheckpointError(f"checkpoint {self.directory / str(step)} is corrupt "
+                                         f"or unreadable (metadata: {type(e).__name__})") from e
         if not isinstance(meta, dict) or "leaves" not in meta:
             raise CheckpointError(f"checkpoint {self.directory / str(step)} has no valid metadata "
                                   f"(not written by bremen_jax.checkpoint?)")
@@ -151,7 +173,9 @@ class Checkpointer:
         if isinstance(step, bool) or not isinstance(step, int) or step < 0:
             raise ValueError(f"step must be a non-negative int, got {step!r}")
         meta = {"position": dict(position or {}), "config": config, "extra": dict(extra or {}),
-                "leaves": leaf_specs(state), "key_impls": _key_impls(state)}
+                "leaves": leaf_specs(state), "key_impls": _key_impls(state),
+                "checksum": {"state": tree_checksum(state),
+                             "config": config_checksum(config)}}
         json.dumps(meta)  # fail early (before writing) on anything not JSON-able
         self._mngr.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(_keys_to_data(state)), meta=ocp.args.JsonSave(meta)),
@@ -195,8 +219,12 @@ class Checkpointer:
                 state=ocp.args.StandardRestore(target)))
             data = out.state
         except Exception as e:  # orbax raises many types for unreadable arrays
-            raise CheckpointError(f"checkpoint {self.directory / str(step)} is corrupt or "
-                                  f"unreadable (state: {type(e).__name__}: {e})") from e
+            raise DamagedCheckpointError(f"checkpoint {self.directory / str(step)} is corrupt "
+                                         f"or unreadable (state: {type(e).__name__})") from e
+        sums = meta.get("checksum", {})
+        if sums.get("config") not in (None, config_checksum(meta.get("config"))):
+            raise DamagedCheckpointError(f"checkpoint {self.directory / str(step)} is damaged: "
+                                         f"its stored config fails its checksum")
         flat_abs, treedef = jax.tree_util.tree_flatten_with_path(abstract_state)
         flat_data = treedef.flatten_up_to(data)
         leaves = []
@@ -204,7 +232,41 @@ class Checkpointer:
             if is_prng_key(a):
                 d = jax.random.wrap_key_data(d, impl=impls[jax.tree_util.keystr(path)])
             leaves.append(d)
-        return jax.tree_util.tree_unflatten(treedef, leaves), meta
+        state = jax.tree_util.tree_unflatten(treedef, leaves)
+        if sums.get("state") not in (None, tree_checksum(state)):
+            raise DamagedCheckpointError(f"checkpoint {self.directory / str(step)} is damaged: "
+                                         f"its arrays fail their checksum")
+        return state, meta
+
+    def restore_intact(self, abstract_state: Any, expected_config: Mapping[str, Any] | None = None
+                       ) -> tuple[Any, dict[str, Any], list[str]]:
+        """The newest checkpoint that restores intact: ``(state, meta, skipped)`` where
+        ``skipped`` names each damaged newer checkpoint (one line each).
+
+        Raises:
+            CheckpointError: no checkpoint, a mismatching (not damaged) one, or none intact.
+        """
+        skipped = []
+        for step in reversed(self.steps()):
+            try:
+                state, meta = self.restore(abstract_state, step, expected_config)
+                return state, meta, skipped
+            except DamagedCheckpointError as e:
+                skipped.append(f"{e} (moved to {self.quarantine(step).name})")
+        if not skipped:
+            raise CheckpointError(f"no checkpoint in {self.directory}")
+        raise DamagedCheckpointError(f"no intact checkpoint in {self.directory}: "
+                                     + "; ".join(skipped))
+
+    def quarantine(self, step: int) -> pathlib.Path:
+        """Moves a damaged checkpoint aside (``damaged-<step>-<time>``; kept, never deleted) so
+        that the run can continue past it."""
+        import time
+
+        dest = self.directory / f"damaged-{step}-{int(time.time())}"
+        (self.directory / str(step)).rename(dest)
+        self._mngr.reload()
+        return dest
 
     def close(self) -> None:
         self._mngr.wait_until_finished()

@@ -194,10 +194,13 @@ class Run:
         if not self.resume or not (self.workdir / "checkpoints").is_dir():
             return None
         with ckpt_lib.Checkpointer(self.workdir / "checkpoints") as ck:
-            if ck.latest_step() is None:
-                return None
-            p = ck.read_meta()["position"]
-        return int(p["deployment"]), int(p["chunk"])
+            for step in reversed(ck.steps()):
+                try:
+                    p = ck.read_meta(step)["position"]
+                    return int(p["deployment"]), int(p["chunk"])
+                except ckpt_lib.CheckpointError:
+                    continue
+        return None
 
     def finished_summary(self) -> dict[str, Any] | None:
         """A finished run's summary (resume then does nothing and compiles nothing)."""
@@ -213,7 +216,10 @@ class Run:
                                           int(self.cfg.checkpoint.max_to_keep))
         state, pos, book = None, (0, self.C), Book()
         if self.resume and self.ckpt.latest_step() is not None:
-            state, meta = self.ckpt.restore(abstract_state, expected_config=_cfg_dict(self.cfg))
+            state, meta, skipped = self.ckpt.restore_intact(abstract_state,
+                                                            expected_config=_cfg_dict(self.cfg))
+            for line in skipped:
+                self.log(f"{line}; resuming from an older checkpoint")
             pos = (int(meta["position"]["deployment"]), int(meta["position"]["chunk"]))
             book = Book(**meta["extra"]["book"])
         if self.resume:
