@@ -1,6 +1,7 @@
 """Datasets from a BREMEN run's policy (``bremen collect --policy RUN_DIR``): the ``run``
 behaviour source over the original's mixtures; sizes, noise, errors."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -58,3 +59,22 @@ def test_eps_mixture_exact_size(setup):
     same = np.isclose(tr.action, np.asarray(mean), atol=1e-6)[:, 0]
     # rows 0-23 random walk, 24-71 pure, 72-120 eps-greedy with eps = 0.3
     assert not same[:24].any() and same[24:72].all() and 0.5 < same[72:].mean() < 0.95
+
+
+def test_load_run_policy_restores_the_latest_target_policy(tmp_path):
+    from bremen_jax import config as config_lib
+    from bremen_jax.algo.phases import make_phases
+    from bremen_jax.datasets.run_policy import load_run_policy
+    from bremen_jax.run import checkpoint
+
+    cfg = config_lib.load_config("test")
+    (tmp_path / "config.json").write_text(cfg.to_json(indent=2))
+    phases = make_phases(config_lib.split(cfg)[0])
+    state = phases.init(jax.random.key(3))
+    with checkpoint.Checkpointer(tmp_path / "checkpoints") as ckpt:
+        ckpt.save(1, state)
+    task, policy, params, run_cfg = load_run_policy(tmp_path)
+    assert task.name == "inverted_pendulum" and run_cfg.backend == "positional"
+    chex.assert_trees_all_equal(params, state.learner.policy)
+    assert policy.act_deterministic(params, np.zeros(task.obs_size, np.float32), None).shape == (
+        task.action_size,)
