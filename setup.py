@@ -30,8 +30,9 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=find_packages(include=["bremen_jax", "bremen_jax.*", "experiments", "experiments.*",
-                                    "benchmarks"]),
+    # the library only: shipped configs and sweeps are modules of bremen_jax.configs; the repo's
+    # experiments/ and benchmarks/ folders are scripts, not installed (no top-level names claimed)
+    packages=find_packages(include=["bremen_jax", "bremen_jax.*"]),
     # the shipped behaviour policies (small .npz checkpoints) and their reference returns
     package_data={"bremen_jax.datasets": ["behaviors/*.json", "behaviors/*/*.json",
                                           "behaviors/*/*.npz"]},

@@ -52,13 +52,13 @@ def device_label(num_devices: int) -> str:
 def measure(config: str, overrides: list[str], runs: list[int], deployments: int) -> dict:
     import jax
 
-    from benchmarks.common import device_info
+    from bremen_jax.bench.common import device_info
     from bremen_jax import config as config_lib
     from bremen_jax import sweep
 
     cfg = config_lib.apply_overrides(config_lib.load_config(config), overrides)
     static, _ = config_lib.split(cfg)
-    K = static.num_deployments
+    K = static.deploy.num_deployments
     if not 1 <= deployments <= K:
         raise ValueError(f"--deployments must be in [1, {K}] for config {config!r}, "
                          f"got {deployments}")

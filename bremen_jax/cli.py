@@ -339,8 +339,8 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
                    help="call jax.distributed.initialize() first (multi-host; see docs/sweeps.md)")
     handlers["sweep"] = _cmd_sweep
 
-    sub.add_parser("bench", help="benchmark suites (arguments as python -m benchmarks.run; "
-                                 "bremen bench --help)", add_help=False)
+    sub.add_parser("bench", help="benchmark suites of bremen_jax.bench (bremen bench --help)",
+                   add_help=False)
     handlers["bench"] = None
     return parser, handlers
 
@@ -348,9 +348,9 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:  # every flag belongs to the benchmark runner
-        from benchmarks import run as bench_run
+        from bremen_jax.bench import suite
 
-        return bench_run.main(argv[1:], prog="bremen bench")
+        return suite.main(argv[1:], prog="bremen bench")
     parser, handlers = _build_parser()
     args, unknown = parser.parse_known_args(argv)
     if args.command is None:

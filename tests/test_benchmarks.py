@@ -10,10 +10,9 @@ import math
 import jax.numpy as jnp
 import pytest
 
-from benchmarks import common, projection, report, run
-from benchmarks import phases as bench_phases
 from bremen_jax import config as config_lib
-from bremen_jax.algo.deployment import num_chunks
+from bremen_jax.bench import common, projection, report, suite, targets
+from bremen_jax.bench import phases as bench_phases
 
 
 def _static(name):
@@ -178,7 +177,7 @@ def _cpu_doc():
 
 
 def test_targets_on_a_hand_written_cpu_result():
-    t = {x["phase"]: x for x in run.evaluate_targets(_cpu_doc())}
+    t = {x["phase"]: x for x in targets.evaluate_targets(_cpu_doc())}
     assert t["ensemble_fit"]["met"] is True and t["ensemble_fit"]["applies"] is True
     assert t["ensemble_step"]["met"] is False
     assert t["imagined_rollout"]["met"] is True
@@ -190,7 +189,7 @@ def test_targets_on_gpu_check_the_projection_and_peaks():
     doc = _cpu_doc()
     doc["device"]["platform"] = "gpu"
     doc["projection"]["highest"] = {"total_s": 500.0, "paper_halfcheetah": True, "complete": True}
-    t = run.evaluate_targets(doc)
+    t = targets.evaluate_targets(doc)
     proj = next(x for x in t if x["phase"] == "projection")
     assert proj["met"] is True and proj["applies"] is True
     rollout = next(x for x in t if x["phase"] == "imagined_rollout")
@@ -225,11 +224,11 @@ def test_report_renders_a_hand_written_result(tmp_path, capsys):
 
 # --------------------------------------------------------------------------- the suite runner
 def test_run_rejects_bad_arguments(capsys):
-    assert run.main(["--phases", "nope"]) == 2
+    assert suite.main(["--phases", "nope"]) == 2
     assert "unknown phase 'nope'" in capsys.readouterr().err
-    assert run.main(["--precision", "fp8"]) == 2
+    assert suite.main(["--precision", "fp8"]) == 2
     assert "--precision" in capsys.readouterr().err
-    assert run.main(["--repeats", "0"]) == 2
+    assert suite.main(["--repeats", "0"]) == 2
     assert bench_phases.resolve_groups(["rollout", "ensemble_fit", "bc"]) == [
         "ensemble", "bc", "trpo"]
 
@@ -237,7 +236,7 @@ def test_run_rejects_bad_arguments(capsys):
 def _fake_deployment_step(phases, state, hp):
     """Stand-in for deployment_step with its metric structure (the fit 'ran' 7 epochs)."""
     del hp
-    E, C = phases.static.dynamics.num_members, num_chunks(phases.static)
+    E, C = phases.static.dynamics.num_members, phases.static.num_chunks
     metrics = {"preamble": {"dynamics/epochs": jnp.full((E,), 7, jnp.int32),
                             "bc_eval/return_mean": jnp.float32(1.5)},
                "improve": {}, "eval": {"eval/return_mean": jnp.arange(C, dtype=jnp.float32)}}
@@ -249,7 +248,7 @@ def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "tiny.json"
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(bench_phases, "deployment_step", _fake_deployment_step)
-        rc = run.main(["--suite", "tiny", "--out", str(out)])
+        rc = suite.main(["--suite", "tiny", "--out", str(out)])
     return rc, out
 
 

@@ -359,3 +359,55 @@ def test_cg_tracks_a_times_x():
         np.testing.assert_allclose(ax, a @ np.asarray(x), rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(rdotr, np.sum((b - a @ np.asarray(x)) ** 2), rtol=1e-2,
                                    atol=1e-6)
+
+
+# --- the named stages -------------------------------------------------------------------
+
+def test_stages_composed_by_hand_equal_trpo_step():
+    """prepare_batch -> old_distribution -> policy_gradient -> natural_step -> line_search is
+    trpo_step, bit for bit (what the benchmarks time one by one)."""
+    params, obs, actions, adv, mask = _toy(n=64)
+    mask = mask.at[:5].set(0.0)
+    obs = obs.at[0].set(jnp.nan)                       # ignored row: must not leak in
+    cfg, hp = trpo.TRPOConfig(), trpo.TRPOHParams.create(target_kl=0.05)
+
+    def by_stages(params, obs, actions, adv, mask):
+        batch = trpo.prepare_batch(obs, actions, adv, mask)
+        old = trpo.old_distribution(dist_fn, params, batch)
+        loss0, grad = trpo.policy_gradient(dist_fn, params, batch, old)
+        step, expected, m = trpo.natural_step(cfg, hp, dist_fn, params, batch, old, grad)
+        loss_fn, kl_fn = trpo.objectives(dist_fn, batch, old)
+        new, m_ls = trpo.line_search(loss_fn, kl_fn, params, step, expected, cfg, hp,
+                                     loss_before=loss0)
+        return new, {**m_ls, **m}
+
+    new_s, m_s = jax.jit(by_stages)(params, obs, actions, adv, mask)
+    new_t, m_t = jit_step(dist_fn, params, obs, actions, adv, mask, cfg, hp)
+    assert float(m_t["ls_accepted"]) == 1.0
+    chex.assert_trees_all_equal(new_s, new_t)
+    for k in m_s:
+        np.testing.assert_array_equal(m_s[k], m_t[k], err_msg=k)
+
+
+def test_prepare_batch_zeroes_ignored_rows_and_checks_shapes():
+    _, obs, actions, adv, mask = _toy(n=8)
+    mask = mask.at[1].set(0.0)
+    batch = trpo.prepare_batch(obs.at[1].set(jnp.inf), actions.at[1].set(jnp.nan),
+                               adv.at[1].set(jnp.nan), mask)
+    chex.assert_tree_all_finite(batch)
+    np.testing.assert_array_equal(batch.obs[1], 0.0)
+    np.testing.assert_array_equal(batch.obs[0], obs[0])
+    with pytest.raises(ValueError, match="advantages must be"):
+        trpo.prepare_batch(obs, actions, adv[:-1], mask)
+
+
+def test_natural_step_is_zero_when_xfx_is_not_positive():
+    """A zero gradient gives x = 0, ½xᵀFx = 0: the guard makes the step exactly 0 (no NaN)."""
+    params, obs, actions, adv, mask = _toy(n=16)
+    batch = trpo.prepare_batch(obs, actions, adv, mask)
+    old = trpo.old_distribution(dist_fn, params, batch)
+    zero = jax.tree.map(jnp.zeros_like, params)
+    step, expected, m = trpo.natural_step(trpo.TRPOConfig(), trpo.TRPOHParams.create(),
+                                          dist_fn, params, batch, old, zero)
+    chex.assert_trees_all_equal(step, zero)
+    assert float(expected) == 0.0 and float(m["shs"]) == 0.0

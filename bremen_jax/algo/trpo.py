@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import flax.struct
 import jax
@@ -413,15 +413,109 @@ def _check_batch(obs: jax.Array, actions: jax.Array, advantages: jax.Array,
             raise ValueError(f"{name} must be [N={n}]; got shape {arr.shape}")
 
 
+# --- the step in named stages: prepare_batch -> old_distribution -> policy_gradient ->
+# --- natural_step -> line_search (trpo_step composes them; benchmarks time them one by one)
+
+class TRPOBatch(NamedTuple):
+    """A flat batch with the ignored rows zeroed (NaN/inf there cannot reach the gradients).
+
+    Attributes:
+        obs: ``[N, obs_dim]``; actions: ``[N, act_dim]`` (as sampled, unclipped);
+        advantages: ``[N]`` (standardised by the caller); mask: ``[N]``, 1 for real rows.
+    """
+
+    obs: jax.Array
+    actions: jax.Array
+    advantages: jax.Array
+    mask: jax.Array
+
+
+class OldDistribution(NamedTuple):
+    """π_old on the batch, held fixed (stop_gradient'ed).
+
+    Attributes:
+        mean: ``[N, act_dim]``; log_std: ``[N, act_dim]`` (or ``[act_dim]``);
+        logp: ``[N]`` log π_old of the batch's actions.
+    """
+
+    mean: jax.Array
+    log_std: jax.Array
+    logp: jax.Array
+
+
+def prepare_batch(obs: jax.Array, actions: jax.Array, advantages: jax.Array,
+                  mask: jax.Array) -> TRPOBatch:
+    """Checks the shapes (``ValueError``) and zeroes the rows with ``mask == 0``."""
+    _check_batch(obs, actions, advantages, mask)
+    # Zero the ignored rows so NaN/inf there cannot reach the gradients (0·NaN = NaN).
+    valid = mask.astype(bool)
+    return TRPOBatch(obs=jnp.where(valid[:, None], obs, 0.0),
+                     actions=jnp.where(valid[:, None], actions, 0.0),
+                     advantages=jnp.where(valid, advantages, 0.0), mask=mask)
+
+
+def old_distribution(dist_fn: DistFn, params: Params, batch: TRPOBatch) -> OldDistribution:
+    """``dist_fn(params, obs)`` at entry (the batch was sampled by the current policy)."""
+    mean_old, log_std_old = jax.tree.map(lax.stop_gradient, dist_fn(params, batch.obs))
+    return OldDistribution(mean_old, log_std_old,
+                           distributions.log_prob(mean_old, log_std_old, batch.actions))
+
+
+def objectives(dist_fn: DistFn, batch: TRPOBatch, old: OldDistribution
+               ) -> tuple[Callable[[Params], jax.Array], Callable[[Params], jax.Array]]:
+    """``(loss_fn, kl_fn)``: ``params ->`` :func:`surrogate_loss` and :func:`mean_kl` on the
+    batch against ``old``."""
+    loss_fn = functools.partial(surrogate_loss, dist_fn, obs=batch.obs, actions=batch.actions,
+                                advantages=batch.advantages, mask=batch.mask, logp_old=old.logp)
+    kl_fn = functools.partial(mean_kl, dist_fn, obs=batch.obs, mask=batch.mask,
+                              mean_old=old.mean, log_std_old=old.log_std)
+    return loss_fn, kl_fn
+
+
+def policy_gradient(dist_fn: DistFn, params: Params, batch: TRPOBatch, old: OldDistribution
+                    ) -> tuple[jax.Array, Params]:
+    """``(L(params), ∇L)`` of the surrogate; the gradient is a pytree like ``params``."""
+    loss_fn, _ = objectives(dist_fn, batch, old)
+    return jax.value_and_grad(loss_fn)(params)
+
+
+def natural_step(cfg: TRPOConfig, hp: TRPOHParams, dist_fn: DistFn, params: Params,
+                 batch: TRPOBatch, old: OldDistribution, grad: Params
+                 ) -> tuple[Params, jax.Array, Metrics]:
+    """The full step to the trust-region boundary: ``x = CG(F, −g)``, ``x·sqrt(δ / (½ xᵀF x))``.
+
+    ``F`` is the damped Fisher-vector product chosen by ``cfg.fvp`` (:func:`make_trpo_fvp`).
+    The step is zero when ``½xᵀFx`` is not a finite positive number (``jnp.where`` per leaf, so
+    a non-finite ``x`` never leaks in; cast back to each leaf's dtype), and the line search
+    then keeps the old params.
+
+    Returns:
+        ``(full_step, expected_improve, metrics)``: a pytree like ``params``, the scalar
+        ``−g·full_step``, and ``cg_residual`` (final r·r) and ``shs`` (½xᵀFx).
+    """
+    fvp = make_trpo_fvp(cfg, dist_fn, params, batch.obs, batch.mask, old.mean, old.log_std,
+                        hp.cg_damping)
+    neg_grad = jax.tree.map(jnp.negative, grad)
+    x, cg_residual, fx = conjugate_gradient_tracked(fvp, neg_grad, cfg.cg_iters,
+                                                    cfg.cg_residual_tol)
+    shs = 0.5 * _tree_vdot(x, fx if cfg.shs_from_cg else fvp(x))
+    shs_ok = jnp.isfinite(shs) & (shs > 0)
+    scale = jnp.where(shs_ok, jnp.sqrt(hp.target_kl / jnp.where(shs_ok, shs, 1.0)), 0.0)
+    full_step = jax.tree.map(lambda xi: jnp.where(shs_ok, scale * xi, 0.0).astype(xi.dtype), x)
+    expected_improve = _tree_vdot(neg_grad, full_step)
+    return full_step, expected_improve, {"cg_residual": cg_residual, "shs": shs}
+
+
 def trpo_step(dist_fn: DistFn, params: Params, obs: jax.Array, actions: jax.Array,
               advantages: jax.Array, mask: jax.Array, cfg: TRPOConfig,
               hp: TRPOHParams) -> tuple[Params, Metrics]:
     """One TRPO update (§5.3) on a flat batch of ``N`` transitions.
 
-    The old distribution is ``dist_fn(params, obs)`` at entry (stop_gradient'ed): the batch
-    was sampled by the current policy. Steps: ``g = ∇L``; ``x = CG(F, −g)``;
-    ``step = x·sqrt(δ / (½ xᵀF x))`` (zero when ``xᵀFx`` is not a finite positive number, so
-    the line search then keeps the old params); line search.
+    The stages: :func:`prepare_batch` (zero ignored rows), :func:`old_distribution` (π_old =
+    ``dist_fn(params, obs)`` at entry, stop_gradient'ed: the batch was sampled by the current
+    policy), :func:`policy_gradient` (``g = ∇L``), :func:`natural_step` (``x = CG(F, −g)``,
+    ``step = x·sqrt(δ / (½ xᵀF x))``, zero when ``xᵀFx`` is not a finite positive number),
+    :func:`line_search`.
 
     Args:
         dist_fn: ``(params, obs [N, o]) -> (mean [N, a], log_std [N, a])``; static.
@@ -437,30 +531,12 @@ def trpo_step(dist_fn: DistFn, params: Params, obs: jax.Array, actions: jax.Arra
         ``surrogate_after``, ``cg_residual`` (final r·r), ``grad_norm``, ``step_norm`` (full
         step), ``applied_step_norm``, ``shs`` (½xᵀFx), ``entropy`` (mean, old policy).
     """
-    _check_batch(obs, actions, advantages, mask)
-    # Zero the ignored rows so NaN/inf there cannot reach the gradients (0·NaN = NaN).
-    valid = mask.astype(bool)
-    obs = jnp.where(valid[:, None], obs, 0.0)
-    actions = jnp.where(valid[:, None], actions, 0.0)
-    advantages = jnp.where(valid, advantages, 0.0)
-    mean_old, log_std_old = jax.tree.map(lax.stop_gradient, dist_fn(params, obs))
-    logp_old = distributions.log_prob(mean_old, log_std_old, actions)
-    loss_fn = functools.partial(surrogate_loss, dist_fn, obs=obs, actions=actions,
-                                advantages=advantages, mask=mask, logp_old=logp_old)
-    kl_fn = functools.partial(mean_kl, dist_fn, obs=obs, mask=mask, mean_old=mean_old,
-                              log_std_old=log_std_old)
-
-    loss_before, grad = jax.value_and_grad(loss_fn)(params)
-    fvp = make_trpo_fvp(cfg, dist_fn, params, obs, mask, mean_old, log_std_old, hp.cg_damping)
-    neg_grad = jax.tree.map(jnp.negative, grad)
-    x, cg_residual, fx = conjugate_gradient_tracked(fvp, neg_grad, cfg.cg_iters,
-                                                    cfg.cg_residual_tol)
-    shs = 0.5 * _tree_vdot(x, fx if cfg.shs_from_cg else fvp(x))
-    shs_ok = jnp.isfinite(shs) & (shs > 0)
-    scale = jnp.where(shs_ok, jnp.sqrt(hp.target_kl / jnp.where(shs_ok, shs, 1.0)), 0.0)
-    full_step = jax.tree.map(lambda xi: jnp.where(shs_ok, scale * xi, 0.0).astype(xi.dtype), x)
-    expected_improve = _tree_vdot(neg_grad, full_step)
-
+    batch = prepare_batch(obs, actions, advantages, mask)
+    old = old_distribution(dist_fn, params, batch)
+    loss_before, grad = policy_gradient(dist_fn, params, batch, old)
+    full_step, expected_improve, step_metrics = natural_step(cfg, hp, dist_fn, params, batch,
+                                                             old, grad)
+    loss_fn, kl_fn = objectives(dist_fn, batch, old)
     new_params, metrics = line_search(loss_fn, kl_fn, params, full_step, expected_improve,
                                       cfg, hp, loss_before=loss_before)
     applied = jax.tree.map(jnp.subtract, new_params, params)
@@ -468,11 +544,11 @@ def trpo_step(dist_fn: DistFn, params: Params, obs: jax.Array, actions: jax.Arra
     metrics.update({
         "surrogate_before": metrics["loss_before"],
         "surrogate_after": metrics["loss_after"],
-        "cg_residual": cg_residual,
+        "cg_residual": step_metrics["cg_residual"],
         "grad_norm": jnp.sqrt(_tree_vdot(grad, grad)),
         "step_norm": jnp.sqrt(_tree_vdot(full_step, full_step)),
         "applied_step_norm": jnp.sqrt(_tree_vdot(applied, applied)),
-        "shs": shs,
-        "entropy": _masked_mean(distributions.entropy(log_std_old), mask),
+        "shs": step_metrics["shs"],
+        "entropy": _masked_mean(distributions.entropy(old.log_std), mask),
     })
     return new_params, metrics

@@ -46,7 +46,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from bremen_jax import config as config_lib
 from bremen_jax.algo.phases import Phases, make_phases
-from bremen_jax.algo.schedule import make_train
+from bremen_jax.algo.schedule import Schedule, make_train
 from bremen_jax.sweep import report
 from bremen_jax.sweep.spec import (OuterPlan, SweepError, SweepSpec, build_plans, jsonable,
                                    load_sweep, parse_sweep)
@@ -183,9 +183,9 @@ def check_memory(need: int, devices: Sequence[jax.Device], what: str, runs_per_d
 # ------------------------------------------------------------------------ the compiled program
 def make_sweep_program(phases: Phases, num_deployments: int | None = None):
     """``bremen_sweep(seeds [R] int32, hp: HParams [R]) -> metrics`` (leaves ``[R, K, ...]``):
-    ``jax.vmap`` of :func:`bremen_jax.algo.schedule.make_train`'s ``train`` with ``key = jax.random.key(seed)``
-    made inside the program (so the inputs are plain arrays)."""
-    train = make_train(phases, num_deployments)
+    ``jax.vmap`` of :func:`~bremen_jax.algo.schedule.make_train`'s ``train`` with
+    ``key = jax.random.key(seed)`` made inside the program (so the inputs are plain arrays)."""
+    train = make_train(Schedule(phases), num_deployments)
 
     def one(seed, hp):
         return train(jax.random.key(seed), hp)[1]

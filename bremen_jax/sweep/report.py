@@ -1,7 +1,8 @@
 """Sweep results on the host: one row per run, the summary over seeds, files and plots.
 
-Nothing here runs inside ``jit``. :mod:`bremen_jax.sweep.program` calls :func:`run_rows` on each outer
-value's metrics (NumPy leaves ``[R, K, ...]``), then :func:`summarize` and :func:`write_outputs`:
+Nothing here runs inside ``jit``. :mod:`bremen_jax.sweep.program` calls :func:`run_rows` on each
+outer value's metrics (NumPy leaves ``[R, K, ...]``), then :func:`summarize` and
+:func:`write_outputs`:
 
 * ``runs.csv`` / ``runs.jsonl``: run, outer, point, seed, every swept field, ``ensemble_size``
   (the run's ``dynamics.num_active``), ``random_return`` (deployment 1's uniform-random collection),

@@ -1,10 +1,11 @@
 """Sweep files and specs: loading, validation, and points -> stacked HParams (``[R]`` runs axis).
 
 See :mod:`bremen_jax.sweep.program` for the format. Sweep files are found by name in
-:mod:`bremen_jax.configs.sweeps` (imported as package modules) or by ``.py`` path. :func:`parse_sweep` validates a ``get_sweep()`` dict
-against a config; :func:`build_plans` turns it into one :class:`OuterPlan` per outer value, whose
-points share one :class:`~bremen_jax.config.StaticConfig` and whose HParams are stacked along a
-leading runs axis (``run = point * num_seeds + seed_index``).
+:mod:`bremen_jax.configs.sweeps` (imported as package modules) or by ``.py`` path.
+:func:`parse_sweep` validates a ``get_sweep()`` dict against a config; :func:`build_plans` turns
+it into one :class:`OuterPlan` per outer value, whose points share one
+:class:`~bremen_jax.config.StaticConfig` and whose HParams are stacked along a leading runs axis
+(``run = point * num_seeds + seed_index``).
 """
 
 from __future__ import annotations
@@ -49,16 +50,6 @@ class SweepSpec:
     raw: dict                               # the spec as given (JSON-able)
 
 
-def _flatten(cfg: ml_collections.ConfigDict, prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in cfg.items():
-        if isinstance(v, ml_collections.ConfigDict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def _python(v: Any) -> Any:
     """NumPy scalars -> Python; lists and arrays -> tuples (config values are tuples)."""
     if isinstance(v, np.generic):
@@ -72,8 +63,9 @@ def _python(v: Any) -> Any:
 
 def override(cfg: ml_collections.ConfigDict, values: Mapping[str, Any]
              ) -> ml_collections.ConfigDict:
-    """``cfg`` with ``field -> value`` set (through :func:`config_lib.apply_overrides`)."""
-    return config_lib.apply_overrides(cfg, [f"{k}={_python(v)!r}" for k, v in values.items()])
+    """``cfg`` with ``field -> value`` set (:func:`bremen_jax.config.override`, checked by the
+    schema); NumPy values become Python ones first."""
+    return config_lib.override(cfg, {k: _python(v) for k, v in values.items()})
 
 
 def jsonable(x: Any) -> Any:
@@ -155,7 +147,7 @@ def _sample_random(raw: Any) -> list[dict]:
 
 
 def _check_fields(cfg, fields: Sequence[str], where: str) -> None:
-    known = _flatten(cfg)
+    known = config_lib.flatten(cfg)
     for f in fields:
         if f == "seed":
             raise SweepError(f"sweep '{where}': 'seed' is swept with the top-level 'seeds' key")

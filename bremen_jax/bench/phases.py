@@ -2,9 +2,9 @@
 
 Every function takes a :class:`Bench` (the config's static pieces at one matmul precision, the
 suite's sizes, the measured matmul peak) and times jitted library functions with
-:func:`benchmarks.common.time_jitted` (compile separate from steady state). A result dict holds
-``name``, ``group``, ``precision``, ``sizes`` (stated), ``flop_formula`` and ``flop_count`` (per
-call; matmul FLOPs of the MLPs, convention in :mod:`benchmarks.common`; None where not
+:func:`bremen_jax.bench.common.time_jitted` (compile separate from steady state). A result dict
+holds ``name``, ``group``, ``precision``, ``sizes`` (stated), ``flop_formula`` and ``flop_count``
+(per call; matmul FLOPs of the MLPs, convention in :mod:`bremen_jax.bench.common`; None where not
 meaningful), ``compile_s``, ``median_s``, ``min_s``, ``repeats``, ``warmup``, ``program_bytes``,
 ``throughput`` and ``throughput_unit``, ``gflops``, ``fraction_of_peak`` (vs the matmul peak
 measured at the start of the same run at that precision), ``peak_memory_bytes`` (process
@@ -15,7 +15,8 @@ a whole :meth:`Dynamics.fit` with early stopping disabled; ``ensemble_step``: a 
 vmapped Adam steps on fixed minibatches), ``bc``, ``trpo`` (``imagined_rollout`` and one TRPO
 iteration split into advantages / gradient / FVP+CG / line search / baseline refit, then
 ``trpo_update`` and the whole ``trpo_iteration``), ``evaluation`` (deterministic real episodes)
-and ``deployment`` (:func:`~bremen_jax.algo.deployment.deployment_step`, one call, no warm-up).
+and ``deployment`` (:meth:`~bremen_jax.algo.schedule.Schedule.deployment`, one call, no
+warm-up).
 """
 
 from __future__ import annotations
@@ -28,28 +29,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.common import (
+from bremen_jax.algo import baseline as baseline_lib
+from bremen_jax.algo import trpo as trpo_lib
+from bremen_jax.algo.bc import make_bc
+from bremen_jax.algo.phases import Phases, RunState
+from bremen_jax.algo.schedule import Schedule
+from bremen_jax.bench.common import (
     Timing,
+    fvp_flops,
     mlp_forward_flops,
     mlp_grad_flops,
-    fvp_flops,
     peak_memory_bytes,
     time_jitted,
 )
-from bremen_jax.algo import baseline as baseline_lib
-from bremen_jax.algo.bc import make_bc
-from bremen_jax.algo.deployment import deployment_step
-from bremen_jax.algo.phases import Phases, RunState
-from bremen_jax.algo.trpo import (
-    conjugate_gradient_tracked,
-    line_search,
-    make_trpo_fvp,
-    mean_kl,
-    surrogate_loss,
-)
 from bremen_jax.config import HParams, StaticConfig
 from bremen_jax.envs.acting import make_collector, make_evaluator
-from bremen_jax.models import distributions
 from bremen_jax.models.dynamics import make_dynamics
 from bremen_jax.models.policy import dist_net
 from bremen_jax.types import Transition
@@ -101,7 +95,7 @@ class Bench:
     @property
     def pol_sizes(self) -> tuple[int, ...]:
         o, a = self.obs_act
-        return (o, *self.static.policy_hidden_sizes, 2 * a)
+        return (o, *self.static.policy.hidden_sizes, 2 * a)
 
 
 def make_result(b: Bench, name: str, group: str, timing: Timing, sizes: dict, work: float,
@@ -141,12 +135,12 @@ def fit_validation_passes(epochs: int, eval_every: int) -> int:
 def bench_collection(b: Bench) -> list[dict]:
     """Real-env collection: ``collect_envs`` envs x ``collect_steps`` steps of policy actions."""
     s, p = b.static, b.phases
-    envs, steps = s.collect_envs, min(b.sizes.collect_steps, s.collect_steps)
+    envs, steps = s.deploy.num_envs, min(b.sizes.collect_steps, s.deploy.collect_steps)
     collector = make_collector(p.task, p._collect_policy, envs, steps)
-    params = (b.state.learner.policy, jnp.asarray(False), b.hp.explore_sigma)
+    params = (b.state.learner.policy, jnp.asarray(False), b.hp.imagine.explore_sigma)
     timing, _ = time_jitted(collector, params, jax.random.key(1), repeats=b.sizes.repeats)
     sizes = {"task": s.task, "backend": s.backend, "num_envs": envs, "steps": steps,
-             "transitions": envs * steps, "policy": list(s.policy_hidden_sizes)}
+             "transitions": envs * steps, "policy": list(s.policy.hidden_sizes)}
     return [make_result(b, "collection", "collection", timing, sizes, envs * steps,
                         "transitions/s", None, "not counted: Brax physics dominates",
                         {"transitions_per_call": envs * steps,
@@ -163,7 +157,7 @@ def bench_ensemble(b: Bench) -> list[dict]:
     E, B = cfg.num_members, cfg.batch_size
     fwd = mlp_forward_flops(b.dyn_sizes)
     data = synthetic_transitions(z.fit_rows, o, a)
-    n_train = int(z.fit_rows * (1 - s.val_fraction))
+    n_train = int(z.fit_rows * (1 - s.dynamics.val_fraction))
     train_mask = jnp.arange(z.fit_rows) < n_train
     state = dyn.init(jax.random.key(0))
     t_fit, (_, m) = time_jitted(dyn.fit, state, data, train_mask, ~train_mask, b.hp.dynamics,
@@ -215,7 +209,7 @@ def bench_bc(b: Bench) -> list[dict]:
     timing, _ = time_jitted(bc.fit, bc.init(jax.random.key(0)), data, mask, b.hp.bc,
                             jax.random.key(1), repeats=z.repeats)
     B = s.bc.batch_size
-    sizes = {"policy": list(s.policy_hidden_sizes), "batch": B, "steps": z.bc_steps,
+    sizes = {"policy": list(s.policy.hidden_sizes), "batch": B, "steps": z.bc_steps,
              "rows": z.bc_rows}
     return [make_result(b, "bc", "bc", timing, sizes, z.bc_steps, "steps/s",
                         mlp_grad_flops(b.pol_sizes) * B * z.bc_steps, "3*F_pol*B*steps",
@@ -224,57 +218,38 @@ def bench_bc(b: Bench) -> list[dict]:
 
 
 # ------------------------------------------------------------------ 4. imagined rollout and TRPO
-def _trpo_data(batch, adv_std):
+def _trpo_batch(batch, adv_std) -> trpo_lib.TRPOBatch:
     """Flat ``[H*B, ...]`` rows as :func:`~bremen_jax.algo.trpo.trpo_step` sees them."""
-    flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731
-    mask = flat(batch.mask)
-    valid = mask.astype(bool)
-    obs = jnp.where(valid[:, None], flat(batch.obs), 0.0)
-    act = jnp.where(valid[:, None], flat(batch.action), 0.0)
-    return obs, act, jnp.where(valid, flat(adv_std), 0.0), mask
+    flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731  [H, B, ...] -> [H*B, ...]
+    return trpo_lib.prepare_batch(flat(batch.obs), flat(batch.action), flat(adv_std),
+                                  flat(batch.mask))
 
 
-def _old_dist(dist_fn, net, obs, act):
-    mean_old, log_std_old = jax.tree.map(jax.lax.stop_gradient, dist_fn(net, obs))
-    return mean_old, log_std_old, distributions.log_prob(mean_old, log_std_old, act)
+def _dist_fn(norm):
+    return lambda n, x: dist_net(n, norm, x)
 
 
-def _vdot(a, b):
-    return sum(jnp.sum(x * y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+def trpo_gradient(net, norm, data: trpo_lib.TRPOBatch):
+    """Stages :func:`~bremen_jax.algo.trpo.old_distribution` + ``policy_gradient``."""
+    old = trpo_lib.old_distribution(_dist_fn(norm), net, data)
+    return trpo_lib.policy_gradient(_dist_fn(norm), net, data, old)
 
 
-def trpo_gradient(net, norm, obs, act, adv, mask):
-    """Old distribution + ``value_and_grad`` of the surrogate (first part of ``trpo_step``)."""
-    dist_fn = lambda n, x: dist_net(n, norm, x)  # noqa: E731
-    _, _, logp_old = _old_dist(dist_fn, net, obs, act)
-    loss = functools.partial(surrogate_loss, dist_fn, obs=obs, actions=act, advantages=adv,
-                             mask=mask, logp_old=logp_old)
-    return jax.value_and_grad(loss)(net)
+def trpo_fvp_cg(cfg, net, norm, data: trpo_lib.TRPOBatch, grad, hp_trpo):
+    """Stages ``old_distribution`` + :func:`~bremen_jax.algo.trpo.natural_step` (Fisher-vector
+    products, CG and the step scaling)."""
+    old = trpo_lib.old_distribution(_dist_fn(norm), net, data)
+    step, expected, _ = trpo_lib.natural_step(cfg, hp_trpo, _dist_fn(norm), net, data, old, grad)
+    return step, expected
 
 
-def trpo_fvp_cg(cfg, net, norm, obs, act, mask, grad, hp_trpo):
-    """Fisher-vector products + CG + step scaling (the middle of ``trpo_step``)."""
-    dist_fn = lambda n, x: dist_net(n, norm, x)  # noqa: E731
-    mean_old, log_std_old, _ = _old_dist(dist_fn, net, obs, act)
-    fvp = make_trpo_fvp(cfg, dist_fn, net, obs, mask, mean_old, log_std_old, hp_trpo.cg_damping)
-    neg = jax.tree.map(jnp.negative, grad)
-    x, _, fx = conjugate_gradient_tracked(fvp, neg, cfg.cg_iters, cfg.cg_residual_tol)
-    shs = 0.5 * _vdot(x, fx if cfg.shs_from_cg else fvp(x))
-    ok = jnp.isfinite(shs) & (shs > 0)
-    scale = jnp.where(ok, jnp.sqrt(hp_trpo.target_kl / jnp.where(ok, shs, 1.0)), 0.0)
-    step = jax.tree.map(lambda v: scale * v, x)
-    return step, _vdot(neg, step)
-
-
-def trpo_line_search(cfg, net, norm, obs, act, adv, mask, step, expected, loss0, hp_trpo):
-    """The vmapped backtracking line search (end of ``trpo_step``)."""
-    dist_fn = lambda n, x: dist_net(n, norm, x)  # noqa: E731
-    mean_old, log_std_old, logp_old = _old_dist(dist_fn, net, obs, act)
-    loss = functools.partial(surrogate_loss, dist_fn, obs=obs, actions=act, advantages=adv,
-                             mask=mask, logp_old=logp_old)
-    kl_fn = functools.partial(mean_kl, dist_fn, obs=obs, mask=mask, mean_old=mean_old,
-                              log_std_old=log_std_old)
-    return line_search(loss, kl_fn, net, step, expected, cfg, hp_trpo, loss_before=loss0)
+def trpo_line_search(cfg, net, norm, data: trpo_lib.TRPOBatch, step, expected, loss0, hp_trpo):
+    """Stages ``old_distribution`` + :func:`~bremen_jax.algo.trpo.line_search` (the end of
+    ``trpo_step``)."""
+    old = trpo_lib.old_distribution(_dist_fn(norm), net, data)
+    loss_fn, kl_fn = trpo_lib.objectives(_dist_fn(norm), data, old)
+    return trpo_lib.line_search(loss_fn, kl_fn, net, step, expected, cfg, hp_trpo,
+                                loss_before=loss0)
 
 
 def trpo_baseline(batch, obs_hat, targets, prev):
@@ -290,12 +265,13 @@ def bench_trpo(b: Bench) -> list[dict]:
     s, opt, hp, rep = b.static, b.phases.opt, b.hp, b.sizes.repeats
     learner, dyn = b.state.learner, b.state.dynamics
     key = jax.random.key(1)
-    N, E, t = s.imagined_batch, s.dynamics.num_members, s.trpo
+    N, E, t = s.imagine.batch_size, s.dynamics.num_members, s.trpo
     F, Fd = mlp_forward_flops(b.pol_sizes), mlp_forward_flops(b.dyn_sizes)
-    per_step = s.member_sampling == "per_step"
-    sizes = {"imagined_transitions": N, "horizon": s.horizon, "rollouts": s.num_rollouts,
+    per_step = s.imagine.member_sampling == "per_step"
+    sizes = {"imagined_transitions": N, "horizon": s.imagine.horizon,
+             "rollouts": s.imagine.num_rollouts,
              "ensemble": f"{E}x{list(s.dynamics.hidden_sizes)}",
-             "policy": list(s.policy_hidden_sizes), "baseline": s.baseline,
+             "policy": list(s.policy.hidden_sizes), "baseline": s.trpo.baseline,
              "cg_iters": t.cg_iters, "ls_steps": t.ls_steps, "fvp": t.fvp,
              "line_search": t.line_search}
     out, times = [], {}
@@ -312,20 +288,19 @@ def bench_trpo(b: Bench) -> list[dict]:
                                                         repeats=rep)
     add("trpo_advantages", t_adv, 2 * N * F, "2*N*F_pol (target and behaviour policy)")
     net, norm = learner.policy.net, learner.policy.obs_norm
-    obs, act, adv, mask = _trpo_data(batch, adv_std)
-    t_grad, (loss0, grad) = time_jitted(trpo_gradient, net, norm, obs, act, adv, mask,
-                                        repeats=rep)
+    data = _trpo_batch(batch, adv_std)
+    t_grad, (loss0, grad) = time_jitted(trpo_gradient, net, norm, data, repeats=rep)
     add("trpo_gradient", t_grad, 4 * N * F, "N*(F_pol + 3*F_pol): old policy + value_and_grad")
     hvp = fvp_flops(t.fvp, b.pol_sizes)
     k_fvp = 6 if t.fvp == "hessian" else 4
-    t_cg, (step, expected) = time_jitted(functools.partial(trpo_fvp_cg, t), net, norm, obs, act,
-                                         mask, grad, hp.trpo, repeats=rep)
+    t_cg, (step, expected) = time_jitted(functools.partial(trpo_fvp_cg, t), net, norm, data,
+                                         grad, hp.trpo, repeats=rep)
     n_fvp = t.cg_iters + (0 if t.shs_from_cg else 1)
     add("trpo_fvp_cg", t_cg, N * (2 * F + n_fvp * hvp),
         f"N*(2*F_pol + {n_fvp}*{k_fvp}*F_pol): old policy, linearize, {n_fvp} Fisher-vector "
         f"products ({t.fvp}; x'Fx {'from CG' if t.shs_from_cg else 'by one more product'})")
-    t_ls, (_, ls_m) = time_jitted(functools.partial(trpo_line_search, t), net, norm, obs, act,
-                                  adv, mask, step, expected, loss0, hp.trpo, repeats=rep)
+    t_ls, (_, ls_m) = time_jitted(functools.partial(trpo_line_search, t), net, norm, data,
+                                  step, expected, loss0, hp.trpo, repeats=rep)
     # candidates evaluated: every one (parallel), else up to the accepted one
     n_cand = t.ls_steps
     if t.line_search == "sequential" and float(ls_m["ls_accepted"]) > 0:
@@ -357,11 +332,11 @@ def bench_trpo(b: Bench) -> list[dict]:
 def bench_evaluation(b: Bench) -> list[dict]:
     """One evaluation: ``eval_episodes`` deterministic real episodes (``episode_length`` max)."""
     s, p = b.static, b.phases
-    evaluator = make_evaluator(p.task, p.policy.act_deterministic, s.eval_episodes)
+    evaluator = make_evaluator(p.task, p.policy.act_deterministic, s.eval.num_episodes)
     timing, m = time_jitted(evaluator, b.state.learner.policy, jax.random.key(1),
                             repeats=b.sizes.repeats)
-    env_steps = float(m["length_mean"]) * s.eval_episodes
-    sizes = {"task": s.task, "backend": s.backend, "episodes": s.eval_episodes,
+    env_steps = float(m["length_mean"]) * s.eval.num_episodes
+    sizes = {"task": s.task, "backend": s.backend, "episodes": s.eval.num_episodes,
              "episode_length": s.episode_length}
     return [make_result(b, "evaluation", "evaluation", timing, sizes, env_steps, "env steps/s",
                         None, "not counted: Brax physics dominates",
@@ -369,20 +344,26 @@ def bench_evaluation(b: Bench) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------ 6. deployment
+def deployment_step(phases: Phases, state: RunState, hp: HParams):
+    """One deployment of the online schedule (:meth:`Schedule.deployment`); the tests swap this
+    for a stand-in."""
+    return Schedule(phases).deployment(state, hp)
+
+
 def bench_deployment(b: Bench) -> list[dict]:
-    """A real :func:`deployment_step` from a fresh state (deployment 1: random collection)."""
+    """A real deployment from a fresh state (deployment 1: random collection)."""
     s = b.static
     fn = functools.partial(deployment_step, b.phases)
     timing, (_, m) = time_jitted(fn, b.state, b.hp, repeats=1, warmup=0)
     pre = jax.device_get(m["preamble"])
     n_active = int(b.hp.dynamics.num_active)
     epochs = int(np.max(np.asarray(pre["dynamics/epochs"])[:n_active]))
-    evals = 1 + s.trpo_iterations // s.trpo_chunk
-    sizes = {"config_deploy_batch": s.deploy_batch, "num_envs": s.collect_envs,
-             "trpo_iterations": s.trpo_iterations, "imagined_batch": s.imagined_batch,
+    evals = 1 + s.trpo.iterations // s.trpo.chunk
+    sizes = {"config_deploy_batch": s.deploy.batch_size, "num_envs": s.deploy.num_envs,
+             "trpo_iterations": s.trpo.iterations, "imagined_batch": s.imagine.batch_size,
              "bc_steps": s.bc.num_steps, "evaluations": evals,
              "ensemble": f"{s.dynamics.num_members}x{list(s.dynamics.hidden_sizes)}"}
-    return [make_result(b, "deployment", "deployment", timing, sizes, s.deploy_batch,
+    return [make_result(b, "deployment", "deployment", timing, sizes, s.deploy.batch_size,
                         "real transitions/s", None, None,
                         {"fit_epochs_run": epochs,
                          "bc_init_return": float(pre["bc_eval/return_mean"]),

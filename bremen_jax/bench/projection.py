@@ -40,10 +40,11 @@ PAPER_HALFCHEETAH = {"task": "halfcheetah", "num_deployments": 5, "deploy_batch"
 def is_paper_halfcheetah(static: StaticConfig) -> bool:
     """True when ``static`` has the paper's HalfCheetah counts and sizes (reference §8-§9)."""
     p = PAPER_HALFCHEETAH
-    return (static.task == p["task"] and static.num_deployments == p["num_deployments"]
-            and static.deploy_batch == p["deploy_batch"]
-            and static.trpo_iterations == p["trpo_iterations"]
-            and static.imagined_batch == p["imagined_batch"] and static.horizon == p["horizon"]
+    return (static.task == p["task"] and static.deploy.num_deployments == p["num_deployments"]
+            and static.deploy.batch_size == p["deploy_batch"]
+            and static.trpo.iterations == p["trpo_iterations"]
+            and static.imagine.batch_size == p["imagined_batch"]
+            and static.imagine.horizon == p["horizon"]
             and static.bc.num_steps == p["bc_steps"]
             and (static.dynamics.num_members, static.dynamics.hidden_sizes) == p["ensemble"]
             and static.dynamics.max_epochs == p["max_epochs"])
@@ -52,28 +53,28 @@ def is_paper_halfcheetah(static: StaticConfig) -> bool:
 def fit_minibatch_steps(static: StaticConfig, epochs: int, deployments: range | None = None
                         ) -> int:
     """Adam minibatch steps of the ensemble fits: ``sum_d epochs * max(d*n_train // B, 1)``."""
-    n_train, _ = split_sizes(static.deploy_batch, static.val_fraction)
+    n_train, _ = split_sizes(static.deploy.batch_size, static.dynamics.val_fraction)
     B = static.dynamics.batch_size
-    ds = range(1, static.num_deployments + 1) if deployments is None else deployments
+    ds = range(1, static.deploy.num_deployments + 1) if deployments is None else deployments
     return sum(epochs * max(d * n_train // B, 1) for d in ds)
 
 
 def run_counts(static: StaticConfig, fit_epochs: int | None = None) -> dict[str, Any]:
     """How often each phase's unit of work occurs in the whole run of ``static``."""
-    K = static.num_deployments
+    K = static.deploy.num_deployments
     epochs = static.dynamics.max_epochs if fit_epochs is None else int(fit_epochs)
-    n_train, _ = split_sizes(static.deploy_batch, static.val_fraction)
+    n_train, _ = split_sizes(static.deploy.batch_size, static.dynamics.val_fraction)
     return {
         "deployments": K,
-        "real_steps": K * static.deploy_batch,
+        "real_steps": K * static.deploy.batch_size,
         "fit_epochs": epochs,
         "fit_epochs_early_stop": min(static.dynamics.patience + 1, epochs),
         "train_rows_per_deployment": [d * n_train for d in range(1, K + 1)],
         "fit_minibatch_steps": fit_minibatch_steps(static, epochs),
         "bc_steps": K * static.bc.num_steps,
-        "trpo_iterations": K * static.trpo_iterations,
-        "imagined_transitions": K * static.trpo_iterations * static.imagined_batch,
-        "evaluations": K * (1 + static.trpo_iterations // static.trpo_chunk),
+        "trpo_iterations": K * static.trpo.iterations,
+        "imagined_transitions": K * static.trpo.iterations * static.imagine.batch_size,
+        "evaluations": K * (1 + static.trpo.iterations // static.trpo.chunk),
     }
 
 
@@ -132,20 +133,20 @@ def project(results: list[dict], static: StaticConfig, fit_epochs: int | None = 
     n_train = c["train_rows_per_deployment"][0]
     specs = [
         ("collection", c["real_steps"], "real transitions",
-         sz("collection", "transitions") == static.deploy_batch,
-         f"{c['deployments']} x {static.deploy_batch} real steps"),
+         sz("collection", "transitions") == static.deploy.batch_size,
+         f"{c['deployments']} x {static.deploy.batch_size} real steps"),
         ("ensemble_fit", c["fit_minibatch_steps"], "minibatch steps", False,
          f"{c['fit_epochs']} epochs (max_epochs; reference §2/§9) on d x {n_train} train rows at "
          f"deployment d = 1..{c['deployments']}, batch {static.dynamics.batch_size}"),
         ("bc", c["bc_steps"], "Adam steps", sz("bc", "steps") == static.bc.num_steps,
          f"{c['deployments']} x {static.bc.num_steps} steps at batch {static.bc.batch_size}"),
         ("trpo", c["trpo_iterations"], "iterations",
-         sz("trpo_iteration", "imagined_transitions") == static.imagined_batch,
-         f"{c['deployments']} x {static.trpo_iterations} iterations x {static.imagined_batch} "
-         f"imagined transitions (H={static.horizon})"),
+         sz("trpo_iteration", "imagined_transitions") == static.imagine.batch_size,
+         f"{c['deployments']} x {static.trpo.iterations} iterations x {static.imagine.batch_size} "
+         f"imagined transitions (H={static.imagine.horizon})"),
         ("evaluation", c["evaluations"], "evaluations", "evaluation" in by,
-         f"{c['deployments']} x (1 + {static.trpo_iterations // static.trpo_chunk}) x "
-         f"{static.eval_episodes} episodes"),
+         f"{c['deployments']} x (1 + {static.trpo.iterations // static.trpo.chunk}) x "
+         f"{static.eval.num_episodes} episodes"),
     ]
     terms = []
     for term, count, unit, full, note in specs:
@@ -183,12 +184,12 @@ def deployment_parts(u: dict[str, dict], static: StaticConfig, d: int, epochs: i
                      ) -> dict[str, float]:
     """Projected seconds of deployment ``d`` (1-based) by phase, fit at ``epochs`` epochs."""
     return {
-        "collection": static.deploy_batch * u["collection"]["s"],
+        "collection": static.deploy.batch_size * u["collection"]["s"],
         "ensemble_fit": fit_minibatch_steps(static, epochs, range(d, d + 1))
         * u["ensemble_fit"]["s"],
         "bc": static.bc.num_steps * u["bc"]["s"],
-        "trpo": static.trpo_iterations * u["trpo"]["s"],
-        "evaluation": (1 + static.trpo_iterations // static.trpo_chunk) * u["evaluation"]["s"],
+        "trpo": static.trpo.iterations * u["trpo"]["s"],
+        "evaluation": (1 + static.trpo.iterations // static.trpo.chunk) * u["evaluation"]["s"],
     }
 
 

@@ -9,7 +9,7 @@ costs ``2 * sum(fan_in * fan_out)`` per row; a gradient (forward + backward) ``3
 Hessian-vector product (forward-over-reverse) ``6 x`` forward. The exact matmul counts are a little
 lower because the input layer needs no input gradient/tangent: ``3F - 2*in*h1`` (0.7% lower for the
 2x1024 dynamics MLP, 2.5% for the 200-200 policy) and ``6F - 8*in*h1`` (5% lower for the policy);
-the simple multiples keep the numbers comparable with the first results in ``results/``.
+the simple multiples keep the numbers comparable with the first results in ``benchmarks/results/``.
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ from typing import Any, Callable, Sequence
 import jax
 import jax.numpy as jnp
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
-RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent.parent   # a checkout's root
+# results go to the checkout's benchmarks/results (an editable install), else ./benchmarks/results
+RESULTS_DIR = ((REPO_ROOT if (REPO_ROOT / "benchmarks").is_dir() else pathlib.Path.cwd())
+               / "benchmarks" / "results")
 PRECISIONS = ("highest", "tensorfloat32", "bfloat16")
 
 
