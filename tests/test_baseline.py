@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from bremen_jax.algo import baseline as bl
+from bremen_jax.models.networks import mlp_layers
 
 OBS = 3
 
@@ -161,8 +162,8 @@ def test_mlp_value_init_and_bad_inputs():
     vf = bl.make_value(bl.ValueConfig(OBS, hidden_sizes=(8,)))
     s1, s2 = vf.init(jax.random.key(0)), vf.init(jax.random.key(1))
     chex.assert_trees_all_equal(s1.params, s2.params)  # fixed normc seed
-    np.testing.assert_allclose(np.linalg.norm(s1.params[1]["kernel"], axis=0), 1.0,
-                               rtol=1e-5)
+    output_kernel = mlp_layers(s1.params)[1]["kernel"]
+    np.testing.assert_allclose(np.linalg.norm(output_kernel, axis=0), 1.0, rtol=1e-5)
     with pytest.raises(ValueError, match="obs"):
         vf.predict(s1, jnp.ones((2, OBS + 1)))
     with pytest.raises(ValueError, match="targets"):

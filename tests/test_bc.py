@@ -8,6 +8,7 @@ import pytest
 
 from bremen_jax.algo import bc as bc_lib
 from bremen_jax.models import policy as pol
+from bremen_jax.models.networks import mlp_layers
 from bremen_jax.types import Transition
 
 OBS, ACT, CAP = 4, 2, 512
@@ -110,13 +111,14 @@ def test_reinit_and_reset_options():
     bc_cont = bc_lib.make_bc(policy, bc_lib.BCConfig(batch_size=16, num_steps=5,
                                                      reinit=False))
     s2c, _ = bc_cont.fit(s1b, data, mask, hp, jax.random.key(1))
-    assert not np.allclose(s2c.params.net[0]["kernel"], s1.params.net[0]["kernel"])
+    assert not np.allclose(mlp_layers(s2c.params.net)[0]["kernel"],
+                           mlp_layers(s1.params.net)[0]["kernel"])
     assert int(s2c.opt_state.count) == 10
 
 
 def test_bc_loss_hand_value():
     # Zero net -> mean 0, log_std -2.5; loss = mean((0 + e^-2.5 eps - a)^2).
-    net = ({"kernel": jnp.zeros((1, 2)), "bias": jnp.zeros(2)},)
+    net = {"params": {"output": {"kernel": jnp.zeros((1, 2)), "bias": jnp.zeros(2)}}}
     key = jax.random.key(0)
     action = jnp.array([[0.5]])
     loss, (mse, std) = bc_lib.bc_loss(net, jnp.ones((1, 1)), action, key)

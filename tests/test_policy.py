@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from bremen_jax.models import policy as pol
+from bremen_jax.models.networks import mlp_layers
 
 OBS, ACT = 5, 3
 
@@ -74,27 +75,29 @@ def test_normc_init_column_norms_and_fixed_seed(policy):
     chex.assert_trees_all_equal(p1, p2)  # fixed seed 1234: key ignored
     sizes = policy.layer_sizes
     assert sizes == (OBS, 16, 8, 2 * ACT)
-    for i, layer in enumerate(p1.net):
+    layers = mlp_layers(p1.net)
+    assert len(layers) == len(sizes) - 1
+    for i, layer in enumerate(layers):
         chex.assert_shape(layer["kernel"], (sizes[i], sizes[i + 1]))
         np.testing.assert_array_equal(layer["bias"], 0.0)
-        target = 0.01 if i == len(p1.net) - 1 else 1.0
+        target = 0.01 if i == len(layers) - 1 else 1.0
         np.testing.assert_allclose(np.linalg.norm(layer["kernel"], axis=0), target,
                                    rtol=1e-5)
     # Exactly the original's numpy draw: fresh RandomState(1234) per layer.
     w = np.random.RandomState(1234).randn(OBS, 16).astype(np.float32)
     w *= 1.0 / np.sqrt(np.square(w).sum(axis=0, keepdims=True))
-    np.testing.assert_array_equal(p1.net[0]["kernel"], w)
+    np.testing.assert_array_equal(layers[0]["kernel"], w)
 
 
 def test_init_without_seed_uses_key():
     p = pol.make_policy(pol.PolicyConfig(OBS, ACT, (16,), init_seed=None))
     a, b = p.init(jax.random.key(0)), p.init(jax.random.key(1))
-    assert not np.allclose(a.net[0]["kernel"], b.net[0]["kernel"])
-    np.testing.assert_allclose(np.linalg.norm(a.net[1]["kernel"], axis=0), 0.01,
+    assert not np.allclose(mlp_layers(a.net)[0]["kernel"], mlp_layers(b.net)[0]["kernel"])
+    np.testing.assert_allclose(np.linalg.norm(mlp_layers(a.net)[1]["kernel"], axis=0), 0.01,
                                rtol=1e-5)
     # vmap over keys gives a stacked (ensemble-like) init
     stacked = jax.vmap(p.init)(jax.random.split(jax.random.key(2), 3))
-    chex.assert_shape(stacked.net[0]["kernel"], (3, OBS, 16))
+    chex.assert_shape(mlp_layers(stacked.net)[0]["kernel"], (3, OBS, 16))
 
 
 def test_head_hand_values():

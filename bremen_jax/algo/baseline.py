@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from bremen_jax.models.policy import apply_mlp, init_mlp
+from bremen_jax.models.networks import apply_mlp, init_normc
 from bremen_jax.types import Metrics, Params, PRNGKey
 
 HIGHEST = jax.lax.Precision.HIGHEST
@@ -245,7 +245,7 @@ class ValueState:
 
 def _masked_mse(net: Params, obs: jax.Array, targets: jax.Array,
                 weights: jax.Array) -> jax.Array:
-    pred = apply_mlp(net, obs, jnp.tanh)[..., 0]
+    pred = apply_mlp(net, obs, "tanh")[..., 0]
     return jnp.sum(weights * jnp.square(pred - targets)) / jnp.maximum(jnp.sum(weights),
                                                                       1.0)
 
@@ -264,7 +264,7 @@ class ValueFunction:
     def init(self, key: PRNGKey) -> ValueState:
         """Normc init (column norm 1 in every layer, as the original)."""
         sizes = (self.cfg.obs_dim, *self.cfg.hidden_sizes, 1)
-        net = init_mlp(key, sizes, self.cfg.init_seed, output_std=1.0)
+        net = init_normc(key, sizes, self.cfg.init_seed, output_std=1.0)
         return ValueState(params=net, opt_state=self.optimizer.init(net),
                           step=jnp.zeros((), jnp.int32))
 
@@ -273,7 +273,7 @@ class ValueFunction:
         if obs.shape[-1] != self.cfg.obs_dim:
             raise ValueError(f"obs: expected shape [..., {self.cfg.obs_dim}], got "
                              f"{obs.shape}")
-        return apply_mlp(state.params, obs.astype(jnp.float32), jnp.tanh)[..., 0]
+        return apply_mlp(state.params, obs.astype(jnp.float32), "tanh")[..., 0]
 
     def fit(self, state: ValueState, obs: jax.Array, targets: jax.Array,
             mask: jax.Array, hp: ValueHParams,

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from bremen_jax.models.policy import (Policy, PolicyParams, apply_mlp, head, normalize,
+from bremen_jax.models.policy import (Policy, PolicyParams, dist_normalized, normalize,
                                       update_normalizer)
 from bremen_jax.types import Metrics, Params, PRNGKey, Transition
 
@@ -97,7 +97,7 @@ def bc_loss(net: Params, obs_hat: jax.Array, action: jax.Array,
         ``(loss, (mean_mse, mean_std))``: the loss, ``mean (mu - a)^2`` and
         ``mean exp(log_std)`` (for monitoring).
     """
-    mean, log_std = head(apply_mlp(net, obs_hat, jax.nn.relu))
+    mean, log_std = dist_normalized(net, obs_hat)
     std = jnp.exp(log_std)
     eps = jax.random.normal(key, mean.shape, mean.dtype)
     loss = jnp.mean(jnp.square(mean + std * eps - action))

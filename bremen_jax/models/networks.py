@@ -1,22 +1,31 @@
-"""Small Flax (linen) networks exposed as pure ``init``/``apply`` functions.
+"""The library's one MLP: a Flax (linen) module exposed as pure ``init``/``apply`` functions.
 
-The rest of the library only sees ``Network(init, apply)``: ``init(key) -> params`` and
-``apply(params, x) -> y``. Parameters are plain pytrees, so an ensemble is a leading axis
-(``jax.vmap(net.init)(member_keys)``) and runs/seeds are another (style.md §3.4).
+Every network of BREMEN is this MLP: the dynamics members, the policy and the MLP value
+function. Parameters are the flax variable dict ``{"params": {"hidden_0": {"kernel": [in, h0],
+"bias": [h0]}, …, "hidden_{L-1}": …, "output": {…}}}``, a plain pytree, so an ensemble is a
+leading axis (``jax.vmap(net.init)(member_keys)``) and runs/seeds are another (style.md §3.4).
+Layers are named so callers can address them (e.g. the dynamics L2 term covers the hidden
+kernels only, :func:`hidden_kernels`).
 
-Initialisation defaults follow the original's ``tf.layers.dense``: Glorot-uniform kernels and
-zero biases (bremen-algorithm.md §2, ``model/dynamics.py:6-33``). Layers are named
-``hidden_0 … hidden_{L-1}`` and ``output`` so callers can address them (e.g. the dynamics L2
-term, which covers the hidden kernels only).
+Two initialisations of the same parameters:
+
+* :func:`make_mlp` (dynamics): Glorot-uniform kernels and zero biases, the original's
+  ``tf.layers.dense`` default (bremen-algorithm.md §2, ``model/dynamics.py:6-33``);
+* :func:`init_normc` (policy, value function): the original's "normc" columns
+  (``libs/misc/tf_networks.py:19-23``), from a fixed NumPy seed or from a key.
+
+:func:`apply_mlp` runs any such parameters (layer widths are read from the kernels).
 """
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Sequence
+import functools
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from bremen_jax.types import Params, PRNGKey
 
@@ -126,7 +135,86 @@ def make_mlp(in_size: int, hidden_sizes: Sequence[int], out_size: int,
     return Network(init=init, apply=apply)
 
 
-def hidden_kernels(params: Params) -> list[jax.Array]:
-    """The kernels of the hidden layers (``hidden_*``) of an :class:`MLP` parameter dict."""
+def mlp_layers(params: Params) -> list[dict[str, jax.Array]]:
+    """The layers of :class:`MLP` parameters in order: ``hidden_0 … hidden_{L-1}``, ``output``.
+
+    Each layer is ``{"kernel": [in, out], "bias": [out]}`` (plus any leading vmap axes).
+    """
     layers = params["params"]
-    return [layers[name]["kernel"] for name in sorted(layers) if name.startswith("hidden_")]
+    hidden = sorted((name for name in layers if name.startswith("hidden_")),
+                    key=lambda name: int(name[len("hidden_"):]))
+    return [layers[name] for name in hidden] + [layers["output"]]
+
+
+def hidden_kernels(params: Params) -> list[jax.Array]:
+    """The kernels of the hidden layers (``hidden_*``) of :class:`MLP` parameters, in order."""
+    return [layer["kernel"] for layer in mlp_layers(params)[:-1]]
+
+
+def apply_mlp(params: Params, x: jax.Array, activation: str | Activation = "relu",
+              precision: str | None = None) -> jax.Array:
+    """``[..., in] -> [..., out]``: the :class:`MLP` forward pass of any MLP parameters.
+
+    Args:
+        params: ``{"params": {"hidden_i": …, "output": …}}`` (from :func:`make_mlp` or
+            :func:`init_normc`); the layer widths are read from the kernel shapes.
+        x: ``[..., in]`` inputs.
+        activation: hidden-layer nonlinearity (name in :data:`ACTIVATIONS` or a callable).
+        precision: matmul precision (``None``: JAX default).
+    """
+    *hidden, output = mlp_layers(params)
+    module = MLP(hidden_sizes=tuple(layer["kernel"].shape[-1] for layer in hidden),
+                 out_size=output["kernel"].shape[-1], activation=get_activation(activation),
+                 precision=precision)
+    return module.apply(params, x)
+
+
+@functools.lru_cache(maxsize=64)
+def _normc_numpy(seed: int, fan_in: int, fan_out: int, std: float) -> np.ndarray:
+    """Original ``normc_initializer``: fresh ``RandomState(seed)`` per layer. ``[in, out]``."""
+    npr = np.random.RandomState(seed)
+    out = npr.randn(fan_in, fan_out).astype(np.float32)
+    out *= std / np.sqrt(np.square(out).sum(axis=0, keepdims=True))
+    out.setflags(write=False)
+    return out
+
+
+def _normc_jax(key: PRNGKey, fan_in: int, fan_out: int, std: float) -> jax.Array:
+    """Normc columns drawn from ``key``: ``[in, out]`` float32, column norm ``std``."""
+    out = jax.random.normal(key, (fan_in, fan_out), jnp.float32)
+    return out * (std / jnp.sqrt(jnp.sum(jnp.square(out), axis=0, keepdims=True)))
+
+
+def init_normc(key: PRNGKey, sizes: Sequence[int], init_seed: Optional[int] = 1234,
+               output_std: float = 0.01, hidden_std: float = 1.0) -> Params:
+    """Normc-initialised :class:`MLP` parameters (zero biases), as the original's policies.
+
+    The original draws every layer from a fresh ``np.random.RandomState(1234)``, so the
+    initial weights are identical in every run; with ``init_seed`` set this reproduces that
+    draw exactly with NumPy (the weights are compile-time constants).
+
+    Args:
+        key: used only when ``init_seed is None`` (one sub-key per layer).
+        sizes: ``[in, h1, ..., out]`` layer widths.
+        init_seed: NumPy seed of the original's fixed-seed init, or ``None``.
+        output_std: column norm of the output kernel (0.01 for policies).
+        hidden_std: column norm of the hidden kernels.
+
+    Returns:
+        ``{"params": {"hidden_i": {"kernel": [in, out], "bias": [out]}, "output": …}}``,
+        float32; runs with :func:`apply_mlp`.
+    """
+    num_layers = len(sizes) - 1
+    keys = jax.random.split(key, num_layers)
+    layers = {}
+    for i in range(num_layers):
+        is_output = i == num_layers - 1
+        std = output_std if is_output else hidden_std
+        if init_seed is None:
+            kernel = _normc_jax(keys[i], sizes[i], sizes[i + 1], std)
+        else:
+            kernel = jnp.asarray(_normc_numpy(int(init_seed), sizes[i], sizes[i + 1],
+                                              float(std)))
+        layers["output" if is_output else f"hidden_{i}"] = {
+            "kernel": kernel, "bias": jnp.zeros((sizes[i + 1],), jnp.float32)}
+    return {"params": layers}

@@ -16,7 +16,8 @@ original (``model/policies.py:11-59``):
 * observations are normalised by cumulative running statistics with
   ``std = sqrt(max(var, 1e-2) + 1e-6)`` (``libs/misc/misc_utils.py:76-128``).
 
-Network parameters are a tuple of ``{"kernel": [in, out], "bias": [out]}`` dicts.
+Network parameters are those of the library's one MLP (:mod:`bremen_jax.models.networks`):
+``{"params": {"hidden_i": {"kernel": [in, out], "bias": [out]}, "output": …}}``.
 TRPO differentiates :func:`dist_net` w.r.t. the network parameters only, with the
 observation normaliser held fixed.
 """
@@ -25,13 +26,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Optional, Tuple
 
 import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bremen_jax.models.networks import apply_mlp, init_normc
 from bremen_jax.types import Params, PolicyFn, PRNGKey
 
 LOG_STD_MIN = -5.0
@@ -139,71 +141,6 @@ def normalize(norm: ObsNormalizer, obs: jax.Array) -> jax.Array:
 
 
 # --------------------------------------------------------------------------------------
-# MLP with "normc" initialisation (also used by the MLP value function).
-# --------------------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=64)
-def _normc_numpy(seed: int, fan_in: int, fan_out: int, std: float) -> np.ndarray:
-    """Original ``normc_initializer``: fresh ``RandomState(seed)`` per layer."""
-    npr = np.random.RandomState(seed)
-    out = npr.randn(fan_in, fan_out).astype(np.float32)
-    out *= std / np.sqrt(np.square(out).sum(axis=0, keepdims=True))
-    out.setflags(write=False)
-    return out
-
-
-def _normc_jax(key: PRNGKey, fan_in: int, fan_out: int, std: float) -> jax.Array:
-    out = jax.random.normal(key, (fan_in, fan_out), jnp.float32)
-    return out * (std / jnp.sqrt(jnp.sum(jnp.square(out), axis=0, keepdims=True)))
-
-
-def init_mlp(
-    key: PRNGKey,
-    sizes: Sequence[int],
-    init_seed: Optional[int] = 1234,
-    output_std: float = 0.01,
-    hidden_std: float = 1.0,
-) -> Params:
-    """Normc-initialised MLP parameters.
-
-    Args:
-        key: used only when ``init_seed is None`` (one sub-key per layer).
-        sizes: ``[in, h1, ..., out]`` layer widths.
-        init_seed: NumPy seed of the original's fixed-seed init, or ``None``.
-        output_std: column norm of the last kernel (0.01 for policies).
-        hidden_std: column norm of the other kernels.
-
-    Returns:
-        A tuple of ``{"kernel": [in, out], "bias": [out]}`` dicts, float32.
-    """
-    num_layers = len(sizes) - 1
-    keys = jax.random.split(key, num_layers)
-    layers = []
-    for i in range(num_layers):
-        std = output_std if i == num_layers - 1 else hidden_std
-        if init_seed is None:
-            kernel = _normc_jax(keys[i], sizes[i], sizes[i + 1], std)
-        else:
-            kernel = jnp.asarray(_normc_numpy(int(init_seed), sizes[i], sizes[i + 1],
-                                              float(std)))
-        layers.append({"kernel": kernel,
-                       "bias": jnp.zeros((sizes[i + 1],), jnp.float32)})
-    return tuple(layers)
-
-
-def apply_mlp(net: Params, x: jax.Array,
-              activation: Callable[[jax.Array], jax.Array] = jax.nn.relu) -> jax.Array:
-    """``[..., in] -> [..., out]``; ``activation`` after every layer but the last."""
-    h = x
-    for i, layer in enumerate(net):
-        h = h @ layer["kernel"] + layer["bias"]
-        if i < len(net) - 1:
-            h = activation(h)
-    return h
-
-
-# --------------------------------------------------------------------------------------
 # Policy.
 # --------------------------------------------------------------------------------------
 
@@ -260,6 +197,15 @@ def head(out: jax.Array) -> Tuple[jax.Array, jax.Array]:
     return mean, log_std
 
 
+def dist_normalized(net: Params, obs_hat: jax.Array) -> Tuple[jax.Array, jax.Array]:
+    """Gaussian of the policy from normalised observations ``[..., o]`` (the ReLU MLP + head).
+
+    Returns:
+        ``(mean [..., a], log_std [..., a])``.
+    """
+    return head(apply_mlp(net, obs_hat, "relu"))
+
+
 def dist_net(net: Params, obs_norm: ObsNormalizer,
              obs: jax.Array) -> Tuple[jax.Array, jax.Array]:
     """Gaussian of the policy from raw observations ``[..., o]``.
@@ -269,7 +215,7 @@ def dist_net(net: Params, obs_norm: ObsNormalizer,
     Returns:
         ``(mean [..., a], log_std [..., a])``.
     """
-    return head(apply_mlp(net, normalize(obs_norm, obs), jax.nn.relu))
+    return dist_normalized(net, normalize(obs_norm, obs))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -284,7 +230,7 @@ class Policy:
 
     def init_net(self, key: PRNGKey) -> Params:
         """Normc network parameters (identical for every key if ``init_seed`` is set)."""
-        return init_mlp(key, self.layer_sizes, self.cfg.init_seed, output_std=0.01)
+        return init_normc(key, self.layer_sizes, self.cfg.init_seed, output_std=0.01)
 
     def init(self, key: PRNGKey) -> PolicyParams:
         """Fresh parameters: normc net and an empty (identity) normaliser."""
