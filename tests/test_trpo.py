@@ -345,9 +345,9 @@ def test_sequential_and_parallel_line_search_agree(case):
 
 
 def test_trpo_config_rejects_unknown_methods():
-    with pytest.raises(ValueError, match="TRPOConfig.fvp must be one of"):
+    with pytest.raises(ValueError, match="trpo.fvp must be one of"):
         trpo.TRPOConfig(fvp="exact")
-    with pytest.raises(ValueError, match="TRPOConfig.line_search must be one of"):
+    with pytest.raises(ValueError, match="trpo.line_search must be one of"):
         trpo.TRPOConfig(line_search="golden")
 
 

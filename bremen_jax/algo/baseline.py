@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from bremen_jax.config import ValueHParams
 from bremen_jax.models.networks import apply_mlp, init_normc
 from bremen_jax.types import Metrics, Params, PRNGKey
 
@@ -221,17 +222,6 @@ class ValueConfig:
                 not isinstance(self.batch_size, (int, np.integer)) or self.batch_size <= 0):
             raise ValueError("ValueConfig.batch_size must be None or a positive int, "
                              f"got {self.batch_size!r}")
-
-
-@flax.struct.dataclass
-class ValueHParams:
-    """Traced value hyperparameters. ``learning_rate``: ``[]`` float32 (original 3e-4)."""
-
-    learning_rate: jax.Array
-
-    @classmethod
-    def create(cls, learning_rate: float = 3e-4) -> "ValueHParams":
-        return cls(learning_rate=jnp.asarray(learning_rate, jnp.float32))
 
 
 @flax.struct.dataclass

@@ -32,46 +32,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from bremen_jax.config import BCConfig, BCHParams
 from bremen_jax.models.policy import (Policy, PolicyParams, dist_normalized, normalize,
                                       update_normalizer)
 from bremen_jax.types import Metrics, Params, PRNGKey, Transition
 
 CURVE_POINTS = 20  # segments of the loss curve reported in the metrics
-
-
-@dataclasses.dataclass(frozen=True)
-class BCConfig:
-    """Static behaviour-cloning configuration (§3, §9).
-
-    Attributes:
-        batch_size: rows per Adam step (original 256).
-        num_steps: Adam steps per fit (original 300,000).
-        reinit: re-initialise the network before each fit (original: yes).
-        reset_optimizer: reset the Adam state before each fit (original: no, the
-            Adam moments and step count carry over between deployments).
-    """
-
-    batch_size: int = 256
-    num_steps: int = 300_000
-    reinit: bool = True
-    reset_optimizer: bool = False
-
-    def __post_init__(self):
-        for name in ("batch_size", "num_steps"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"BCConfig.{name} must be a positive int, got {value!r}")
-
-
-@flax.struct.dataclass
-class BCHParams:
-    """Traced BC hyperparameters. ``learning_rate``: ``[]`` float32 (original 5e-4)."""
-
-    learning_rate: jax.Array
-
-    @classmethod
-    def create(cls, learning_rate: float = 5e-4) -> "BCHParams":
-        return cls(learning_rate=jnp.asarray(learning_rate, jnp.float32))
 
 
 @flax.struct.dataclass

@@ -25,103 +25,20 @@ Original behaviour (``algos/trpo.py``, ``libs/misc/misc_utils.py``):
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from typing import Callable, NamedTuple
 
-import flax.struct
 import jax
 import jax.numpy as jnp
 from jax import lax
 
+from bremen_jax.config import SCHEMA, TRPOConfig, TRPOHParams
 from bremen_jax.models import distributions
 from bremen_jax.types import Metrics, Params
 
 DistFn = Callable[[Params, jax.Array], tuple[jax.Array, jax.Array]]
-FVP_METHODS = ("gauss_newton", "hessian")
-LINE_SEARCHES = ("sequential", "parallel")
-
-
-@dataclasses.dataclass(frozen=True)
-class TRPOConfig:
-    """Static TRPO settings (trip counts and code-path switches; hashable).
-
-    Attributes:
-        cg_iters: conjugate-gradient iterations (original 10).
-        cg_residual_tol: CG stops updating once r·r < tol (original 1e-10).
-        ls_steps: number of line-search candidates, fractions ``ls_backtrack**k``,
-            k = 0..ls_steps−1 (original 10).
-        ls_backtrack: backtracking factor in (0, 1) (original 0.5).
-        accept_ratio: accept a candidate whose improvement is > 0 and whose
-            improvement / expected improvement is > this (original 0.1).
-        ls_check_kl: also require a finite KL ≤ target_kl (the standard TRPO rule).
-            The original does not check KL in the line search (False).
-        fvp: ``"gauss_newton"`` (default): ``Jᵀ H_out J v`` with ``J`` the Jacobian of the
-            policy outputs (mean, log σ) and ``H_out`` the Hessian of the mean KL in the
-            outputs: one JVP and one VJP through the network per product. ``"hessian"``: the
-            Hessian-vector product of the mean KL (forward-over-reverse, as the original's
-            ``tf.gradients`` of ``grad·v``), about 1.7x the matmuls. At the linearisation point
-            (π = π_old) the two are the same matrix, the Fisher (the KL's gradient in the
-            outputs is zero there), so they agree to float rounding.
-        line_search: ``"sequential"`` (default): candidates k = 0, 1, ... in a ``while_loop``
-            that stops at the first acceptable one, as the original's Python loop (usually one
-            candidate). ``"parallel"``: all ``ls_steps`` candidates at once (``vmap``), the same
-            choice, constant cost. Both return the same params and metrics.
-        shs_from_cg: ``½xᵀFx`` from the ``F x`` that CG accumulates (default) instead of one more
-            Fisher-vector product after CG (the original; ``False``). Equal up to rounding.
-    """
-
-    cg_iters: int = 10
-    cg_residual_tol: float = 1e-10
-    ls_steps: int = 10
-    ls_backtrack: float = 0.5
-    accept_ratio: float = 0.1
-    ls_check_kl: bool = False
-    fvp: str = "gauss_newton"
-    line_search: str = "sequential"
-    shs_from_cg: bool = True
-
-    def __post_init__(self) -> None:
-        if self.fvp not in FVP_METHODS:
-            raise ValueError(f"TRPOConfig.fvp must be one of {FVP_METHODS}; got {self.fvp!r}")
-        if self.line_search not in LINE_SEARCHES:
-            raise ValueError(f"TRPOConfig.line_search must be one of {LINE_SEARCHES}; "
-                             f"got {self.line_search!r}")
-        if not isinstance(self.cg_iters, int) or self.cg_iters < 1:
-            raise ValueError(f"TRPOConfig.cg_iters must be an int >= 1; got {self.cg_iters!r}")
-        if not self.cg_residual_tol >= 0:
-            raise ValueError(f"TRPOConfig.cg_residual_tol must be >= 0; "
-                             f"got {self.cg_residual_tol!r}")
-        if not isinstance(self.ls_steps, int) or self.ls_steps < 1:
-            raise ValueError(f"TRPOConfig.ls_steps must be an int >= 1; got {self.ls_steps!r}")
-        if not 0.0 < self.ls_backtrack < 1.0:
-            raise ValueError(f"TRPOConfig.ls_backtrack must be in (0, 1); "
-                             f"got {self.ls_backtrack!r}")
-        if not self.accept_ratio >= 0:
-            raise ValueError(f"TRPOConfig.accept_ratio must be >= 0; got {self.accept_ratio!r}")
-
-
-@flax.struct.dataclass
-class TRPOHParams:
-    """Traced TRPO hyperparameters (changing them never recompiles; vmappable).
-
-    Attributes:
-        target_kl: trust-region size δ (0.1 HalfCheetah/CheetahRun, 0.05 Ant/Hopper/Walker2d).
-        cg_damping: Fisher damping (original 0.1).
-    """
-
-    target_kl: jax.Array
-    cg_damping: jax.Array
-
-    @classmethod
-    def create(cls, target_kl: float = 0.05, cg_damping: float = 0.1) -> "TRPOHParams":
-        """Builds float32 hparams from Python numbers, validating them."""
-        if not target_kl > 0:
-            raise ValueError(f"TRPOHParams.target_kl must be > 0; got {target_kl!r}")
-        if not cg_damping >= 0:
-            raise ValueError(f"TRPOHParams.cg_damping must be >= 0; got {cg_damping!r}")
-        return cls(target_kl=jnp.asarray(target_kl, jnp.float32),
-                   cg_damping=jnp.asarray(cg_damping, jnp.float32))
+FVP_METHODS = SCHEMA["trpo.fvp"].choices            # ("gauss_newton", "hessian")
+LINE_SEARCHES = SCHEMA["trpo.line_search"].choices  # ("sequential", "parallel")
 
 
 # --- pytree linear algebra -------------------------------------------------------------
