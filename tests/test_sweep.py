@@ -2,11 +2,11 @@
 built with exactly k members, the sweep compiles once, its files, bad sweep files, padding and the
 memory estimate.
 
-The sweep is ``bremen_jax/configs/sweeps/test.py`` (2 points x 2 seeds of the tiny ``test`` config); it
-is compiled once for the module (about a minute on two CPU cores). The runs "one by one" come
-from the compiled driver (:func:`deployment.run_compiled`), whose executable the deployment tests
-already built for the same config (persistent compilation cache), so only the 2-member reference
-adds a compile.
+The sweep is ``bremen_jax/configs/sweeps/test.py`` (2 points x 2 seeds of the tiny ``test``
+config); it is compiled once for the module (about a minute on two CPU cores). The runs "one by
+one" come from the compiled driver (:func:`bremen_jax.run.compiled.run_compiled`), whose
+executable the deployment tests already built for the same config (persistent compilation cache),
+so only the 2-member reference adds a compile.
 
 Tolerances: the batched (``vmap``) program and the unbatched one use different matmul kernels, so
 they agree to float32 rounding, not bit for bit. The test sweep's ``trpo.cg_damping`` of 100 keeps
@@ -28,12 +28,13 @@ import pytest
 
 from bremen_jax import config as config_lib
 from bremen_jax import sweep
+from bremen_jax.algo.phases import make_phases
+from bremen_jax.algo.schedule import Schedule
+from bremen_jax.datasets import scores
+from bremen_jax.run.compiled import run_compiled
 from bremen_jax.sweep import program
 from bremen_jax.sweep import report as sweep_report
 from bremen_jax.sweep import spec as sweep_spec
-from bremen_jax.algo import deployment
-from bremen_jax.algo.phases import make_phases
-from bremen_jax.datasets import scores
 
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 TOL = 5e-2           # |sweep - reference| <= TOL * max(|reference|) per metric, whole run
@@ -107,7 +108,7 @@ def swept(tmp_path_factory):
     """The test sweep, compiled fresh; counts compiles and traces of the deployment step."""
     program._PROGRAMS.clear()
     traces = []
-    step = deployment.deployment_step
+    step = Schedule.deployment
 
     def counted(*args, **kwargs):
         traces.append(1)
@@ -115,7 +116,7 @@ def swept(tmp_path_factory):
 
     workdir = tmp_path_factory.mktemp("sweep") / "out"
     with pytest.MonkeyPatch.context() as mp, count_compiles() as compiles:
-        mp.setattr(deployment, "deployment_step", counted)
+        mp.setattr(Schedule, "deployment", counted)
         result = sweep.run_sweep("test", workdir)
     return result, compiles, len(traces)
 
@@ -128,7 +129,7 @@ def plan():
 
 def _reference(cfg, seed, workdir):
     cfg = sweep_spec.override(cfg, {"seed": seed})
-    return _stack(deployment.run_compiled(cfg, workdir).metrics)
+    return _stack(run_compiled(cfg, workdir).metrics)
 
 
 @pytest.fixture(scope="module")
@@ -258,17 +259,17 @@ def test_plans_grid_outer_and_seeds():
         "grid": {"trpo.target_kl": [0.05, 0.2], "imagine.explore_sigma": [0.1, 0.3]},
         "outer": {"imagine.horizon": [10, 20]}})
     plans = sweep.build_plans(cfg, spec)
-    assert [p.static.horizon for p in plans] == [10, 20]
+    assert [p.static.imagine.horizon for p in plans] == [10, 20]
     assert plans[0].static != plans[1].static
     for p in plans:
         assert p.num_runs == 8
         np.testing.assert_array_equal(p.seeds, [3, 5] * 4)
         np.testing.assert_array_equal(p.point, [0, 0, 1, 1, 2, 2, 3, 3])
         np.testing.assert_allclose(p.hp.trpo.target_kl, [0.05] * 4 + [0.2] * 4)
-        np.testing.assert_allclose(p.hp.explore_sigma, [0.1, 0.1, 0.3, 0.3] * 2)
+        np.testing.assert_allclose(p.hp.imagine.explore_sigma, [0.1, 0.1, 0.3, 0.3] * 2)
         assert p.hp.trpo.target_kl.dtype == np.float32
         assert p.hp.dynamics.num_active.dtype == np.int32
-        np.testing.assert_array_equal(p.hp.gamma, np.float32(0.99))  # unswept: the config's
+        np.testing.assert_array_equal(p.hp.trpo.gamma, np.float32(0.99))  # unswept: the config's
 
 
 def test_random_search_points():
@@ -358,7 +359,7 @@ def test_run_state_bytes_counts_the_buffer():
     phases = make_phases(static)
     state = jax.eval_shape(phases.init, jax.eval_shape(jax.random.key, 0))
     o, a, cap, K = phases.task.obs_size, phases.task.action_size, static.buffer_capacity, \
-        static.num_deployments
+        static.deploy.num_deployments
     # obs, next_obs, action, reward, done, truncation (f32) + is_val (bool) + segment (i32);
     # seg_start, seg_size [K] i32; size, num_segments i32; overflowed bool.
     buffer_bytes = cap * ((2 * o + a + 3) * 4 + 1 + 4) + 2 * K * 4 + 2 * 4 + 1

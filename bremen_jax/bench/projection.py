@@ -1,6 +1,6 @@
 """Projected wall time of a whole recursive BREMEN run from measured phase times (issue 7, item 3).
 
-For the paper's HalfCheetah run (reference/bremen-algorithm.md §8-§9; ``experiments/configs/
+For the paper's HalfCheetah run (reference/bremen-algorithm.md §8-§9; ``bremen_jax/configs/
 halfcheetah.py``) the counts are:
 
 * **collection**: K = 5 deployments x 200,000 real steps (§8; deployment 1 uniform random, then

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from bremen_jax.datasets import scores
-from bremen_jax.logs import to_python
+from bremen_jax.run.logs import to_python
 
 ENSEMBLE_FIELDS = ("dynamics.num_active", "dynamics.num_members")
 
