@@ -196,13 +196,14 @@ SECTIONS: tuple[str, ...] = tuple(dict.fromkeys(f.section for f in FIELDS if f.s
 
 def suggest(name: str) -> str:
     """``"; did you mean 'trpo.target_kl'?"`` for a near miss, else a pointer to the schema."""
-    close = difflib.get_close_matches(name, SCHEMA, n=1, cutoff=0.6)
-    if not close:  # a right leaf in the wrong section, or a typo in the leaf only
+    leaf = name.rpartition(".")[2]
+    same_leaf = [f.name for f in FIELDS if f.leaf == leaf]  # the right name in the wrong section
+    close = same_leaf or difflib.get_close_matches(name, SCHEMA, n=1, cutoff=0.6)
+    if not close:  # a typo in the leaf only
         by_leaf = {f.leaf: f.name for f in FIELDS}
-        close = [by_leaf[m] for m in difflib.get_close_matches(name.rpartition(".")[2], by_leaf,
-                                                               n=1, cutoff=0.8)]
+        close = [by_leaf[m] for m in difflib.get_close_matches(leaf, by_leaf, n=1, cutoff=0.8)]
     if close:
-        return f"; did you mean {close[0]!r}?"
+        return f"; did you mean {' or '.join(repr(c) for c in close)}?"
     return "; the fields are listed in bremen_jax/config/schema.py"
 
 

@@ -51,9 +51,16 @@ class _Traced:
     SECTION: ClassVar[str] = ""
 
     @classmethod
-    def create(cls, **values: Any):
-        """Builds the section from Python numbers (schema defaults for the missing ones), checked."""
+    def create(cls, *args: Any, **values: Any):
+        """Builds the section from Python numbers (schema defaults for the missing ones), checked.
+
+        Positional arguments fill the fields in order (``BCHParams.create(2e-3)``).
+        """
         known = {f.leaf: f for f in fields_of(cls.SECTION, TRACED)}
+        if len(args) > len(known):
+            raise ConfigError(f"{cls.__name__}.create takes at most {len(known)} positional "
+                              f"arguments ({', '.join(known)}), got {len(args)}")
+        values = {**dict(zip(known, args)), **values}
         for leaf in values:
             if leaf not in known:
                 raise ConfigError(f"{cls.__name__} has no traced field {leaf!r}; "
@@ -182,8 +189,29 @@ class ImagineHParams(_Traced):
 class TRPOConfig(_Static):
     """Static TRPO settings (config section ``trpo``): trip counts and code-path switches.
 
-    ``cg_residual_tol`` is not a config field (the original's 1e-10). See the schema for the
-    meaning of the others (``bremen_jax/config/schema.py``).
+    Attributes:
+        cg_iters: conjugate-gradient iterations (original 10).
+        ls_steps: number of line-search candidates, fractions ``ls_backtrack**k``,
+            k = 0..ls_steps−1 (original 10).
+        ls_backtrack: backtracking factor in (0, 1) (original 0.5).
+        accept_ratio: accept a candidate whose improvement is > 0 and whose
+            improvement / expected improvement is > this (original 0.1).
+        ls_check_kl: also require a finite KL ≤ target_kl (the standard TRPO rule).
+            The original does not check KL in the line search (False).
+        fvp: ``"gauss_newton"`` (default): ``Jᵀ H_out J v`` with ``J`` the Jacobian of the
+            policy outputs (mean, log σ) and ``H_out`` the Hessian of the mean KL in the
+            outputs: one JVP and one VJP through the network per product. ``"hessian"``: the
+            Hessian-vector product of the mean KL (forward-over-reverse, as the original's
+            ``tf.gradients`` of ``grad·v``), about 1.7x the matmuls. At the linearisation point
+            (π = π_old) the two are the same matrix, the Fisher, so they agree to float rounding.
+        shs_from_cg: ``½xᵀFx`` from the ``F x`` that CG accumulates (default) instead of one more
+            Fisher-vector product after CG (the original; ``False``). Equal up to rounding.
+        line_search: ``"sequential"`` (default): candidates k = 0, 1, ... in a ``while_loop``
+            that stops at the first acceptable one, as the original's Python loop. ``"parallel"``:
+            all ``ls_steps`` candidates at once (``vmap``), the same choice, constant cost.
+        baseline, bootstrap_truncation: the value baseline and GAE options (``algo/policy_opt``).
+        iterations, chunk: TRPO iterations per deployment, and per jitted call.
+        cg_residual_tol: CG stops updating once r·r < tol (original 1e-10; not a config field).
     """
 
     SECTION: ClassVar[str] = "trpo"
