@@ -47,7 +47,7 @@ from flax import linen
 
 from bremen_jax.datasets import compat
 from bremen_jax.envs.acting import make_evaluator, uniform_random_policy
-from bremen_jax.envs import Task, list_tasks, make_task
+from bremen_jax.envs import Task, list_tasks, make_task, task_specs
 from bremen_jax.types import Params, PolicyFn, PRNGKey
 
 LEVELS = ("random", "medium", "expert")
@@ -329,37 +329,14 @@ def load_snapshots(task: str, up_to: str = "medium", directory=None) -> list[Beh
 # ------------------------------------------------------------------------------------------------
 # Training with brax.training.agents.ppo.
 
-# Backend per task = the one our experiment configs train BREMEN on (experiments/configs/*.py:
-# default/quick/halfcheetah/hopper/walker2d use "generalized", ant "mjx" (generalized's ant blows
-# up to NaN without termination; see experiments/configs/ant.py); test uses "positional" for
-# inverted_pendulum), so the datasets come from the same physics.
-TASK_BACKENDS = {"halfcheetah": "generalized", "cheetah_run": "generalized",
-                 "hopper": "generalized", "walker2d": "generalized", "ant": "mjx",
-                 "inverted_pendulum": "positional"}
-
-# Brax's published PPO settings (brax training notebook, google/brax notebooks/training.ipynb:
-# reward_scaling, unroll_length, num_updates_per_batch, discounting, learning_rate, entropy_cost),
-# with num_envs/batch_size/num_minibatches scaled down from 2048-4096 envs for a CPU. The notebook
-# trains hopper/walker2d with SAC; here they use PPO with the locomotion settings (discount 0.99).
+# Per task (from its TaskSpec, bremen_jax/envs/tasks/<task>.py): the backend the shipped configs
+# train BREMEN on, so the datasets come from the same physics, and the task's PPO settings (Brax's
+# published ones, see envs/tasks/_common.py), on top of these env counts scaled down from 2048-4096
+# envs for a CPU.
+TASK_BACKENDS = {name: spec.default_backend for name, spec in task_specs().items()}
 _PPO_COMMON = dict(normalize_observations=True, action_repeat=1, num_envs=64, batch_size=64,
                    num_minibatches=16)
-PPO_SETTINGS = {
-    "inverted_pendulum": dict(reward_scaling=10.0, unroll_length=5, num_minibatches=8,
-                              num_updates_per_batch=4, discounting=0.97, learning_rate=3e-4,
-                              entropy_cost=1e-2),
-    "halfcheetah": dict(reward_scaling=1.0, unroll_length=20, num_updates_per_batch=8,
-                        discounting=0.95, learning_rate=3e-4, entropy_cost=1e-3),
-    "cheetah_run": dict(reward_scaling=10.0, unroll_length=20, num_updates_per_batch=8,
-                        discounting=0.95, learning_rate=3e-4, entropy_cost=1e-3),
-    "hopper": dict(reward_scaling=1.0, unroll_length=20, num_updates_per_batch=8,
-                   discounting=0.99, learning_rate=3e-4, entropy_cost=1e-3),
-    "walker2d": dict(reward_scaling=1.0, unroll_length=20, num_updates_per_batch=8,
-                     discounting=0.99, learning_rate=3e-4, entropy_cost=1e-3),
-    # 128 envs: the 64-env default reached only a standing-still "expert" (860 vs 748 for the
-    # initial policy's mean action) in 2M steps; 128 envs for 6M steps reached 1,294
-    "ant": dict(reward_scaling=10.0, unroll_length=5, num_updates_per_batch=4, discounting=0.97,
-                learning_rate=3e-4, entropy_cost=1e-2, num_envs=128, batch_size=128),
-}
+PPO_SETTINGS = {name: dict(spec.behavior_ppo) for name, spec in task_specs().items()}
 NETWORK_KWARGS = ("policy_hidden_layer_sizes", "value_hidden_layer_sizes", "activation")
 # ppo.train arguments set by train_behavior itself.
 _RESERVED = ("environment", "num_timesteps", "episode_length", "num_evals", "run_evals", "seed",

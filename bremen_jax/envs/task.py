@@ -11,25 +11,26 @@ A :class:`Task` bundles
   shape;
 * the reset distribution (``reset``/``reset_obs``).
 
-The registry maps names to factories: :func:`make_task`, :func:`register_task`, :func:`list_tasks`.
-The built-in BREMEN tasks are registered by :mod:`bremen_jax.envs.locomotion` (imported by the
-package).
-Arbitrary user envs become tasks with :func:`make_custom_task`.
+The real env's reward and termination ARE ``reward_fn``/``done_fn`` applied to the observations
+before/after the step, so each task defines them once. Built-in tasks are described by a
+:class:`~bremen_jax.envs.spec.TaskSpec` (``bremen_jax/envs/tasks/<name>.py``); the registry
+(:mod:`bremen_jax.envs.registry`) maps names to factories. Arbitrary user envs become tasks with
+:func:`make_custom_task`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import brax.envs
 import jax
 import jax.numpy as jnp
 from brax.envs.base import State
 
+from bremen_jax.config import BACKENDS as VALID_BACKENDS  # noqa: F401  (the one list; re-exported)
 from bremen_jax.types import PRNGKey
 
-VALID_BACKENDS = ("generalized", "positional", "spring", "mjx")
 DEFAULT_EPISODE_LENGTH = 1000  # reference §7: every BREMEN env has 1000-step episodes.
 
 # Names of the extra entries the TaskEnv keeps in ``State.metrics`` / ``State.info``.
@@ -39,10 +40,10 @@ NATIVE_OBS = "native_obs"
 
 # (native State) -> obs[o]
 ObsFn = Callable[[State], jax.Array]
-# (pipeline_state_0, obs_0, clipped_action, pipeline_state_1, obs_1) -> scalar reward
-StepRewardFn = Callable[[Any, jax.Array, jax.Array, Any, jax.Array], jax.Array]
-# (pipeline_state_1, obs_1) -> scalar termination in {0., 1.}
-StepDoneFn = Callable[[Any, jax.Array], jax.Array]
+# (obs[..., o], action[..., a], next_obs[..., o]) -> [...] float32 reward
+RewardFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
+# (next_obs[..., o]) -> [...] float32 termination in {0., 1.}
+DoneFn = Callable[[jax.Array], jax.Array]
 
 
 def _f32(x) -> jax.Array:
@@ -56,25 +57,22 @@ class TaskEnv(brax.envs.Wrapper):
     steps the wrapped env, and then computes
 
     * ``obs = obs_fn(native_state)``,
-    * ``reward = step_reward_fn(ps0, obs0, action, ps1, obs1)``,
-    * ``done = step_done_fn(ps1, obs1)``,
+    * ``reward = reward_fn(obs0, action, obs1)``,
+    * ``done = done_fn(obs1)``,
 
-    where ``ps0``/``ps1`` are the pipeline states before/after the step. The built-in tasks
-    compute reward and termination from the physical state (``q``, ``qd``, ``x``), independently
-    of the observation-space ``reward_fn``/``done_fn`` used for imagined rollouts, so tests can
-    check that the two agree.
+    where ``obs0``/``obs1`` are the task observations before/after the step: the very functions
+    that score imagined rollouts, so the real env and the model agree by construction.
 
     The wrapped env sees exactly the State it produced itself: its own observation is kept in
     ``info['native_obs']`` and its own reward/done in ``metrics['native_reward']``/
     ``['native_done']``.
     """
 
-    def __init__(self, env: brax.envs.Env, obs_fn: ObsFn, step_reward_fn: StepRewardFn,
-                 step_done_fn: StepDoneFn):
+    def __init__(self, env: brax.envs.Env, obs_fn: ObsFn, reward_fn: RewardFn, done_fn: DoneFn):
         super().__init__(env)
         self._obs_fn = obs_fn
-        self._step_reward_fn = step_reward_fn
-        self._step_done_fn = step_done_fn
+        self._reward_fn = reward_fn
+        self._done_fn = done_fn
 
     def reset(self, rng: jax.Array) -> State:
         native = self.env.reset(rng)
@@ -95,9 +93,8 @@ class TaskEnv(brax.envs.Wrapper):
                                   done=state.metrics[NATIVE_DONE], metrics=metrics, info=info)
         native = self.env.step(native_in, action)
         obs = _f32(self._obs_fn(native))
-        reward = self._step_reward_fn(state.pipeline_state, state.obs, action,
-                                      native.pipeline_state, obs)
-        done = self._step_done_fn(native.pipeline_state, obs)
+        reward = self._reward_fn(state.obs, action, obs)
+        done = self._done_fn(obs)
         metrics = dict(native.metrics)
         metrics[NATIVE_REWARD] = _f32(native.reward)
         metrics[NATIVE_DONE] = _f32(native.done)
@@ -133,8 +130,8 @@ class Task:
     name: str
     backend: str
     env: brax.envs.Env
-    reward_fn: Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
-    done_fn: Callable[[jax.Array], jax.Array]
+    reward_fn: RewardFn
+    done_fn: DoneFn
     episode_length: int
     obs_size: int
     action_size: int
@@ -151,72 +148,19 @@ class Task:
         return self.env.reset(key).obs
 
 
-TaskFactory = Callable[..., Task]
-_REGISTRY: dict[str, TaskFactory] = {}
-
-
-def _check_positive_int(value, field: str) -> int:
+def check_positive_int(value, field: str) -> int:
+    """``value`` if it is a positive int (not a bool); else ValueError naming ``field``."""
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{field} must be a positive int, got {value!r}")
     return value
-
-
-def register_task(name: str, factory: TaskFactory, *, overwrite: bool = False) -> None:
-    """Registers ``factory(backend=..., **env_kwargs) -> Task`` under ``name``.
-
-    Raises:
-        ValueError: empty/non-str name, non-callable factory, or ``name`` already registered and
-            ``overwrite`` is False.
-    """
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"task name must be a non-empty str, got {name!r}")
-    if not callable(factory):
-        raise ValueError(
-            f"factory for task {name!r} must be callable, got {type(factory).__name__}")
-    if name in _REGISTRY and not overwrite:
-        raise ValueError(f"task {name!r} is already registered; pass overwrite=True to replace it")
-    _REGISTRY[name] = factory
-
-
-def list_tasks() -> list[str]:
-    """Sorted names of the registered tasks."""
-    return sorted(_REGISTRY)
-
-
-def make_task(name: str, backend: str = "generalized", episode_length: int | None = None,
-              **env_kwargs) -> Task:
-    """Builds a registered task.
-
-    Args:
-        name: one of :func:`list_tasks`.
-        backend: Brax backend: ``generalized`` (default), ``positional``, ``spring`` or ``mjx``.
-        episode_length: time limit; ``None`` keeps the factory's default (1000 for the built-ins).
-        **env_kwargs: forwarded to the task factory (for the built-ins: to the Brax env constructor,
-            e.g. ``reset_noise_scale``).
-
-    Raises:
-        ValueError: unknown name or backend (the message lists the valid ones), bad episode_length.
-    """
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(list_tasks())}")
-    if backend not in VALID_BACKENDS:
-        raise ValueError(
-            f"unknown backend {backend!r}; valid backends: {', '.join(VALID_BACKENDS)}")
-    task = _REGISTRY[name](backend=backend, **env_kwargs)
-    if not isinstance(task, Task):
-        raise ValueError(f"factory of task {name!r} returned {type(task).__name__}, expected Task")
-    if episode_length is not None:
-        task = dataclasses.replace(
-            task, episode_length=_check_positive_int(episode_length, "episode_length"))
-    return task
 
 
 def make_custom_task(name: str, env: brax.envs.Env, reward_fn: Callable, done_fn: Callable,
                      episode_length: int, obs_fn: Callable | None = None) -> Task:
     """Turns any user Brax env into a Task scored by the given observation-space functions.
 
-    Here the TaskEnv's reward/termination *are* ``reward_fn(obs, clip(a), next_obs)`` and
-    ``done_fn(next_obs)`` (no physical-state versions exist for an arbitrary env).
+    The TaskEnv's reward/termination are ``reward_fn(obs, clip(a), next_obs)`` and
+    ``done_fn(next_obs)``, as for the built-in tasks.
 
     Args:
         name: task name (used only for display; register a factory with :func:`register_task`).
@@ -233,20 +177,12 @@ def make_custom_task(name: str, env: brax.envs.Env, reward_fn: Callable, done_fn
             raise ValueError(f"{field} must be callable, got {type(fn).__name__}")
     if obs_fn is not None and not callable(obs_fn):
         raise ValueError(f"obs_fn must be callable or None, got {type(obs_fn).__name__}")
-    _check_positive_int(episode_length, "episode_length")
+    check_positive_int(episode_length, "episode_length")
 
     def task_obs(native: State) -> jax.Array:
         return native.obs if obs_fn is None else obs_fn(native.pipeline_state)
 
-    def step_reward(ps0, obs0, action, ps1, obs1):
-        del ps0, ps1
-        return reward_fn(obs0, action, obs1)
-
-    def step_done(ps1, obs1):
-        del ps1
-        return done_fn(obs1)
-
-    task_env = TaskEnv(env, task_obs, step_reward, step_done)
+    task_env = TaskEnv(env, task_obs, reward_fn, done_fn)
     obs_shape = jax.eval_shape(task_env.reset, jax.random.key(0)).obs.shape
     if len(obs_shape) != 1:
         raise ValueError(
