@@ -24,6 +24,11 @@ TINY = DynamicsConfig(num_members=2, hidden_sizes=(16, 16), batch_size=20, max_e
                       eval_every=1, patience=2)
 
 
+def _hp(cfg: DynamicsConfig) -> DynamicsHParams:
+    """The config's default hyperparameters with every member of ``cfg`` active."""
+    return DynamicsHParams.create(num_active=cfg.num_members)
+
+
 def make_transitions(obs, action, next_obs) -> Transition:
     z = jnp.zeros(obs.shape[0], jnp.float32)
     return Transition(obs=jnp.asarray(obs, jnp.float32), action=jnp.asarray(action, jnp.float32),
@@ -60,7 +65,7 @@ def lin_fit():
     train_mask, val_mask = split_masks(600, 500)
     state0 = dyn.init(jax.random.key(0))
     fit = jax.jit(dyn.fit)
-    state1, metrics1 = fit(state0, data, train_mask, val_mask, DynamicsHParams.default(cfg),
+    state1, metrics1 = fit(state0, data, train_mask, val_mask, _hp(cfg),
                            jax.random.key(1))
     return dict(dyn=dyn, cfg=cfg, data=data, train_mask=train_mask, val_mask=val_mask,
                 state0=state0, state1=state1, metrics1=jax.device_get(metrics1), fit=fit)
@@ -219,7 +224,7 @@ def test_warm_start_keeps_params_and_adam_state(lin_fit):
     cfg, fit = lin_fit["cfg"], lin_fit["fit"]
     state1, m1 = lin_fit["state1"], lin_fit["metrics1"]
     state2, m2 = fit(state1, lin_fit["data"], lin_fit["train_mask"], lin_fit["val_mask"],
-                     DynamicsHParams.default(cfg), jax.random.key(2))
+                     _hp(cfg), jax.random.key(2))
     m2 = jax.device_get(m2)
     # Same data -> same normaliser: the second fit starts exactly where the first ended.
     np.testing.assert_allclose(m2["init_val_loss"], m1["val_loss"], rtol=1e-4)
@@ -241,7 +246,7 @@ def test_early_stopping_when_validation_stalls(lin_fit, es_dyn):
     # patience=20 every member stops right after epoch 20 (21 epochs), far below max_epochs.
     cfg, dyn, fit = es_dyn
     state = dyn.init(jax.random.key(0))
-    hp = DynamicsHParams.default(cfg).replace(learning_rate=jnp.float32(0.0))
+    hp = _hp(cfg).replace(learning_rate=jnp.float32(0.0))
     _, m = fit(state, lin_fit["data"], lin_fit["train_mask"], lin_fit["val_mask"], hp,
                jax.random.key(1))
     np.testing.assert_array_equal(m["epochs"], [21, 21])
@@ -256,7 +261,7 @@ def test_noise_target_stops_early(es_dyn):
     data = make_transitions(s, a, s + rng.normal(size=(600, O)))
     train_mask, val_mask = split_masks(600, 500)
     _, m = fit(dyn.init(jax.random.key(0)), data, train_mask, val_mask,
-               DynamicsHParams.default(cfg), jax.random.key(1))
+               _hp(cfg), jax.random.key(1))
     assert np.all(m["epochs"] < 200), m["epochs"]
     np.testing.assert_array_equal(m["epochs"] - 1 - m["best_epoch"] >= 20, [True, True])
 
@@ -264,7 +269,7 @@ def test_noise_target_stops_early(es_dyn):
 def test_inactive_members_are_left_unchanged(lin_fit, es_dyn):
     cfg, dyn, fit = es_dyn
     state = dyn.init(jax.random.key(0))
-    hp = DynamicsHParams.default(cfg).replace(num_active=jnp.int32(1))
+    hp = _hp(cfg).replace(num_active=jnp.int32(1))
     new, m = fit(state, lin_fit["data"], lin_fit["train_mask"], lin_fit["val_mask"], hp,
                  jax.random.key(1))
     chex.assert_trees_all_equal(member(new.params, 1), member(state.params, 1))
@@ -279,7 +284,7 @@ def test_restore_best_returns_best_validation_weights(lin_fit):
     cfg = DynamicsConfig(num_members=2, hidden_sizes=(32, 32), batch_size=50, max_epochs=30,
                          eval_every=5, patience=20, restore_best=True)
     dyn = make_dynamics(O, A, cfg)
-    hp = DynamicsHParams.default(cfg).replace(learning_rate=jnp.float32(3e-2))  # noisy
+    hp = _hp(cfg).replace(learning_rate=jnp.float32(3e-2))  # noisy
     new, m = jax.jit(dyn.fit)(dyn.init(jax.random.key(0)), lin_fit["data"],
                               lin_fit["train_mask"], lin_fit["val_mask"], hp, jax.random.key(1))
     np.testing.assert_allclose(m["val_loss"], m["best_val_loss"])
@@ -294,7 +299,7 @@ def test_small_train_set_uses_one_batch_of_all_rows():
     data = linear_system(60)
     train_mask, val_mask = split_masks(60, 45)
     new, m = jax.jit(dyn.fit)(dyn.init(jax.random.key(0)), data, train_mask, val_mask,
-                              DynamicsHParams.default(cfg), jax.random.key(1))
+                              _hp(cfg), jax.random.key(1))
     np.testing.assert_array_equal(new.opt_state.count, [4, 4])
     assert int(m["n_train"]) == 45 and int(m["n_val"]) == 15
     chex.assert_tree_all_finite(m)
@@ -307,7 +312,7 @@ def test_validation_drops_last_partial_batch():
     data = linear_system(200)
     train_mask, val_mask = split_masks(200, 100)
     new, m = jax.jit(dyn.fit)(dyn.init(jax.random.key(0)), data, train_mask, val_mask,
-                              DynamicsHParams.default(cfg), jax.random.key(1))
+                              _hp(cfg), jax.random.key(1))
     assert int(m["n_val"]) == 80
     used = val_mask & (jnp.arange(200) < 180)
     np.testing.assert_allclose(m["val_loss"], dyn.val_loss(new, data, used), rtol=1e-5)
@@ -319,7 +324,7 @@ def test_jit_and_no_jit_agree():
     data = linear_system(100)
     train_mask, val_mask = split_masks(100, 80)
     state = dyn.init(jax.random.key(0))
-    hp = DynamicsHParams.default(dyn.cfg)
+    hp = _hp(dyn.cfg)
     args = (state, data, train_mask, val_mask, hp, jax.random.key(1))
     jit_state, jit_m = jax.jit(dyn.fit)(*args)
     with jax.disable_jit():
@@ -334,7 +339,7 @@ def test_vmap_over_runs_equals_separate_runs_and_no_retrace():
     train_mask, val_mask = split_masks(100, 80)
     keys = jax.random.split(jax.random.key(0), 2)
     states = jax.vmap(dyn.init)(keys)
-    hps = jax.vmap(lambda lr: DynamicsHParams.default(TINY).replace(learning_rate=lr))(
+    hps = jax.vmap(lambda lr: _hp(TINY).replace(learning_rate=lr))(
         jnp.array([1e-3, 3e-3], jnp.float32))
     fit_keys = jax.random.split(jax.random.key(1), 2)
     batched = jax.jit(jax.vmap(dyn.fit, in_axes=(0, None, None, None, 0, 0)))
@@ -353,7 +358,7 @@ def test_bad_inputs_raise_clear_errors():
     state = dyn.init(jax.random.key(0))
     data = linear_system(50)
     train_mask, val_mask = split_masks(50, 40)
-    hp = DynamicsHParams.default(TINY)
+    hp = _hp(TINY)
     with pytest.raises(ValueError, match="data.obs"):
         make_dynamics(O + 1, A, TINY).fit(state, data, train_mask, val_mask, hp, jax.random.key(1))
     with pytest.raises(ValueError, match="train_mask"):
@@ -379,7 +384,7 @@ def test_halfcheetah_random_policy_one_step_error():
     -μ_Δ/(σ_Δ + 1e-10); its MSE against the normalised target (Δ - μ_Δ)/(σ_Δ + 1e-10) is
     mean((Δ / (σ_Δ + 1e-10))²) over validation rows and dims.
     """
-    from bremen_jax.data.collect import flatten_env_major, make_collector, uniform_random_policy
+    from bremen_jax.envs.acting import flatten_env_major, make_collector, uniform_random_policy
     from bremen_jax.envs import make_task
 
     task = make_task("halfcheetah")
@@ -390,7 +395,7 @@ def test_halfcheetah_random_policy_one_step_error():
     cfg = DynamicsConfig(num_members=2, hidden_sizes=(200, 200), max_epochs=100)
     dyn = make_dynamics(task.obs_size, task.action_size, cfg)
     state, m = jax.jit(dyn.fit)(dyn.init(jax.random.key(1)), data, train_mask, val_mask,
-                                DynamicsHParams.default(cfg), jax.random.key(2))
+                                _hp(cfg), jax.random.key(2))
     val = np.asarray(dyn.val_loss(state, data, val_mask))
     delta = np.asarray(data.next_obs - data.obs)[np.asarray(val_mask)]
     zero_change = np.mean(np.square(delta / (np.asarray(state.norm.delta_std) + 1e-10)))

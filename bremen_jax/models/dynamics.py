@@ -31,115 +31,20 @@ Members are vmapped; each has its own Adam state and no quantity couples members
 from __future__ import annotations
 
 import dataclasses
-import numbers
-from typing import Any
 
-import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
 
-from bremen_jax.models.networks import hidden_kernels, make_mlp, PRECISIONS
+from bremen_jax.config import DynamicsConfig, DynamicsHParams
+from bremen_jax.models.dynamics_fit import (  # noqa: F401 (compute_normalizer: re-exported)
+    DynamicsState, Normalizer, compute_normalizer, fit_dynamics)
+from bremen_jax.models.networks import Network, hidden_kernels, make_mlp
 from bremen_jax.types import Metrics, Params, PRNGKey, Transition
 
-EPS = 1e-10  # the original's normalisation epsilon (model/dynamics.py: self.epsilon)
 # TF1 AdamOptimizer defaults (b1 0.9, b2 0.999, eps 1e-8). TF adds eps to sqrt(v) before the
 # bias correction of the step size, optax after it: a relative difference of order 1e-8.
 ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8
-
-
-@dataclasses.dataclass(frozen=True)
-class DynamicsConfig:
-    """Static (shape / trip-count) settings of the ensemble. Hashable; safe to close over."""
-
-    num_members: int = 5            # static maximum ensemble size E
-    hidden_sizes: tuple[int, ...] = (1024, 1024)
-    batch_size: int = 1000
-    max_epochs: int = 200
-    eval_every: int = 5             # validation after epochs 0, 5, 10, ...
-    patience: int = 20              # a member stops when epoch - best_epoch >= patience
-    restore_best: bool = False      # original keeps the LAST weights; True restores the best ones
-    obs_clip: float = 1e5
-    activation: str = "relu"
-    precision: str | None = "highest"   # matmul precision of the MLPs
-    val_drop_last: bool = True      # original: validation over full batches of 1000 rows only
-    eval_chunk: int = 4096          # rows per forward chunk in validation (memory bound only)
-
-    def __post_init__(self):
-        def is_int(v):
-            return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-        for name in ("num_members", "batch_size", "max_epochs", "eval_every", "eval_chunk"):
-            value = getattr(self, name)
-            if not is_int(value) or value <= 0:
-                raise ValueError(f"DynamicsConfig.{name}: expected a positive int, got {value!r}")
-        if not is_int(self.patience) or self.patience < 0:
-            raise ValueError(
-                f"DynamicsConfig.patience: expected an int >= 0, got {self.patience!r}")
-        hidden = self.hidden_sizes
-        if (not isinstance(hidden, (tuple, list))
-                or not all(is_int(h) and h > 0 for h in hidden)):
-            raise ValueError("DynamicsConfig.hidden_sizes: expected a tuple of positive ints, got "
-                             f"{hidden!r}")
-        object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in hidden))  # hashable
-        if not self.obs_clip > 0:
-            raise ValueError(f"DynamicsConfig.obs_clip: expected > 0, got {self.obs_clip!r}")
-        if self.precision is not None and self.precision not in PRECISIONS:
-            raise ValueError(f"DynamicsConfig.precision: expected None or one of {PRECISIONS}, "
-                             f"got {self.precision!r}")
-
-
-@flax.struct.dataclass
-class DynamicsHParams:
-    """Traced hyperparameters (vmappable over runs; changing them never recompiles).
-
-    Attributes:
-        learning_rate: float32 scalar Adam learning rate (1e-3).
-        weight_decay: float32 scalar ``c`` of the L2 term ``c / N_train · Σ_hidden ½‖W‖²`` (1.0).
-        num_active: int32 scalar; members ``[0, num_active)`` are fitted, the others are left
-            unchanged by :meth:`Dynamics.fit` and must not be used for prediction.
-    """
-
-    learning_rate: jax.Array
-    weight_decay: jax.Array
-    num_active: jax.Array
-
-    @staticmethod
-    def default(cfg: DynamicsConfig = DynamicsConfig()) -> "DynamicsHParams":
-        return DynamicsHParams(learning_rate=jnp.asarray(1e-3, jnp.float32),
-                               weight_decay=jnp.asarray(1.0, jnp.float32),
-                               num_active=jnp.asarray(cfg.num_members, jnp.int32))
-
-
-@flax.struct.dataclass
-class Normalizer:
-    """Per-dimension statistics of the training rows; ``[o]`` or ``[a]`` float32 each."""
-
-    obs_mean: jax.Array
-    obs_std: jax.Array
-    act_mean: jax.Array
-    act_std: jax.Array
-    delta_mean: jax.Array
-    delta_std: jax.Array
-
-    def inputs(self, obs: jax.Array, action: jax.Array) -> jax.Array:
-        """``[..., o], [..., a] -> [..., o + a]`` normalised model input ``[ŝ, â]``."""
-        obs_n = (obs - self.obs_mean) / (self.obs_std + EPS)
-        act_n = (action - self.act_mean) / (self.act_std + EPS)
-        return jnp.concatenate([obs_n, act_n], axis=-1)
-
-    def targets(self, obs: jax.Array, next_obs: jax.Array) -> jax.Array:
-        """``[..., o] -> [..., o]`` normalised delta ``(s' - s - μ_Δ) / (σ_Δ + 1e-10)``."""
-        return (next_obs - obs - self.delta_mean) / (self.delta_std + EPS)
-
-
-@flax.struct.dataclass
-class DynamicsState:
-    """Params and Adam state with a leading ``[E]`` axis on every leaf, plus the normaliser."""
-
-    params: Params
-    opt_state: Any
-    norm: Normalizer
 
 
 def adam_direction(opt_state: optax.ScaleByAdamState, b1: float = ADAM_B1, b2: float = ADAM_B2,
@@ -158,29 +63,6 @@ def adam_direction(opt_state: optax.ScaleByAdamState, b1: float = ADAM_B1, b2: f
     return jax.tree.map(direction, opt_state.mu, opt_state.nu)
 
 
-def compute_normalizer(data: Transition, mask: jax.Array) -> Normalizer:
-    """Masked mean / population std (``np.std``, ddof 0) of obs, action and delta.
-
-    Args:
-        data: leaves ``[C, ...]``.
-        mask: ``[C]`` bool, rows to use.
-    Returns:
-        :class:`Normalizer` (zeros / ones where no row is selected: no NaN).
-    """
-    w = mask.astype(jnp.float32)[:, None]
-    n = jnp.maximum(jnp.sum(w), 1.0)
-
-    def stats(x):
-        mean = jnp.sum(w * x, axis=0) / n
-        var = jnp.sum(w * jnp.square(x - mean), axis=0) / n  # two-pass: no cancellation
-        return mean, jnp.sqrt(var)
-
-    obs_mean, obs_std = stats(data.obs)
-    act_mean, act_std = stats(data.action)
-    delta_mean, delta_std = stats(data.next_obs - data.obs)
-    return Normalizer(obs_mean, obs_std, act_mean, act_std, delta_mean, delta_std)
-
-
 @dataclasses.dataclass(frozen=True, eq=False)
 class Dynamics:
     """Static pieces of the ensemble and its pure functions. Build with :func:`make_dynamics`."""
@@ -188,8 +70,8 @@ class Dynamics:
     obs_dim: int
     act_dim: int
     cfg: DynamicsConfig
-    net: Any       # networks.Network
-    tx: Any        # optax.scale_by_adam(ADAM_B1, ADAM_B2, ADAM_EPS); lr applied in fit
+    net: Network
+    tx: optax.GradientTransformation  # scale_by_adam(ADAM_B*, ADAM_EPS); lr applied in fit
 
     # ---------------------------------------------------------------- init / predict
     def init(self, key: PRNGKey) -> DynamicsState:
@@ -319,118 +201,6 @@ class Dynamics:
         self._check_data(data, train_mask, "train_mask")
         self._check_data(data, val_mask, "val_mask")
         return fit_dynamics(self, state, data, train_mask, val_mask, hp, key)
-
-
-def fit_dynamics(dyn: Dynamics, state: DynamicsState, data: Transition, train_mask: jax.Array,
-                 val_mask: jax.Array, hp: DynamicsHParams,
-                 key: PRNGKey) -> tuple[DynamicsState, Metrics]:
-    """The body of :meth:`Dynamics.fit` (bremen-algorithm.md §2, ``model/dynamics.py:189-214``).
-
-    Epoch ``e``: each member draws its own random order of the train rows (argsort of uniform
-    keys, train rows first) and takes ``N_train // B`` Adam steps (one step on all rows if
-    ``N_train < B``). After epochs ``e % eval_every == 0`` every running member is validated; it
-    records a new best if ``val < best`` and stops once ``e - best_epoch >= patience``. A stopped
-    or inactive member is frozen (params and Adam state) while the others continue.
-
-    Deviations: the best validation starts at ``+inf`` (original: 1000; identical unless the
-    normalised MSE is >= 1000). Minibatch orders come from JAX keys (not NumPy's shared
-    ``RandomState(1)``), drawn independently per member and epoch.
-    """
-    cfg, E = dyn.cfg, dyn.cfg.num_members
-    C = data.obs.shape[0]
-    B = min(cfg.batch_size, C)  # a larger batch could never be filled from C rows
-
-    # --- normalisation on the train rows; normalised inputs / targets computed once ---------
-    norm = compute_normalizer(data, train_mask)
-    x = norm.inputs(data.obs, data.action)            # [C, o + a]
-    y = norm.targets(data.obs, data.next_obs)         # [C, o]
-    n_train = jnp.sum(train_mask.astype(jnp.int32))
-    n_batches = jnp.where(n_train >= B, n_train // B, jnp.minimum(n_train, 1))
-    n_eff = jnp.minimum(n_train, B)                    # rows per minibatch
-    row_w = jnp.where(jnp.arange(B) < n_eff, 1.0 / jnp.maximum(n_eff, 1), 0.0)  # [B]
-    l2_coeff = hp.weight_decay / jnp.maximum(n_train, 1).astype(jnp.float32)
-    lr = hp.learning_rate
-
-    # --- validation rows: the original iterates full batches of `batch_size` in order ---------
-    val_rank = jnp.cumsum(val_mask.astype(jnp.int32)) - 1
-    n_val_all = jnp.sum(val_mask.astype(jnp.int32))
-    n_val = n_val_all
-    if cfg.val_drop_last:
-        n_val = jnp.where(n_val_all >= cfg.batch_size,
-                          n_val_all // cfg.batch_size * cfg.batch_size, n_val_all)
-    val_used = val_mask & (val_rank < n_val)
-
-    def validate(params):
-        return dyn._masked_mse(params, x, y, val_used)
-
-    step = jax.vmap(dyn._member_step, in_axes=(0, 0, 0, 0, None, None, None, 0))
-
-    def run_epoch(carry):
-        params, opt_state, run, train_loss, epoch, key = carry
-        key, key_perm = jax.random.split(key)
-        u = jax.random.uniform(key_perm, (E, C))
-        order = jnp.argsort(jnp.where(train_mask[None], u, 2.0), axis=1)  # [E, C] train first
-
-        def minibatch(i, inner):
-            params, opt_state, loss_sum = inner
-            idx = jax.lax.dynamic_slice_in_dim(order, i * B, B, axis=1)   # [E, B]
-            params, opt_state, mse = step(params, opt_state, x[idx], y[idx], row_w, lr,
-                                          l2_coeff, run)
-            return params, opt_state, loss_sum + mse
-
-        params, opt_state, loss_sum = jax.lax.fori_loop(
-            0, n_batches, minibatch, (params, opt_state, jnp.zeros(E)))
-        epoch_loss = loss_sum / jnp.maximum(n_batches, 1).astype(jnp.float32)
-        train_loss = jnp.where(run, epoch_loss, train_loss)
-        return params, opt_state, run, train_loss, epoch + 1, key
-
-    def block(carry):
-        """Epochs up to and including the next validation epoch, then validate."""
-        c = carry
-        ev = cfg.eval_every
-        next_val = (c["epoch"] + ev - 1) // ev * ev
-        end = jnp.minimum(next_val + 1, cfg.max_epochs)
-        params, opt_state, _, train_loss, _, key = jax.lax.while_loop(
-            lambda s: s[4] < end, run_epoch,
-            (c["params"], c["opt_state"], c["run"], c["train_loss"], c["epoch"], c["key"]))
-        val = validate(params)
-        last = end - 1
-        run = c["run"]
-        improved = run & (last % ev == 0) & (val < c["best_val"])
-        best_epoch = jnp.where(improved, last, c["best_epoch"])
-        stop = (last % ev == 0) & (last - best_epoch >= cfg.patience)
-        new = dict(params=params, opt_state=opt_state, train_loss=train_loss, epoch=end, key=key,
-                   run=run & ~stop,
-                   best_val=jnp.where(improved, val, c["best_val"]), best_epoch=best_epoch,
-                   val=jnp.where(run, val, c["val"]), epochs=jnp.where(run, end, c["epochs"]))
-        if cfg.restore_best:
-            new["best_params"] = jax.tree.map(
-                lambda b, p: jnp.where(improved.reshape((E,) + (1,) * (p.ndim - 1)), p, b),
-                c["best_params"], params)
-        return new
-
-    active = jnp.arange(E) < hp.num_active
-    init_val = validate(state.params)
-    carry = dict(params=state.params, opt_state=state.opt_state, train_loss=jnp.full(E, jnp.nan),
-                 epoch=jnp.int32(0), key=key, run=active & (n_train > 0),
-                 best_val=jnp.full(E, jnp.inf), best_epoch=jnp.zeros(E, jnp.int32),
-                 val=init_val, epochs=jnp.zeros(E, jnp.int32))
-    if cfg.restore_best:
-        carry["best_params"] = state.params
-    carry = jax.lax.while_loop(lambda c: (c["epoch"] < cfg.max_epochs) & jnp.any(c["run"]),
-                               block, carry)
-
-    params, val = carry["params"], carry["val"]
-    if cfg.restore_best:
-        has_best = jnp.isfinite(carry["best_val"])
-        params = jax.tree.map(
-            lambda b, p: jnp.where(has_best.reshape((E,) + (1,) * (p.ndim - 1)), b, p),
-            carry["best_params"], params)
-        val = jnp.where(has_best, carry["best_val"], val)
-    metrics = {"epochs": carry["epochs"], "val_loss": val, "best_val_loss": carry["best_val"],
-               "best_epoch": carry["best_epoch"], "init_val_loss": init_val,
-               "train_loss": carry["train_loss"], "n_train": n_train, "n_val": n_val}
-    return DynamicsState(params=params, opt_state=carry["opt_state"], norm=norm), metrics
 
 
 def make_dynamics(obs_dim: int, act_dim: int, cfg: DynamicsConfig = DynamicsConfig()) -> Dynamics:
