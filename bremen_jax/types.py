@@ -1,4 +1,4 @@
-"""Shared small types: the transition record and type aliases.
+"""Shared small types: the transition record, type aliases and the positive-int check.
 
 Everything that flows between modules (collection -> buffer -> ensemble fit / behaviour
 cloning -> imagined rollouts) is a :class:`Transition` pytree whose leaves share leading
@@ -18,6 +18,13 @@ Metrics = Dict[str, jax.Array]
 
 # ``policy_fn(params, obs[obs_dim], key) -> action[act_dim]``; pure, single observation.
 PolicyFn = Callable[[Params, jax.Array, PRNGKey], jax.Array]
+
+
+def check_positive_int(value: Any, field: str) -> int:
+    """``value`` if it is a positive Python int (not a bool); else ValueError naming ``field``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{field} must be a positive int, got {value!r}")
+    return value
 
 
 @flax.struct.dataclass

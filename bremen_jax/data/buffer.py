@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from bremen_jax.types import PRNGKey, Transition
+from bremen_jax.types import PRNGKey, Transition, check_positive_int
 
 
 @flax.struct.dataclass
@@ -74,12 +74,6 @@ class Buffer:
         return self.seg_start.shape[-1]
 
 
-def _check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
 def init_buffer(capacity: int, obs_dim: int, act_dim: int, max_segments: int) -> Buffer:
     """Empty buffer with room for ``capacity`` rows and ``max_segments`` inserted batches.
 
@@ -93,10 +87,10 @@ def init_buffer(capacity: int, obs_dim: int, act_dim: int, max_segments: int) ->
         A :class:`Buffer`; memory is ``capacity * (2*obs_dim + act_dim + 3) * 4`` bytes plus
         ``5 * capacity`` bytes of flags.
     """
-    _check_positive_int("capacity", capacity)
-    _check_positive_int("obs_dim", obs_dim)
-    _check_positive_int("act_dim", act_dim)
-    _check_positive_int("max_segments", max_segments)
+    check_positive_int(capacity, "capacity")
+    check_positive_int(obs_dim, "obs_dim")
+    check_positive_int(act_dim, "act_dim")
+    check_positive_int(max_segments, "max_segments")
     f32 = jnp.float32
     data = Transition(
         obs=jnp.zeros((capacity, obs_dim), f32),
@@ -201,9 +195,9 @@ def check_fits(capacity: int, batch_size: int, num_batches: int,
     Raises:
         ValueError: naming the field and the capacity that would be needed.
     """
-    _check_positive_int("capacity", capacity)
-    _check_positive_int("batch_size", batch_size)
-    _check_positive_int("num_batches", num_batches)
+    check_positive_int(capacity, "capacity")
+    check_positive_int(batch_size, "batch_size")
+    check_positive_int(num_batches, "num_batches")
     needed = batch_size * num_batches
     if needed > capacity:
         raise ValueError(
@@ -254,7 +248,7 @@ def segment_slice(b: Buffer, seg, length: int) -> Transition:
     Returns:
         Transition with leaves ``[length, ...]``.
     """
-    _check_positive_int("length", length)
+    check_positive_int(length, "length")
     if length > b.capacity:
         raise ValueError(f"length {length} exceeds the buffer capacity {b.capacity}")
     start = b.seg_start[jnp.clip(seg, 0, b.max_segments - 1)]
@@ -263,7 +257,7 @@ def segment_slice(b: Buffer, seg, length: int) -> Transition:
 
 def segment_slice_mask(b: Buffer, seg, length: int) -> jax.Array:
     """``[length]`` bool: which rows of ``segment_slice(b, seg, length)`` belong to ``seg``."""
-    _check_positive_int("length", length)
+    check_positive_int(length, "length")
     start = b.seg_start[jnp.clip(seg, 0, b.max_segments - 1)]
     return lax.dynamic_slice_in_dim(segment_mask(b, seg), start, length, axis=0)
 

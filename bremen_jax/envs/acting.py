@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from bremen_jax.envs.task import NATIVE_REWARD, Task
-from bremen_jax.types import Metrics, Params, PolicyFn, PRNGKey, Transition
+from bremen_jax.types import Metrics, Params, PolicyFn, PRNGKey, Transition, check_positive_int
 
 
 @flax.struct.dataclass
@@ -37,12 +37,6 @@ class EpisodeStats:
     returns: jax.Array
     native_returns: jax.Array
     lengths: jax.Array
-
-
-def _check_positive_int(value, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{field} must be a positive int, got {value!r}")
-    return value
 
 
 def _check_task_policy(task, policy_fn) -> None:
@@ -78,7 +72,7 @@ def summarize_episodes(stats: EpisodeStats) -> Metrics:
 
 def uniform_random_policy(action_size: int) -> PolicyFn:
     """``policy_fn(params, obs, key) -> U(-1, 1)^action_size`` (ignores params and obs)."""
-    _check_positive_int(action_size, "action_size")
+    check_positive_int(action_size, "action_size")
 
     def policy_fn(params: Params, obs: jax.Array, key: PRNGKey) -> jax.Array:
         del params, obs
@@ -125,8 +119,8 @@ def make_collector(task: Task, policy_fn: PolicyFn, num_envs: int, num_steps: in
         ValueError: task not a Task, policy_fn not callable, num_envs/num_steps not positive ints.
     """
     _check_task_policy(task, policy_fn)
-    _check_positive_int(num_envs, "num_envs")
-    _check_positive_int(num_steps, "num_steps")
+    check_positive_int(num_envs, "num_envs")
+    check_positive_int(num_steps, "num_steps")
     env = task.env
     episode_length = task.episode_length
     reset_batch = jax.vmap(env.reset)
@@ -187,9 +181,9 @@ def make_evaluator(task: Task, policy_fn: PolicyFn, num_episodes: int, max_steps
     float32 ``{"return_mean", "return_std", "native_return_mean", "length_mean"}``.
     """
     _check_task_policy(task, policy_fn)
-    _check_positive_int(num_episodes, "num_episodes")
-    max_steps = task.episode_length if max_steps is None else _check_positive_int(max_steps,
-                                                                                   "max_steps")
+    check_positive_int(num_episodes, "num_episodes")
+    max_steps = (task.episode_length if max_steps is None
+                 else check_positive_int(max_steps, "max_steps"))
     env = task.env
     reset_batch = jax.vmap(env.reset)
     step_batch = jax.vmap(env.step)

@@ -14,7 +14,8 @@ import warnings
 from typing import Callable, Mapping, Optional
 
 from bremen_jax.envs.spec import TaskSpec, UnstablePhysicsWarning
-from bremen_jax.envs.task import VALID_BACKENDS, Task, check_positive_int
+from bremen_jax.envs.task import VALID_BACKENDS, Task
+from bremen_jax.types import check_positive_int
 
 TaskFactory = Callable[..., Task]
 _REGISTRY: dict[str, TaskFactory] = {}

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from brax.envs.base import State
 
 from bremen_jax.config import BACKENDS as VALID_BACKENDS  # noqa: F401  (the one list; re-exported)
-from bremen_jax.types import PRNGKey
+from bremen_jax.types import PRNGKey, check_positive_int
 
 DEFAULT_EPISODE_LENGTH = 1000  # reference §7: every BREMEN env has 1000-step episodes.
 
@@ -146,13 +146,6 @@ class Task:
         if self.reset_obs_fn is not None:
             return _f32(self.reset_obs_fn(key))
         return self.env.reset(key).obs
-
-
-def check_positive_int(value, field: str) -> int:
-    """``value`` if it is a positive int (not a bool); else ValueError naming ``field``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{field} must be a positive int, got {value!r}")
-    return value
 
 
 def make_custom_task(name: str, env: brax.envs.Env, reward_fn: Callable, done_fn: Callable,
