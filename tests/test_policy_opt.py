@@ -39,7 +39,7 @@ def test_iteration_traces_once_and_is_finite(setup):
     for i in range(3):
         learner, m = iteration(learner, state.dynamics, hp, jax.random.key(i))
     # A different hyperparameter value (same shapes/dtypes) must not retrace.
-    hp2 = hp.replace(trpo=hp.trpo.replace(target_kl=jnp.float32(0.01)), gamma=jnp.float32(0.9))
+    hp2 = hp.replace(trpo=hp.trpo.replace(target_kl=jnp.float32(0.01), gamma=jnp.float32(0.9)))
     learner, m = iteration(learner, state.dynamics, hp2, jax.random.key(9))
     chex.assert_tree_all_finite(m)
     assert float(m["imagined_rows"]) > 0
@@ -68,8 +68,8 @@ def test_kl_penalty_changes_the_update(setup):
     # Move the policy away from the clone first so that KL(pi || pi_beta) > 0.
     learner, _ = it(state.learner, state.dynamics, hp, jax.random.key(1))
     a, _ = it(learner, state.dynamics, hp, jax.random.key(2))
-    b, _ = it(learner, state.dynamics, hp.replace(kl_penalty=jnp.float32(100.0)),
-              jax.random.key(2))
+    penalized = hp.replace(trpo=hp.trpo.replace(kl_penalty=jnp.float32(100.0)))
+    b, _ = it(learner, state.dynamics, penalized, jax.random.key(2))
     diff = jax.tree.map(lambda x, y: float(jnp.max(jnp.abs(x - y))), a.policy.net, b.policy.net)
     assert max(jax.tree.leaves(diff)) > 0
 
