@@ -41,7 +41,7 @@ import numpy as np
 import optax
 
 from bremen_jax.config import ValueHParams
-from bremen_jax.models.networks import apply_mlp, init_normc
+from bremen_jax.models.networks import apply_mlp, check_mlp_sizes, init_normc
 from bremen_jax.types import Metrics, Params, PRNGKey
 
 HIGHEST = jax.lax.Precision.HIGHEST
@@ -208,16 +208,9 @@ class ValueConfig:
     adam_eps: float = 1e-4
 
     def __post_init__(self):
-        object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
-        for name in ("obs_dim", "num_steps"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value <= 0:
-                raise ValueError(f"ValueConfig.{name} must be a positive int, "
-                                 f"got {value!r}")
-        if any(not isinstance(h, (int, np.integer)) or h <= 0
-               for h in self.hidden_sizes):
-            raise ValueError("ValueConfig.hidden_sizes must be positive ints, got "
-                             f"{self.hidden_sizes!r}")
+        hidden = check_mlp_sizes("ValueConfig", self.hidden_sizes, obs_dim=self.obs_dim,
+                                 num_steps=self.num_steps)
+        object.__setattr__(self, "hidden_sizes", hidden)
         if self.batch_size is not None and (
                 not isinstance(self.batch_size, (int, np.integer)) or self.batch_size <= 0):
             raise ValueError("ValueConfig.batch_size must be None or a positive int, "

@@ -135,6 +135,29 @@ def make_mlp(in_size: int, hidden_sizes: Sequence[int], out_size: int,
     return Network(init=init, apply=apply)
 
 
+def check_mlp_sizes(owner: str, hidden_sizes: Sequence[int], **sizes: int) -> tuple[int, ...]:
+    """Validates the widths of a network config; returns ``hidden_sizes`` as a tuple.
+
+    Args:
+        owner: config class name for the messages (``"PolicyConfig"``).
+        hidden_sizes: hidden widths; each must be a positive (Python or NumPy) int.
+        **sizes: other sizes (``obs_dim=…``), each a positive int.
+
+    Raises:
+        ValueError: ``"{owner}.{field} must be …"`` for the first bad field.
+    """
+    def positive_int(value):
+        return isinstance(value, (int, np.integer)) and value > 0
+
+    for name, value in sizes.items():
+        if not positive_int(value):
+            raise ValueError(f"{owner}.{name} must be a positive int, got {value!r}")
+    hidden = tuple(hidden_sizes)
+    if not all(positive_int(h) for h in hidden):
+        raise ValueError(f"{owner}.hidden_sizes must be positive ints, got {hidden!r}")
+    return hidden
+
+
 def mlp_layers(params: Params) -> list[dict[str, jax.Array]]:
     """The layers of :class:`MLP` parameters in order: ``hidden_0 … hidden_{L-1}``, ``output``.
 

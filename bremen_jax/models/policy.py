@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bremen_jax.models.networks import apply_mlp, init_normc
+from bremen_jax.models.networks import apply_mlp, check_mlp_sizes, init_normc
 from bremen_jax.types import Params, PolicyFn, PRNGKey
 
 LOG_STD_MIN = -5.0
@@ -164,16 +164,9 @@ class PolicyConfig:
     init_seed: Optional[int] = 1234
 
     def __post_init__(self):
-        object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
-        for name in ("obs_dim", "act_dim"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value <= 0:
-                raise ValueError(f"PolicyConfig.{name} must be a positive int, "
-                                 f"got {value!r}")
-        if any(not isinstance(h, (int, np.integer)) or h <= 0
-               for h in self.hidden_sizes):
-            raise ValueError("PolicyConfig.hidden_sizes must be positive ints, got "
-                             f"{self.hidden_sizes!r}")
+        hidden = check_mlp_sizes("PolicyConfig", self.hidden_sizes, obs_dim=self.obs_dim,
+                                 act_dim=self.act_dim)
+        object.__setattr__(self, "hidden_sizes", hidden)
         if self.init_seed is not None and (
                 not isinstance(self.init_seed, (int, np.integer))
                 or not 0 <= self.init_seed < 2**32):
