@@ -131,3 +131,36 @@ def test_leaf_specs_and_config_diff():
     assert specs == {"['a']": "float32[2,3]", "['k']": "key<fry>[]"}
     assert leaf_specs(jax.eval_shape(lambda: tree)) == specs
     assert config_diff({"a": {"b": (1, 2)}, "c": 1}, {"a": {"b": [1, 2]}, "c": 2}) == ["c: 1 -> 2"]
+
+
+def _flip_bytes(step_dir: pathlib.Path, n: int = 64) -> None:
+    """Flips ``n`` bytes in the middle of the largest array-data file of a checkpoint."""
+    files = [f for f in (step_dir / "state").rglob("*") if f.is_file() and f.parent.name == "d"]
+    f = max(files, key=lambda p: p.stat().st_size)
+    data = bytearray(f.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + n] = bytes(b ^ 0xFF for b in data[mid:mid + n])
+    f.write_bytes(bytes(data))
+
+
+def test_flipped_bytes_fail_the_checksum_and_resume_takes_the_newest_intact(setup, tmp_path):
+    from bremen_jax.run.checkpoint import DamagedCheckpointError
+
+    _, _, state, abstract = setup
+    ck = Checkpointer(tmp_path / "ck", max_to_keep=3)
+    ck.save(1, state)
+    ck.save(2, state.replace(env_steps=jnp.int32(99)))
+    ck.save(3, state.replace(env_steps=jnp.int32(7)))
+    _flip_bytes(pathlib.Path(ck.directory) / "3")
+    with pytest.raises(CheckpointError, match="checkpoint .*3 is (damaged|corrupt)"):
+        ck.restore(abstract, step=3)
+    restored, meta, skipped = ck.restore_intact(abstract)
+    assert int(restored.env_steps) == 99 and len(skipped) == 1 and "/3 is" in skipped[0]
+    assert ck.steps() == [1, 2]  # the damaged one was moved aside, not deleted
+    assert [p.name.startswith("damaged-3-") for p in pathlib.Path(ck.directory).iterdir()
+            if not p.name.isdigit()] == [True]
+    _flip_bytes(pathlib.Path(ck.directory) / "2")
+    _flip_bytes(pathlib.Path(ck.directory) / "1")
+    with pytest.raises(DamagedCheckpointError, match="no intact checkpoint"):
+        ck.restore_intact(abstract)
+    ck.close()

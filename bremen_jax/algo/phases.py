@@ -10,27 +10,27 @@ model weights and Adam state are kept; the BC network is re-initialised (fixed s
 state and cumulative observation normaliser persist; the target policy (network and normaliser) is
 overwritten by the clone; the linear baseline is kept.
 
-Both drivers (host and compiled, :mod:`bremen_jax.algo.deployment`) call these same functions.
+Their order is written once, in :mod:`bremen_jax.algo.schedule`; every driver (:mod:`bremen_jax.run`)
+takes it from there.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import flax.struct
 import jax
 import jax.numpy as jnp
 
-from bremen_jax.algo.bc import BCState, make_bc
+from bremen_jax.algo.bc import BC, BCState, make_bc
 from bremen_jax.algo.policy_opt import LearnerState, PolicyOptimizer, make_policy_optimizer
 from bremen_jax.config import HParams, StaticConfig
 from bremen_jax.data import buffer as buffer_lib
-from bremen_jax.data.collect import flatten_env_major, make_collector, make_evaluator, \
+from bremen_jax.envs.acting import flatten_env_major, make_collector, make_evaluator, \
     summarize_episodes
-from bremen_jax.envs import make_task
-from bremen_jax.models.dynamics import DynamicsState, make_dynamics
-from bremen_jax.models.policy import PolicyConfig, make_policy
+from bremen_jax.envs import Task, make_task
+from bremen_jax.models.dynamics import Dynamics, DynamicsState, make_dynamics
+from bremen_jax.models.policy import Policy, PolicyConfig, make_policy
 from bremen_jax.types import Metrics, PRNGKey, Transition
 
 
@@ -68,10 +68,10 @@ class Phases:
     """Static pieces + the phase functions. Build with :func:`make_phases`."""
 
     static: StaticConfig
-    task: Any
-    dynamics: Any
-    policy: Any
-    bc: Any
+    task: Task
+    dynamics: Dynamics
+    policy: Policy
+    bc: BC
     opt: PolicyOptimizer
     capacity: int
     max_segments: int
@@ -89,7 +89,7 @@ class Phases:
 
     def insert(self, state: RunState, batch: Transition) -> RunState:
         """Appends a flat ``[N, ...]`` batch (in episode order) as one new segment."""
-        buf = buffer_lib.insert(state.buffer, batch, self.static.val_fraction)
+        buf = buffer_lib.insert(state.buffer, batch, self.static.dynamics.val_fraction)
         return state.replace(buffer=buf, env_steps=state.env_steps + batch.reward.shape[0])
 
     # -- 1. collect -------------------------------------------------------------------------------
@@ -99,15 +99,16 @@ class Phases:
         key_u, key_n = jax.random.split(key)
         uniform = jax.random.uniform(key_u, (self.task.action_size,), minval=-1.0, maxval=1.0)
         mean, log_std = self.policy.dist(policy_params, obs)
-        scale = sigma if self.static.exploration == "constant" else jnp.exp(log_std)
+        scale = sigma if self.static.imagine.exploration == "constant" else jnp.exp(log_std)
         explore = mean + scale * jax.random.normal(key_n, mean.shape)
         return jnp.where(is_random, uniform, explore)
 
     def collect(self, state: RunState, hp: HParams) -> tuple[RunState, Metrics]:
         s = self.static
-        collector = make_collector(self.task, self._collect_policy, s.collect_envs, s.collect_steps)
+        collector = make_collector(self.task, self._collect_policy, s.deploy.num_envs,
+                                   s.deploy.collect_steps)
         state, (key,) = _split(state, 1)
-        params = (state.learner.policy, state.deployment == 0, hp.explore_sigma)
+        params = (state.learner.policy, state.deployment == 0, hp.imagine.explore_sigma)
         transitions, stats = collector(params, key)
         state = self.insert(state, flatten_env_major(transitions))
         metrics = {f"collect/{k}": v for k, v in summarize_episodes(stats).items()}
@@ -125,7 +126,7 @@ class Phases:
     def fit_bc(self, state: RunState, hp: HParams) -> tuple[RunState, Metrics]:
         state, (key,) = _split(state, 1)
         buf = state.buffer
-        mask = (buffer_lib.latest_segment_mask(buf) if self.static.bc_data == "latest"
+        mask = (buffer_lib.latest_segment_mask(buf) if self.static.bc.data == "latest"
                 else buffer_lib.valid_mask(buf))
         bc_state, m = self.bc.fit(state.bc, buf.data, mask, hp.bc, key)
         # --bc_init: the target policy becomes the clone (net and observation normaliser).
@@ -134,7 +135,7 @@ class Phases:
 
     # -- 4. TRPO on imagined rollouts ---------------------------------------------------------------
     def _start_pool(self, state: RunState):
-        if self.static.start_states == "dataset":
+        if self.static.imagine.start_states == "dataset":
             buf = state.buffer
             return buf.data.obs, buffer_lib.valid_mask(buf)
         return None, None
@@ -153,7 +154,7 @@ class Phases:
         """Deterministic (mean-action) real episodes; the state only advances its key."""
         del hp
         evaluator = make_evaluator(self.task, self.policy.act_deterministic,
-                                   self.static.eval_episodes)
+                                   self.static.eval.num_episodes)
         state, (key,) = _split(state, 1)
         m = evaluator(state.learner.policy, key)
         return state, {f"eval/{k}": v for k, v in m.items()}
@@ -166,11 +167,11 @@ def make_phases(static: StaticConfig, task=None, capacity: int | None = None,
         task = make_task(static.task, backend=static.backend, episode_length=static.episode_length)
     dynamics = make_dynamics(task.obs_size, task.action_size, static.dynamics)
     policy = make_policy(PolicyConfig(obs_dim=task.obs_size, act_dim=task.action_size,
-                                      hidden_sizes=static.policy_hidden_sizes,
-                                      init_seed=static.policy_init_seed))
+                                      hidden_sizes=static.policy.hidden_sizes,
+                                      init_seed=static.policy.seed_or_none))
     bc = make_bc(policy, static.bc)
     opt = make_policy_optimizer(static, task, dynamics, policy)
     capacity = static.buffer_capacity if capacity is None else capacity
-    max_segments = static.num_deployments if max_segments is None else max_segments
+    max_segments = static.deploy.num_deployments if max_segments is None else max_segments
     return Phases(static=static, task=task, dynamics=dynamics, policy=policy, bc=bc, opt=opt,
                   capacity=capacity, max_segments=max_segments)

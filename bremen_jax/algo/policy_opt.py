@@ -9,7 +9,7 @@ original refits after each update so the new fit serves the next iteration).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Callable, Optional
 
 import flax.struct
 import jax
@@ -19,8 +19,11 @@ from bremen_jax.algo import baseline as baseline_lib
 from bremen_jax.algo import returns as returns_lib
 from bremen_jax.algo.imagine import ImaginedBatch, make_imagined_rollout
 from bremen_jax.algo.trpo import trpo_step
+from bremen_jax.config import HParams, StaticConfig, ValueHParams
+from bremen_jax.envs import Task
 from bremen_jax.models import distributions
-from bremen_jax.models.policy import PolicyParams, dist_net, normalize
+from bremen_jax.models.dynamics import Dynamics
+from bremen_jax.models.policy import Policy, PolicyParams, dist_net, normalize
 from bremen_jax.types import Metrics, PRNGKey
 
 
@@ -38,19 +41,19 @@ class LearnerState:
     policy: PolicyParams
     behavior: PolicyParams
     baseline: baseline_lib.LinearBaseline
-    value: Any = None
+    value: Optional[baseline_lib.ValueState] = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class PolicyOptimizer:
     """Static pieces of the TRPO-on-imagination loop; build with :func:`make_policy_optimizer`."""
 
-    static: Any
-    task: Any
-    dynamics: Any
-    policy: Any
-    value_fn: Any
-    rollout: Callable
+    static: StaticConfig
+    task: Task
+    dynamics: Dynamics
+    policy: Policy
+    value_fn: Optional[baseline_lib.ValueFunction]  # None: linear feature baseline
+    rollout: Callable[..., ImaginedBatch]           # make_imagined_rollout(...)
 
     def init_learner(self, policy_params: PolicyParams, behavior: PolicyParams,
                      key: PRNGKey) -> LearnerState:
@@ -65,13 +68,13 @@ class PolicyOptimizer:
         feats = baseline_lib.linear_features(obs_hat, t)
         return baseline_lib.predict_linear(learner.baseline, feats)
 
-    def imagine(self, learner: LearnerState, dyn_state, hp, key: PRNGKey, start_obs=None,
+    def imagine(self, learner: LearnerState, dyn_state, hp: HParams, key: PRNGKey, start_obs=None,
                 start_mask=None) -> ImaginedBatch:
         """The imagined batch ``[H, B, ...]`` of one iteration."""
-        return self.rollout(dyn_state, learner.policy, hp.explore_sigma, hp.dynamics.num_active,
-                            key, start_obs, start_mask)
+        return self.rollout(dyn_state, learner.policy, hp.imagine.explore_sigma,
+                            hp.dynamics.num_active, key, start_obs, start_mask)
 
-    def advantages(self, learner: LearnerState, batch: ImaginedBatch, hp):
+    def advantages(self, learner: LearnerState, batch: ImaginedBatch, hp: HParams):
         """Baseline values, KL penalty, GAE and standardisation.
 
         Returns ``(adv_std [H, B], value_targets [H, B], obs_hat [H, B, o], metrics)``.
@@ -85,10 +88,10 @@ class PolicyOptimizer:
         mean, log_std = dist_net(learner.policy.net, norm, batch.obs)
         b_mean, b_log_std = dist_net(learner.behavior.net, learner.behavior.obs_norm, batch.obs)
         kl_behavior = distributions.kl(mean, log_std, b_mean, b_log_std)  # KL(pi || pi_beta)
-        rewards = returns_lib.penalized_rewards(batch.reward, kl_behavior, hp.kl_penalty)
+        rewards = returns_lib.penalized_rewards(batch.reward, kl_behavior, hp.trpo.kl_penalty)
         adv, targets = returns_lib.gae(rewards, values, next_values, batch.terminated,
-                                       batch.path_end, batch.mask, hp.gamma, hp.lam,
-                                       bootstrap_truncation=s.bootstrap_truncation)
+                                       batch.path_end, batch.mask, hp.trpo.gamma, hp.trpo.lam,
+                                       bootstrap_truncation=s.trpo.bootstrap_truncation)
         adv_std = returns_lib.standardize(adv, batch.mask)
         n_rows = jnp.maximum(jnp.sum(batch.mask), 1.0)
         n_paths = jnp.maximum(jnp.sum(batch.path_end * batch.mask), 1.0)
@@ -101,8 +104,8 @@ class PolicyOptimizer:
         }
         return adv_std, targets, obs_hat, metrics
 
-    def update(self, learner: LearnerState, batch: ImaginedBatch, adv_std, targets, obs_hat, hp,
-               key: PRNGKey) -> tuple[LearnerState, Metrics]:
+    def update(self, learner: LearnerState, batch: ImaginedBatch, adv_std, targets, obs_hat,
+               hp: HParams, key: PRNGKey) -> tuple[LearnerState, Metrics]:
         """TRPO step on the batch, then the baseline refit (for the next iteration)."""
         flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731  [H, B, ...] -> [H*B, ...]
         norm = learner.policy.obs_norm
@@ -113,7 +116,7 @@ class PolicyOptimizer:
         mask_flat = flat(batch.mask).astype(bool)
         if self.value_fn is not None:
             value, _ = self.value_fn.fit(learner.value, flat(obs_hat), flat(targets), mask_flat,
-                                         hp.value, key)
+                                         ValueHParams(hp.trpo.value_learning_rate), key)
             new_baseline = learner.baseline
         else:
             feats = baseline_lib.linear_features(obs_hat, batch.t)
@@ -124,7 +127,7 @@ class PolicyOptimizer:
                                   baseline=new_baseline, value=value)
         return learner, {f"trpo/{k}": v for k, v in trpo_metrics.items()}
 
-    def iteration(self, learner: LearnerState, dyn_state, hp, key: PRNGKey,
+    def iteration(self, learner: LearnerState, dyn_state, hp: HParams, key: PRNGKey,
                   start_obs=None, start_mask=None) -> tuple[LearnerState, Metrics]:
         """One TRPO iteration on a fresh imagined batch. Pure; jit it (or scan it)."""
         key_roll, key_value = jax.random.split(key)
@@ -133,7 +136,8 @@ class PolicyOptimizer:
         learner, m_upd = self.update(learner, batch, adv_std, targets, obs_hat, hp, key_value)
         return learner, {**m_adv, **m_upd}
 
-    def improve(self, learner: LearnerState, dyn_state, hp, key: PRNGKey, num_iterations: int,
+    def improve(self, learner: LearnerState, dyn_state, hp: HParams, key: PRNGKey,
+                num_iterations: int,
                 start_obs=None, start_mask=None) -> tuple[LearnerState, Metrics]:
         """``num_iterations`` (static) TRPO iterations as one ``lax.scan``; metrics ``[N]``."""
 
@@ -143,16 +147,18 @@ class PolicyOptimizer:
         return jax.lax.scan(body, learner, jax.random.split(key, num_iterations))
 
 
-def make_policy_optimizer(static, task, dynamics, policy) -> PolicyOptimizer:
+def make_policy_optimizer(static: StaticConfig, task: Task, dynamics: Dynamics,
+                          policy: Policy) -> PolicyOptimizer:
     """Builds the TRPO-on-imagination loop for a :class:`~bremen_jax.config.StaticConfig`."""
-    rollout = make_imagined_rollout(task, dynamics, policy, horizon=static.horizon,
-                                num_rollouts=static.num_rollouts,
-                                member_sampling=static.member_sampling,
-                                exploration=static.exploration,
-                                keep_partial_paths=static.keep_partial_paths)
+    im = static.imagine
+    rollout = make_imagined_rollout(task, dynamics, policy, horizon=im.horizon,
+                                    num_rollouts=im.num_rollouts,
+                                    member_sampling=im.member_sampling,
+                                    exploration=im.exploration,
+                                    keep_partial_paths=im.keep_partial_paths)
 
     value_fn = None
-    if static.baseline == "mlp":
+    if static.trpo.baseline == "mlp":
         value_fn = baseline_lib.make_value(baseline_lib.ValueConfig(obs_dim=task.obs_size))
     return PolicyOptimizer(static=static, task=task, dynamics=dynamics, policy=policy,
                            value_fn=value_fn, rollout=rollout)

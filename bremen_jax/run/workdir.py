@@ -86,7 +86,14 @@ def load_run_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
     data = _read_json(path, "run config (JSON object)")
     if not isinstance(data, dict):
         raise config_lib.ConfigError(f"{path} must hold a JSON object, got {type(data).__name__}")
-    return ml_collections.ConfigDict(data)
+    flat = config_lib.flatten(data)
+    # Sections added to the schema later (e.g. checkpoint.*) take their defaults.
+    defaults = {k: v for k, v in config_lib.flatten(config_lib.default_config()).items()
+                if k not in flat and config_lib.kind_of(k) == "host"}
+    try:
+        return config_lib.override(ml_collections.ConfigDict(data), defaults)
+    except config_lib.ConfigError as e:
+        raise config_lib.ConfigError(f"{path}: {e}") from None
 
 
 def load_run_info(workdir: str | pathlib.Path) -> dict[str, Any]:
