@@ -1,10 +1,13 @@
 """Tests for bremen_jax.envs: built-in BREMEN tasks on Brax, the registry and custom tasks.
 
-The central check: on real random-action transitions the observation-space ``reward_fn``/``done_fn``
-(used for imagined rollouts) agree with what the real TaskEnv reports, which computes reward and
-termination independently from the physical state. One collector per task is compiled once
-(module-scoped fixture, ~15-30 s each on a busy 2-core CPU).
+The central checks: on real random-action transitions the observation-space ``reward_fn``/``done_fn``
+(used for imagined rollouts, and by the real TaskEnv) agree with the same reward and termination
+written independently on the physical state (``q``, ``qd``, ``x``; see ``PHYSICS``), which pins
+the observation layouts; and the collected data are consistent with them. One collector and one
+scanned step per task are compiled once (module-scoped fixtures, ~15-30 s each on a busy 2-core CPU).
 """
+
+import warnings
 
 import brax.envs
 import chex
@@ -13,10 +16,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bremen_jax.data.collect import make_collector, uniform_random_policy
-from bremen_jax.envs import (VALID_BACKENDS, Task, list_tasks, make_custom_task, make_task,
-                             register_task)
-from bremen_jax.envs import locomotion
+from bremen_jax import config as config_lib
+from bremen_jax.envs import (VALID_BACKENDS, Task, UnstablePhysicsWarning, check_backend, get_spec,
+                             list_tasks, make_custom_task, make_task, register_task, task_info,
+                             task_specs)
+from bremen_jax.envs.acting import make_collector, uniform_random_policy
+from bremen_jax.envs.tasks import (ant, cheetah_run, halfcheetah, hopper, inverted_pendulum,
+                                   walker2d)
 
 BUILTINS = ["halfcheetah", "hopper", "walker2d", "ant", "inverted_pendulum"]
 OBS_SIZES = {"halfcheetah": 17, "hopper": 11, "walker2d": 17, "ant": 27, "inverted_pendulum": 4,
@@ -53,6 +59,82 @@ def test_reward_and_done_fns_match_real_env(rollout):
     np.testing.assert_array_equal(np.asarray(done), tr.done)
     # Not a vacuous comparison: rewards vary.
     assert np.std(tr.reward) > 1e-3 or task.name == "inverted_pendulum"
+
+
+# The original BREMEN rewards / terminations on the physical state before/after a step (reference
+# §6): an independent oracle for the observation-space functions. ``a`` is the clipped action.
+def _ctrl(a):
+    return jnp.sum(jnp.square(a))
+
+
+def _hopper_alive(ps1):
+    z, rest = ps1.x.pos[0, 2], jnp.concatenate([ps1.q[2:], ps1.qd])
+    return (jnp.isfinite(z) & jnp.all(jnp.isfinite(rest)) & jnp.all(jnp.abs(rest) < 100.0)
+            & (z > 0.7) & (jnp.abs(ps1.q[2]) < 0.2))
+
+
+def _walker_alive(ps1):
+    z, angle = ps1.x.pos[0, 2], ps1.q[2]
+    return (z > 0.8) & (z < 2.0) & (angle > -1.0) & (angle < 1.0)
+
+
+def _pendulum_alive(ps1):
+    finite = jnp.all(jnp.isfinite(ps1.q)) & jnp.all(jnp.isfinite(ps1.qd))
+    return (jnp.abs(ps1.q[1]) <= 0.2) & finite
+
+
+def _always_alive(ps1):
+    return jnp.bool_(True)
+
+
+PHYSICS = {  # name: ((ps0, a, ps1) -> reward, ps1 -> alive)
+    "halfcheetah": (lambda ps0, a, ps1: ps0.qd[0] - 0.1 * _ctrl(a), _always_alive),
+    "ant": (lambda ps0, a, ps1: ps0.qd[0] - 0.1 * _ctrl(a) - 3.0 * jnp.square(ps0.q[2] - 0.57)
+            + 1.0, _always_alive),
+    "hopper": (lambda ps0, a, ps1: ps1.qd[0] - 1e-3 * _ctrl(a) + 1.0, _hopper_alive),
+    "walker2d": (lambda ps0, a, ps1: ps1.qd[0] - 1e-3 * _ctrl(a) + 1.0, _walker_alive),
+    "inverted_pendulum": (lambda ps0, a, ps1: jnp.ones(()), _pendulum_alive),
+}
+PHYS_ENVS, PHYS_STEPS = 4, 100
+
+
+@pytest.fixture(scope="module", params=BUILTINS)
+def physics_steps(request):
+    """(task, (oracle, obs-space fns, env) each (reward, done) ``[T, N]``): random actions, no
+    resets (episodes continue after a fall)."""
+    task = make_task(request.param)
+    reward_phys, alive_phys = PHYSICS[request.param]
+
+    def run(key):
+        def step(state, key_a):
+            action = jax.random.uniform(key_a, (task.action_size,), minval=-1.2, maxval=1.2)
+            nxt = task.env.step(state, action)
+            a = jnp.clip(action, -1.0, 1.0)
+            oracle = (reward_phys(state.pipeline_state, a, nxt.pipeline_state),
+                      1.0 - alive_phys(nxt.pipeline_state).astype(jnp.float32))
+            fns = (task.reward_fn(state.obs, action, nxt.obs), task.done_fn(nxt.obs))
+            return nxt, (oracle, fns, (nxt.reward, nxt.done))
+
+        key_reset, key_steps = jax.random.split(key)
+        return jax.lax.scan(step, task.reset(key_reset), jax.random.split(key_steps, PHYS_STEPS))[1]
+
+    keys = jax.random.split(jax.random.key(11), PHYS_ENVS)
+    return task, jax.device_get(jax.jit(jax.vmap(run, out_axes=1))(keys))
+
+
+def test_reward_and_done_fns_match_physical_state(physics_steps):
+    task, ((r_phys, d_phys), (r_fn, d_fn), (r_env, d_env)) = physics_steps
+    chex.assert_shape([r_phys, d_phys, r_fn, d_fn], (PHYS_STEPS, PHYS_ENVS))
+    finite = np.isfinite(r_phys)
+    assert finite.mean() > 0.9, f"{task.name}: physics blew up"
+    np.testing.assert_allclose(r_fn[finite], r_phys[finite], atol=1e-4, rtol=1e-5)
+    np.testing.assert_array_equal(d_fn, d_phys)
+    # The real env reports exactly the observation-space functions (defined once, in the spec).
+    np.testing.assert_array_equal(r_env, r_fn)
+    np.testing.assert_array_equal(d_env, d_fn)
+    assert np.std(r_phys[finite]) > 1e-3 or task.name == "inverted_pendulum"
+    if task.name in ("hopper", "walker2d", "inverted_pendulum"):
+        assert d_phys.sum() > 0, f"{task.name}: random actions should make it fall"
 
 
 def test_terminations_occur_where_expected(rollout):
@@ -119,41 +201,41 @@ def test_reward_fns_hand_computed():
     a6 = jnp.array([2.0, -3.0, 0.5, 0.0, 0.0, 0.0])  # clipped: [1, -1, .5, 0...], ‖a‖² = 2.25
     o = _obs(17, i8=3.0, i0=1.2)
     o2 = _obs(17, i8=-1.0)
-    assert np.isclose(locomotion.halfcheetah_reward(o, a6, o2), 3.0 - 0.225)
-    assert np.isclose(locomotion.cheetah_run_reward(o, a6, o2), 0.3)
-    assert np.isclose(locomotion.cheetah_run_reward(o * 10, a6, o2), 1.0)
-    assert np.isclose(locomotion.walker2d_reward(o2, a6, o), 3.0 - 1e-3 * 2.25 + 1.0)
+    assert np.isclose(halfcheetah.reward(o, a6, o2), 3.0 - 0.225)
+    assert np.isclose(cheetah_run.reward(o, a6, o2), 0.3)
+    assert np.isclose(cheetah_run.reward(o * 10, a6, o2), 1.0)
+    assert np.isclose(walker2d.reward(o2, a6, o), 3.0 - 1e-3 * 2.25 + 1.0)
     a3 = jnp.array([0.5, 5.0, -0.5])  # ‖clip(a)‖² = 1.5
-    assert np.isclose(locomotion.hopper_reward(_obs(11), a3, _obs(11, i5=2.0)), 2.0 - 1.5e-3 + 1.0)
+    assert np.isclose(hopper.reward(_obs(11), a3, _obs(11, i5=2.0)), 2.0 - 1.5e-3 + 1.0)
     a8 = jnp.full((8,), 0.5)  # ‖a‖² = 2
     ant_o = _obs(27, i13=1.5, i0=0.77)
-    assert np.isclose(locomotion.ant_reward(ant_o, a8, _obs(27)), 1.5 - 0.2 - 3 * 0.04 + 1.0)
-    assert locomotion.inverted_pendulum_reward(_obs(4), jnp.zeros(1), _obs(4)) == 1.0
+    assert np.isclose(ant.reward(ant_o, a8, _obs(27)), 1.5 - 0.2 - 3 * 0.04 + 1.0)
+    assert inverted_pendulum.reward(_obs(4), jnp.zeros(1), _obs(4)) == 1.0
 
 
 def test_done_fns_hand_computed():
-    hop = locomotion.hopper_done
+    hop = hopper.done
     assert hop(_obs(11, i0=1.2, i1=0.1)) == 0.0
     assert hop(_obs(11, i0=0.6, i1=0.1)) == 1.0          # too low
     assert hop(_obs(11, i0=1.2, i1=0.25)) == 1.0         # tilted
     assert hop(_obs(11, i0=1.2, i7=150.0)) == 1.0        # |s'[1:]| >= 100
     assert hop(_obs(11, i0=150.0)) == 0.0                # s'[0] is not bounded by 100
     assert hop(_obs(11, i0=1.2, i4=np.nan)) == 1.0       # non-finite
-    wal = locomotion.walker2d_done
+    wal = walker2d.done
     assert wal(_obs(17, i0=1.2, i1=0.9)) == 0.0
     assert wal(_obs(17, i0=2.1)) == 1.0 and wal(_obs(17, i0=0.7)) == 1.0
     assert wal(_obs(17, i0=1.2, i1=-1.1)) == 1.0
     assert wal(_obs(17, i0=1.2, i10=1e4)) == 0.0         # velocities unconstrained
-    pend = locomotion.inverted_pendulum_done
+    pend = inverted_pendulum.done
     assert pend(_obs(4, i1=0.19)) == 0.0 and pend(_obs(4, i1=-0.21)) == 1.0
     assert pend(_obs(4, i2=np.inf)) == 1.0
-    assert locomotion.halfcheetah_done(_obs(17, i0=np.nan)) == 0.0
-    assert locomotion.ant_done(_obs(27, i0=-5.0)) == 0.0
+    assert halfcheetah.done(_obs(17, i0=np.nan)) == 0.0
+    assert ant.done(_obs(27, i0=-5.0)) == 0.0
 
 
 @pytest.mark.parametrize("name", sorted(OBS_SIZES))
 def test_fns_broadcast_over_leading_shape(name):
-    spec = locomotion.BUILTIN_SPECS[name]
+    spec = get_spec(name)
     assert spec.obs_size == OBS_SIZES[name]
     key_o, key_a = jax.random.split(jax.random.key(0))
     obs = jax.random.normal(key_o, (2, 3, OBS_SIZES[name]))
@@ -200,6 +282,49 @@ def test_unknown_backend_lists_valid_backends():
     with pytest.raises(ValueError, match="unknown backend 'physx'.*generalized.*mjx"):
         make_task("hopper", backend="physx")
     assert VALID_BACKENDS == ("generalized", "positional", "spring", "mjx")
+    assert VALID_BACKENDS is config_lib.BACKENDS  # one list, defined in the config
+
+
+def test_every_task_module_is_registered_with_its_spec():
+    modules = [ant, cheetah_run, halfcheetah, hopper, inverted_pendulum, walker2d]
+    assert {m.SPEC.name for m in modules} == set(task_specs()) == set(OBS_SIZES)
+    for m in modules:
+        assert get_spec(m.SPEC.name) is m.SPEC
+        assert m.SPEC.reward_fn is m.reward and m.SPEC.done_fn is m.done
+        assert m.SPEC.obs_size == OBS_SIZES[m.SPEC.name]
+        assert m.SPEC.default_backend in VALID_BACKENDS
+        assert set(m.SPEC.unstable_backends) <= set(VALID_BACKENDS) - {m.SPEC.default_backend}
+
+
+def test_task_info():
+    info = task_info("ant")
+    assert (info.brax_env, info.default_backend, info.episode_length) == ("ant", "mjx", 1000)
+    assert "backend='mjx'" in info.unstable_backends["generalized"]
+    assert task_info("cheetah_run").brax_env == "halfcheetah"
+    assert task_info("inverted_pendulum").default_backend == "positional"
+    assert not task_info("hopper").unstable_backends and task_info("hopper").description
+    register_task("fast_info", _fast_task, overwrite=True)
+    assert task_info("fast_info").brax_env is None
+    with pytest.raises(ValueError, match="registered with a factory"):
+        get_spec("fast_info")
+    with pytest.raises(ValueError, match="unknown task 'cheetah'"):
+        task_info("cheetah")
+
+
+def test_ant_on_generalized_warns_and_names_the_fix():
+    with pytest.warns(UnstablePhysicsWarning, match="backend='mjx'"):
+        check_backend("ant", "generalized")
+    with pytest.warns(UnstablePhysicsWarning, match="task='ant' with backend='generalized'"):
+        make_task("ant", backend="generalized")
+    assert config_lib.load_config("ant").backend == get_spec("ant").default_backend == "mjx"
+
+
+@pytest.mark.parametrize("name", config_lib.known_configs())
+def test_shipped_configs_use_stable_physics(name):
+    cfg = config_lib.load_config(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnstablePhysicsWarning)
+        check_backend(cfg.task, cfg.backend)
 
 
 @pytest.mark.parametrize("bad", [0, -5, 2.5, True])
