@@ -260,6 +260,38 @@ def trpo_baseline(batch, obs_hat, targets, prev):
                                             batch.mask.reshape(-1).astype(bool), prev=prev)
 
 
+def _bench_step_stages(b: Bench, add: Callable, policy, data: trpo_lib.TRPOBatch
+                       ) -> tuple[int, str]:
+    """Times the stages of ``trpo_step`` one by one (gradient, FVP+CG, line search) through
+    ``add(name, timing, flops, formula, extra=None)``; returns the FLOP count and formula of the
+    whole update (the stages, with the old policy evaluated once)."""
+    t, hp, rep = b.static.trpo, b.hp, b.sizes.repeats
+    N, F = b.static.imagine.batch_size, mlp_forward_flops(b.pol_sizes)
+    net, norm = policy.net, policy.obs_norm
+    t_grad, (loss0, grad) = time_jitted(trpo_gradient, net, norm, data, repeats=rep)
+    add("trpo_gradient", t_grad, 4 * N * F, "N*(F_pol + 3*F_pol): old policy + value_and_grad")
+    hvp = fvp_flops(t.fvp, b.pol_sizes)
+    k_fvp = 6 if t.fvp == "hessian" else 4
+    t_cg, (step, expected) = time_jitted(functools.partial(trpo_fvp_cg, t), net, norm, data,
+                                         grad, hp.trpo, repeats=rep)
+    n_fvp = t.cg_iters + (0 if t.shs_from_cg else 1)
+    add("trpo_fvp_cg", t_cg, N * (2 * F + n_fvp * hvp),
+        f"N*(2*F_pol + {n_fvp}*{k_fvp}*F_pol): old policy, linearize, {n_fvp} Fisher-vector "
+        f"products ({t.fvp}; x'Fx {'from CG' if t.shs_from_cg else 'by one more product'})")
+    t_ls, (_, ls_m) = time_jitted(functools.partial(trpo_line_search, t), net, norm, data,
+                                  step, expected, loss0, hp.trpo, repeats=rep)
+    # candidates evaluated: every one (parallel), else up to the accepted one
+    n_cand = t.ls_steps
+    if t.line_search == "sequential" and float(ls_m["ls_accepted"]) > 0:
+        n_cand = int(ls_m["ls_index"]) + 1
+    add("trpo_line_search", t_ls, N * F * (1 + n_cand),
+        f"N*F_pol*(1 + candidates): old policy + {n_cand} candidate(s) evaluated "
+        f"({t.line_search})", {"candidates_evaluated": n_cand})
+    return (N * (5 * F + n_fvp * hvp + n_cand * F),
+            f"N*F_pol*(5 + candidates) + N*{n_fvp}*{k_fvp}*F_pol: old policy, "
+            "value_and_grad, linearize, FVPs, line search (+ baseline refit, not counted)")
+
+
 def bench_trpo(b: Bench) -> list[dict]:
     """Imagined rollout, the parts of one TRPO iteration, the update and the whole iteration."""
     s, opt, hp, rep = b.static, b.phases.opt, b.hp, b.sizes.repeats
@@ -287,36 +319,14 @@ def bench_trpo(b: Bench) -> list[dict]:
     t_adv, (adv_std, targets, obs_hat, _) = time_jitted(opt.advantages, learner, batch, hp,
                                                         repeats=rep)
     add("trpo_advantages", t_adv, 2 * N * F, "2*N*F_pol (target and behaviour policy)")
-    net, norm = learner.policy.net, learner.policy.obs_norm
-    data = _trpo_batch(batch, adv_std)
-    t_grad, (loss0, grad) = time_jitted(trpo_gradient, net, norm, data, repeats=rep)
-    add("trpo_gradient", t_grad, 4 * N * F, "N*(F_pol + 3*F_pol): old policy + value_and_grad")
-    hvp = fvp_flops(t.fvp, b.pol_sizes)
-    k_fvp = 6 if t.fvp == "hessian" else 4
-    t_cg, (step, expected) = time_jitted(functools.partial(trpo_fvp_cg, t), net, norm, data,
-                                         grad, hp.trpo, repeats=rep)
-    n_fvp = t.cg_iters + (0 if t.shs_from_cg else 1)
-    add("trpo_fvp_cg", t_cg, N * (2 * F + n_fvp * hvp),
-        f"N*(2*F_pol + {n_fvp}*{k_fvp}*F_pol): old policy, linearize, {n_fvp} Fisher-vector "
-        f"products ({t.fvp}; x'Fx {'from CG' if t.shs_from_cg else 'by one more product'})")
-    t_ls, (_, ls_m) = time_jitted(functools.partial(trpo_line_search, t), net, norm, data,
-                                  step, expected, loss0, hp.trpo, repeats=rep)
-    # candidates evaluated: every one (parallel), else up to the accepted one
-    n_cand = t.ls_steps
-    if t.line_search == "sequential" and float(ls_m["ls_accepted"]) > 0:
-        n_cand = int(ls_m["ls_index"]) + 1
-    add("trpo_line_search", t_ls, N * F * (1 + n_cand),
-        f"N*F_pol*(1 + candidates): old policy + {n_cand} candidate(s) evaluated "
-        f"({t.line_search})", {"candidates_evaluated": n_cand})
+    upd_flops, upd_formula = _bench_step_stages(b, add, learner.policy,
+                                                _trpo_batch(batch, adv_std))
     t_base, _ = time_jitted(trpo_baseline, batch, obs_hat, targets, learner.baseline,
                             repeats=rep)
     add("trpo_baseline", t_base, None, "not counted (no MLP): QR of [N, 2*obs+5]")
-    upd_flops = N * (5 * F + n_fvp * hvp + n_cand * F)
     t_upd, _ = time_jitted(opt.update, learner, batch, adv_std, targets, obs_hat, hp, key,
                            repeats=rep)
-    add("trpo_update", t_upd, upd_flops,
-        f"N*F_pol*(5 + candidates) + N*{n_fvp}*{k_fvp}*F_pol: old policy, "
-        "value_and_grad, linearize, FVPs, line search (+ baseline refit, not counted)")
+    add("trpo_update", t_upd, upd_flops, upd_formula)
     it_flops = out[0]["flop_count"] + out[1]["flop_count"] + upd_flops
     t_it, _ = time_jitted(opt.iteration, learner, dyn, hp, key, repeats=rep)
     parts = ("imagined_rollout", "trpo_advantages", "trpo_gradient", "trpo_fvp_cg",
