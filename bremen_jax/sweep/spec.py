@@ -284,24 +284,28 @@ class OuterPlan:
         return int(self.seeds.shape[0])
 
 
+def _override_split(cfg: ml_collections.ConfigDict, values: Mapping[str, Any], where: str
+                    ) -> tuple[ml_collections.ConfigDict, config_lib.StaticConfig,
+                               config_lib.HParams]:
+    """``override`` then ``split``; a :class:`~bremen_jax.config.ConfigError` becomes a
+    :class:`SweepError` that names ``where``."""
+    try:
+        cfg_v = override(cfg, values)
+        return (cfg_v, *config_lib.split(cfg_v))
+    except config_lib.ConfigError as e:
+        raise SweepError(f"{where}: {e}") from None
+
+
 def build_plans(cfg: ml_collections.ConfigDict, spec: SweepSpec) -> list[OuterPlan]:
     """Per outer value: every point's config, split, checked to share one StaticConfig, and the
     HParams stacked along ``[R]`` (``run = point * num_seeds + seed_index``)."""
     plans = []
     S = len(spec.seeds)
     for i, outer in enumerate(spec.outer):
-        try:
-            cfg_o = override(cfg, outer)
-            static, _ = config_lib.split(cfg_o)
-        except config_lib.ConfigError as e:
-            raise SweepError(f"sweep 'outer' value {outer}: {e}") from None
+        cfg_o, static, _ = _override_split(cfg, outer, f"sweep 'outer' value {outer}")
         cfgs, hps = [], []
         for j, point in enumerate(spec.points):
-            try:
-                cfg_p = override(cfg_o, point)
-                static_p, hp_p = config_lib.split(cfg_p)
-            except config_lib.ConfigError as e:
-                raise SweepError(f"sweep point {j} {point}: {e}") from None
+            cfg_p, static_p, hp_p = _override_split(cfg_o, point, f"sweep point {j} {point}")
             if static_p != static:
                 changed = [f for f in point if config_lib.is_static(f)]
                 raise SweepError(
