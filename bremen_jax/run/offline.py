@@ -43,7 +43,8 @@ def _load(static, dataset_path, max_rows: int | None):
         raise config_lib.ConfigError(
             f"dataset {dataset_path} has {n} rows, so {n_train} training rows, fewer than "
             f"dynamics.batch_size={static.dynamics.batch_size}")
-    batch = Transition(*(jnp.asarray(getattr(data, f)) for f in Transition._fields))
+    batch = Transition(*(jnp.asarray(getattr(data, f)) for f in
+                         ("obs", "action", "reward", "next_obs", "done", "truncation")))
     return task, batch, meta, n
 
 
