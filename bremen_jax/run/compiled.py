@@ -46,10 +46,9 @@ def run_compiled(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
 
 def _run(schedule, run, cfg) -> RunResult:
     K, C = run.K, run.C
-    done = run.finished_summary()
+    done = run.finished()
     if done is not None:
-        run.log(f"the run in {run.workdir} is finished (deployment {K}/{K}); nothing to do")
-        return RunResult(state=None, metrics=[], summary=done)
+        return done
     stored = run.stored_position()
     if stored is not None and stored[1] != C:
         raise ValueError(

@@ -68,10 +68,9 @@ def drive(run: Run, schedule: Schedule, init_args: tuple, *, stop_at=None,
 
 def _drive(run: Run, schedule: Schedule, init_args: tuple, stop_at, progress: bool) -> RunResult:
     K, C = schedule.num_deployments, schedule.num_chunks
-    done = run.finished_summary()
+    done = run.finished()
     if done is not None:
-        run.log(f"the run in {run.workdir} is finished (deployment {K}/{K}); nothing to do")
-        return RunResult(state=None, metrics=[], summary=done)
+        return done
     t_start = time.perf_counter()
     fns, compile_s = compile_steps(schedule, run.hp, init_args, run.console)
     run.log(f"compiled {len(fns)} programs in {sum(compile_s.values()):.1f} s")

@@ -114,7 +114,7 @@ def check_resume_config(stored: ml_collections.ConfigDict, cfg: ml_collections.C
     if fixed:
         raise config_lib.ConfigError(
             "cannot resume with a different value of fields that set shapes, trip counts or the "
-            "seed (static fields of the config schema):\n  " + "\n  ".join(fixed))
+            "seed (static fields of the config schema): " + "; ".join(fixed))
     return diff
 
 
@@ -209,12 +209,14 @@ class Run:
                     continue
         return None
 
-    def finished_summary(self) -> dict[str, Any] | None:
-        """A finished run's summary (resume then does nothing and compiles nothing)."""
-        if self.stored_position() != (self.K, self.C):
-            return None
+    def finished(self) -> RunResult | None:
+        """A finished run's result (its summary): resume then does nothing and compiles nothing."""
         path = self.workdir / "summary.json"
-        return _read_json(path, "summary") if path.is_file() else None
+        if self.stored_position() != (self.K, self.C) or not path.is_file():
+            return None
+        self.log(f"the run in {self.workdir} is finished (deployment {self.K}/{self.K}); "
+                 f"nothing to do")
+        return RunResult(state=None, metrics=[], summary=_read_json(path, "summary"))
 
     # -- files ----------------------------------------------------------------------------------
     def open(self, abstract_state) -> tuple[Any, tuple[int, int], Book]:

@@ -1,0 +1,67 @@
+"""The ``bremen`` command line.
+
+Each subcommand's module registers its parser (``register(sub)``) with its handler
+(``set_defaults(handler=..., takes_overrides=...)``); heavy imports happen inside the handlers so
+that ``bremen --help`` is instant. User errors print one line (exit 2), Ctrl-C one line (exit 130);
+``--debug`` (or ``BREMEN_DEBUG=1``) shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+from bremen_jax.cli import datasets, runs, sweeps
+from bremen_jax.cli.common import CliError, split_overrides
+
+__all__ = ["CliError", "build_parser", "main"]
+
+# What a user can cause; anything else is a bug and keeps its traceback.
+USER_ERRORS = (CliError, ValueError, FileNotFoundError, FileExistsError, PermissionError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bremen", description="BREMEN (Behavior-Regularized Model-ENsemble) in JAX.")
+    parser.add_argument("--debug", action="store_true",
+                        help="show Python tracebacks for errors (also BREMEN_DEBUG=1)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in (runs, sweeps, datasets):
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # every flag belongs to the benchmark runner
+        from bremen_jax.bench import suite
+
+        return suite.main(argv[1:], prog="bremen bench")
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    if not args.takes_overrides and unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    debug = args.debug or os.environ.get("BREMEN_DEBUG", "") not in ("", "0")
+    try:
+        if args.takes_overrides:
+            return args.handler(args, split_overrides(unknown))
+        return args.handler(args)
+    except KeyboardInterrupt as e:
+        if debug:
+            raise
+        print(f"bremen {args.command}: {str(e) or 'interrupted'}", file=sys.stderr)
+        return 130
+    except USER_ERRORS as e:
+        if debug:
+            raise
+        print(f"bremen {args.command}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""``bremen sweep`` and ``bremen bench``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Sequence
+
+from bremen_jax.cli.common import CliError
+
+
+def cmd_sweep(args: argparse.Namespace, overrides: Sequence[str]) -> int:
+    from rich.console import Console
+
+    from bremen_jax import sweep
+
+    if args.distributed:
+        pid, count = sweep.initialize_distributed()
+        print(f"bremen sweep: process {pid} of {count}")
+    import jax
+
+    devices = None
+    if args.num_devices is not None:
+        if args.num_devices < 1 or args.num_devices > len(jax.devices()):
+            raise CliError(f"--num-devices must be in 1..{len(jax.devices())} (the devices "
+                           f"present), got {args.num_devices}")
+        devices = jax.devices()[:args.num_devices]
+    console = Console()
+    result = sweep.run_sweep(args.config, args.workdir, overrides=overrides, devices=devices,
+                             console=console)
+    console.print(f"results: {result.workdir / 'runs.csv'}, summary: "
+                  f"{result.workdir / 'summary.md'}, plots: {result.workdir / 'plots'}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "sweep", help="many runs (seeds x hyperparameters x ensemble sizes) as one program",
+        description="Run a sweep file (get_config()/base + get_sweep(); see docs/sweeps.md) as "
+                    "one compiled, vmapped program per shape-changing ('outer') value, sharded "
+                    "over the devices. Writes sweep.json, runs.csv/.jsonl, summary.json/.md and "
+                    "plots/ in --workdir. --config.FIELD=VALUE changes the base config.")
+    p.add_argument("--config", required=True,
+                   help="sweep file (.py) or a name in bremen_jax/configs/sweeps")
+    p.add_argument("--workdir", required=True, help="new or empty output directory")
+    p.add_argument("--num-devices", type=int, default=None,
+                   help="use only the first N devices (default: all)")
+    p.add_argument("--distributed", action="store_true",
+                   help="call jax.distributed.initialize() first (multi-host; see docs/sweeps.md)")
+    p.set_defaults(handler=cmd_sweep, takes_overrides=True)
+    sub.add_parser("bench", help="benchmark suites of bremen_jax.bench (bremen bench --help)",
+                   add_help=False)
