@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import hashlib
 import json
 import os
 import pathlib
@@ -49,148 +48,12 @@ from typing import Any, Dict, Mapping, Tuple, Union
 
 import numpy as np
 
+from bremen_jax.data.dataset_checks import (  # the format's names, importable from here too
+    ARRAY_FIELDS, FORMAT, FORMAT_VERSION, METADATA_MEMBER, DatasetError, DatasetNotFoundError,
+    check_dtype, check_metadata, check_shapes, check_task, check_values, compute_checksum)
 from bremen_jax.types import Transition
 
-FORMAT = "bremen_jax.dataset"
-FORMAT_VERSION = 1
-ARRAY_FIELDS = ("obs", "action", "reward", "next_obs", "done", "truncation")
-BINARY_FIELDS = ("done", "truncation")
-METADATA_MEMBER = "metadata_json"
-REQUIRED_METADATA = ("format", "format_version", "task", "obs_dim", "act_dim", "size", "sha256")
-
 PathLike = Union[str, os.PathLike]
-
-
-class DatasetError(ValueError):
-    """A dataset file or the data to be saved is invalid; the message names file and field."""
-
-
-class DatasetNotFoundError(DatasetError, FileNotFoundError):
-    """The dataset file does not exist (also a ``FileNotFoundError``)."""
-
-
-# ----------------------------------------------------------------------------- validation
-
-
-def compute_checksum(arrays: Mapping[str, np.ndarray]) -> str:
-    """Hex SHA-256 of the six arrays in the fixed order (see the module docstring)."""
-    h = hashlib.sha256()
-    for name in ARRAY_FIELDS:
-        a = np.ascontiguousarray(arrays[name], dtype="<f4")
-        h.update(f"{name}:{','.join(str(d) for d in a.shape)};".encode("ascii"))
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
-def _check_dtype(where: str, name: str, dtype: np.dtype) -> None:
-    ok = dtype.kind == "f" or (name in BINARY_FIELDS and dtype.kind in "biu")
-    if not ok:
-        extra = ", or bool/int 0/1" if name in BINARY_FIELDS else ""
-        raise DatasetError(f"{where}: field '{name}' has dtype {dtype}; expected float32 "
-                           f"(or another floating dtype{extra})")
-
-
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _check_metadata(where: str, meta: Any) -> None:
-    if not isinstance(meta, dict):
-        raise DatasetError(f"{where}: metadata must be a JSON object; got {type(meta).__name__}")
-    if meta.get("format") != FORMAT:
-        raise DatasetError(f"{where}: metadata 'format' is {meta.get('format')!r}; expected "
-                           f"{FORMAT!r} (not a bremen_jax dataset)")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise DatasetError(f"{where}: unsupported metadata 'format_version' "
-                           f"{meta.get('format_version')!r}; expected {FORMAT_VERSION}")
-    for key in REQUIRED_METADATA:
-        if key not in meta:
-            raise DatasetError(f"{where}: metadata is missing the required key '{key}'")
-    if not isinstance(meta["task"], str) or not meta["task"]:
-        raise DatasetError(f"{where}: metadata 'task' is {meta['task']!r}; expected a "
-                           "non-empty task name (str)")
-    for key, low in (("obs_dim", 1), ("act_dim", 1), ("size", 0)):
-        if not _is_int(meta[key]) or meta[key] < low:
-            raise DatasetError(f"{where}: metadata '{key}' is {meta[key]!r}; expected an int "
-                               f">= {low}")
-    sha = meta["sha256"]
-    if not (isinstance(sha, str) and len(sha) == 64
-            and all(c in "0123456789abcdef" for c in sha)):
-        raise DatasetError(f"{where}: metadata 'sha256' is {sha!r}; expected 64 lowercase "
-                           "hex digits")
-    bp = meta.get("behavior_policy", "")
-    if not isinstance(bp, (str, dict)):
-        raise DatasetError(f"{where}: metadata 'behavior_policy' is a {type(bp).__name__}; "
-                           "expected a str or a dict")
-
-
-def _check_shapes(where: str, shapes: Mapping[str, Tuple[int, ...]],
-                  meta: Mapping[str, Any]) -> int:
-    """Checks ranks, row counts and widths against the metadata; returns N."""
-    obs_dim, act_dim = meta["obs_dim"], meta["act_dim"]
-    widths = {"obs": obs_dim, "action": act_dim, "next_obs": obs_dim}
-    n = shapes["obs"][0] if len(shapes["obs"]) >= 1 else None
-    for name in ARRAY_FIELDS:
-        shape = tuple(shapes[name])
-        if name in widths:
-            rank_doc = f"(N, {'obs_dim' if name != 'action' else 'act_dim'})"
-            expected = (n, widths[name])
-        else:
-            rank_doc, expected = "(N,)", (n,)
-        if len(shape) != len(expected):
-            raise DatasetError(f"{where}: field '{name}' has shape {shape}; expected "
-                               f"{rank_doc} = {expected}")
-        if shape[0] != n:
-            raise DatasetError(f"{where}: field '{name}' has {shape[0]} rows; expected {n} "
-                               "(the rows of 'obs')")
-        if shape != expected:
-            raise DatasetError(f"{where}: field '{name}' has shape {shape}; expected "
-                               f"{rank_doc} = {expected} (obs_dim={obs_dim}, "
-                               f"act_dim={act_dim} from the metadata)")
-    if meta["size"] != n:
-        raise DatasetError(f"{where}: metadata 'size' is {meta['size']}; expected {n} "
-                           "(the rows of the arrays)")
-    if n == 0:
-        raise DatasetError(f"{where}: dataset is empty (0 transitions); expected N >= 1")
-    return n
-
-
-def _check_values(where: str, arrays: Mapping[str, np.ndarray]) -> None:
-    for name in ARRAY_FIELDS:
-        a = arrays[name]
-        finite = np.isfinite(a).reshape(a.shape[0], -1).all(axis=1)
-        if not finite.all():
-            row = int(np.argmin(finite))
-            bad = a[row][~np.isfinite(a[row])].ravel()[0] if a.ndim > 1 else a[row]
-            raise DatasetError(f"{where}: field '{name}' has a non-finite value ({bad}) at row "
-                               f"{row}; expected all values finite")
-    for name in BINARY_FIELDS:
-        a = arrays[name]
-        binary = (a == 0) | (a == 1)
-        if not binary.all():
-            row = int(np.argmin(binary))
-            raise DatasetError(f"{where}: field '{name}' is {a[row]} at row {row}; expected "
-                               "only 0 or 1")
-
-
-def _check_task(where: str, meta: Mapping[str, Any], task: Any) -> None:
-    if task is None:
-        return
-    if isinstance(task, str):
-        name, obs_size, act_size = task, None, None
-    else:
-        try:
-            name, obs_size, act_size = task.name, task.obs_size, task.action_size
-        except AttributeError as err:
-            raise TypeError("task must be a task name (str) or an object with .name, "
-                            f".obs_size and .action_size; got {type(task).__name__}") from err
-    if meta["task"] != name:
-        raise DatasetError(f"{where}: metadata 'task' is {meta['task']!r}; expected {name!r} "
-                           "(dataset recorded on another task)")
-    for key, size in (("obs_dim", obs_size), ("act_dim", act_size)):
-        if size is not None and int(size) != meta[key]:
-            raise DatasetError(f"{where}: metadata '{key}' is {meta[key]}; expected {int(size)}"
-                               f" for task {name!r}")
 
 
 # ----------------------------------------------------------------------------- saving
@@ -234,23 +97,44 @@ def save_dataset(path: PathLike, transitions: Union[Transition, Mapping[str, Any
         DatasetError: invalid data or metadata (nothing is written).
         FileExistsError: ``path`` exists and ``overwrite`` is False.
     """
-    from bremen_jax import __version__
-
     path = pathlib.Path(path)
     where = f"save_dataset({str(path)!r})"
     if path.exists() and not overwrite:
         raise _refuse(path)
     if not isinstance(metadata, Mapping):
         raise DatasetError(f"{where}: metadata must be a dict; got {type(metadata).__name__}")
+    arrays = _float32_arrays(where, transitions)
+    meta = _full_metadata(where, arrays, metadata)
+    check_metadata(where, meta)
+    check_shapes(where, {k: a.shape for k, a in arrays.items()}, meta)
+    check_values(where, arrays)
+    try:
+        meta_json = json.dumps(meta, allow_nan=False, default=_json_default)
+    except (TypeError, ValueError) as err:
+        raise DatasetError(f"{where}: metadata is not JSON-serialisable: {err}") from err
+    _write_atomic(path, {**arrays, METADATA_MEMBER: np.array(meta_json)}, overwrite)
+    return path
+
+
+def _float32_arrays(where: str, transitions: Any) -> Dict[str, np.ndarray]:
+    """The six fields as float32 arrays (dtype checked; ``obs``/``action`` must be 2-D)."""
     arrays = {}
     for name in ARRAY_FIELDS:
         a = np.asarray(_field(transitions, name))
-        _check_dtype(where, name, a.dtype)
+        check_dtype(where, name, a.dtype)
         arrays[name] = a.astype(np.float32)
     for name in ("obs", "action"):
         if arrays[name].ndim != 2:
             raise DatasetError(f"{where}: field '{name}' has shape {arrays[name].shape}; "
                                "expected 2-D (N, dim)")
+    return arrays
+
+
+def _full_metadata(where: str, arrays: Mapping[str, np.ndarray],
+                   metadata: Mapping[str, Any]) -> Dict[str, Any]:
+    """The metadata written: computed keys (checked against ``metadata``), then the user's."""
+    from bremen_jax import __version__
+
     computed = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -273,21 +157,17 @@ def save_dataset(path: PathLike, transitions: Union[Transition, Mapping[str, Any
     meta["sha256"] = compute_checksum(arrays)
     for key, value in metadata.items():
         meta.setdefault(key, value)
+    return meta
 
-    _check_metadata(where, meta)
-    _check_shapes(where, {k: a.shape for k, a in arrays.items()}, meta)
-    _check_values(where, arrays)
-    try:
-        meta_json = json.dumps(meta, allow_nan=False, default=_json_default)
-    except (TypeError, ValueError) as err:
-        raise DatasetError(f"{where}: metadata is not JSON-serialisable: {err}") from err
 
+def _write_atomic(path: pathlib.Path, members: Mapping[str, np.ndarray], overwrite: bool) -> None:
+    """Writes ``members`` as an ``.npz`` to a temporary file, fsyncs it, moves it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays, **{METADATA_MEMBER: np.array(meta_json)})
+            np.savez(f, **members)
             f.flush()
             os.fsync(f.fileno())
         if overwrite:
@@ -298,7 +178,6 @@ def save_dataset(path: PathLike, transitions: Union[Transition, Mapping[str, Any
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-    return path
 
 
 def _refuse(path: pathlib.Path) -> FileExistsError:
@@ -391,7 +270,7 @@ def _read_metadata(zf: zipfile.ZipFile, where: str) -> Dict[str, Any]:
     except ValueError as err:
         raise DatasetError(f"{where}: '{METADATA_MEMBER}' is not valid JSON ({err}); "
                            "expected a JSON object") from err
-    _check_metadata(where, meta)
+    check_metadata(where, meta)
     return meta
 
 
@@ -399,8 +278,8 @@ def _read_checked_headers(zf: zipfile.ZipFile, where: str) -> Dict[str, Any]:
     meta = _read_metadata(zf, where)
     headers = {name: _read_header(zf, where, name) for name in ARRAY_FIELDS}
     for name, (_, dtype) in headers.items():
-        _check_dtype(where, name, dtype)
-    _check_shapes(where, {name: shape for name, (shape, _) in headers.items()}, meta)
+        check_dtype(where, name, dtype)
+    check_shapes(where, {name: shape for name, (shape, _) in headers.items()}, meta)
     return meta
 
 
@@ -440,10 +319,10 @@ def load_dataset(path: PathLike, task: Any = None) -> Tuple[Transition, Dict[str
     zf, where = _open(path)
     with zf:
         meta = _read_checked_headers(zf, where)
-        _check_task(where, meta, task)
+        check_task(where, meta, task)
         arrays = {name: _read_array(zf, where, name).astype(np.float32, copy=False)
                   for name in ARRAY_FIELDS}
-    _check_values(where, arrays)
+    check_values(where, arrays)
     sha = compute_checksum(arrays)
     if sha != meta["sha256"]:
         raise DatasetError(f"{where}: checksum mismatch: arrays hash to sha256 {sha}; expected "
