@@ -286,6 +286,61 @@ def _minari_dir(directory: pathlib.Path) -> pathlib.Path:
     raise DatasetError(f"{directory}: no Minari data found; expected {MINARI_LAYOUT}")
 
 
+def _minari_metadata(meta_path: pathlib.Path) -> Dict[str, Any]:
+    """``metadata.json`` as a dict (it must exist, be a JSON object and say ``hdf5``)."""
+    if not meta_path.is_file():
+        raise DatasetError(f"{meta_path}: missing; expected {MINARI_LAYOUT}")
+    try:
+        minari_meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as err:
+        raise DatasetError(f"{meta_path}: not valid JSON ({err})") from err
+    if not isinstance(minari_meta, dict):
+        raise DatasetError(f"{meta_path}: expected a JSON object")
+    fmt = minari_meta.get("data_format", "hdf5")
+    if fmt != "hdf5":
+        raise DatasetError(f"{meta_path}: data_format is {fmt!r}; only 'hdf5' is supported")
+    return minari_meta
+
+
+def _minari_episode_ids(main_path: pathlib.Path, f, minari_meta: Mapping[str, Any]) -> list[int]:
+    """``[0, ..., total_episodes - 1]``: the ``episode_<i>`` groups of ``f``, all present."""
+    ids = sorted(int(m.group(1)) for k in f.keys()
+                 if (m := re.fullmatch(r"episode_(\d+)", k)))
+    expected = minari_meta.get("total_episodes", len(ids))
+    if ids != list(range(expected)):
+        shown = f"{ids[:5]}{'...' if len(ids) > 5 else ''}"
+        raise DatasetError(f"{main_path}: holds episodes {shown} ({len(ids)} groups); "
+                           f"expected episode_0..episode_{expected - 1} "
+                           f"(total_episodes={expected} in metadata.json)")
+    if not ids:
+        raise DatasetError(f"{main_path}: no episode_<i> groups; expected {MINARI_LAYOUT}")
+    return ids
+
+
+def _minari_episode(where: str, group) -> Transition:
+    """One episode group's ``T`` transitions (``observations`` holds ``T + 1`` rows)."""
+    raw = {k: _read(where, group, k, MINARI_LAYOUT) for k in
+           ("observations", "actions", "rewards", "terminations", "truncations")}
+    obs = _as_float(where, "observations", raw["observations"], 2, MINARI_LAYOUT)
+    steps = obs.shape[0] - 1
+    arrays = {k: _as_float(where, k, raw[k], rank, MINARI_LAYOUT)
+              for k, rank in (("actions", 2), ("rewards", 1))}
+    arrays.update({k: _as_flag(where, k, raw[k], MINARI_LAYOUT)
+                   for k in ("terminations", "truncations")})
+    if steps < 1:
+        raise DatasetError(f"{where}: 'observations' has {obs.shape[0]} rows; expected "
+                           "T + 1 >= 2 (T steps plus the final observation)")
+    for key, a in arrays.items():
+        if a.shape[0] != steps:
+            raise DatasetError(f"{where}: '{key}' has {a.shape[0]} rows but "
+                               f"'observations' has {obs.shape[0]}; expected T = "
+                               f"{steps} (observations holds T + 1 rows)")
+    return Transition(
+        obs=obs[:-1], action=arrays["actions"], reward=arrays["rewards"],
+        next_obs=obs[1:], done=arrays["terminations"].astype(np.float32),
+        truncation=(arrays["truncations"] & ~arrays["terminations"]).astype(np.float32))
+
+
 def import_minari(directory: PathLike, *, task: str | None = None
                   ) -> Tuple[Transition, Dict[str, Any]]:
     """Reads a local Minari HDF5 dataset (layout: module doc) without the ``minari`` package.
@@ -302,55 +357,12 @@ def import_minari(directory: PathLike, *, task: str | None = None
     """
     data_dir = _minari_dir(pathlib.Path(directory))
     meta_path, main_path = data_dir / "metadata.json", data_dir / "main_data.hdf5"
-    if not meta_path.is_file():
-        raise DatasetError(f"{meta_path}: missing; expected {MINARI_LAYOUT}")
-    try:
-        minari_meta = json.loads(meta_path.read_text())
-    except (OSError, ValueError) as err:
-        raise DatasetError(f"{meta_path}: not valid JSON ({err})") from err
-    if not isinstance(minari_meta, dict):
-        raise DatasetError(f"{meta_path}: expected a JSON object")
-    fmt = minari_meta.get("data_format", "hdf5")
-    if fmt != "hdf5":
-        raise DatasetError(f"{meta_path}: data_format is {fmt!r}; only 'hdf5' is supported")
+    minari_meta = _minari_metadata(meta_path)
     if not main_path.is_file():
         raise DatasetError(f"{main_path}: missing; expected {MINARI_LAYOUT}")
-    parts = []
     with _open_h5(main_path, "Minari main_data.hdf5") as f:
-        ids = sorted(int(m.group(1)) for k in f.keys()
-                     if (m := re.fullmatch(r"episode_(\d+)", k)))
-        expected = minari_meta.get("total_episodes", len(ids))
-        if ids != list(range(expected)):
-            shown = f"{ids[:5]}{'...' if len(ids) > 5 else ''}"
-            raise DatasetError(f"{main_path}: holds episodes {shown} ({len(ids)} groups); "
-                               f"expected episode_0..episode_{expected - 1} "
-                               f"(total_episodes={expected} in metadata.json)")
-        if not ids:
-            raise DatasetError(f"{main_path}: no episode_<i> groups; expected {MINARI_LAYOUT}")
-        for i in ids:
-            where, group = f"{main_path}: episode_{i}", f[f"episode_{i}"]
-            raw = {k: _read(where, group, k, MINARI_LAYOUT) for k in
-                   ("observations", "actions", "rewards", "terminations", "truncations")}
-            obs = _as_float(where, "observations", raw["observations"], 2, MINARI_LAYOUT)
-            steps = obs.shape[0] - 1
-            arrays = {"actions": _as_float(where, "actions", raw["actions"], 2, MINARI_LAYOUT),
-                      "rewards": _as_float(where, "rewards", raw["rewards"], 1, MINARI_LAYOUT),
-                      "terminations": _as_flag(where, "terminations", raw["terminations"],
-                                               MINARI_LAYOUT),
-                      "truncations": _as_flag(where, "truncations", raw["truncations"],
-                                              MINARI_LAYOUT)}
-            if steps < 1:
-                raise DatasetError(f"{where}: 'observations' has {obs.shape[0]} rows; expected "
-                                   "T + 1 >= 2 (T steps plus the final observation)")
-            for key, a in arrays.items():
-                if a.shape[0] != steps:
-                    raise DatasetError(f"{where}: '{key}' has {a.shape[0]} rows but "
-                                       f"'observations' has {obs.shape[0]}; expected T = "
-                                       f"{steps} (observations holds T + 1 rows)")
-            parts.append(Transition(
-                obs=obs[:-1], action=arrays["actions"], reward=arrays["rewards"],
-                next_obs=obs[1:], done=arrays["terminations"].astype(np.float32),
-                truncation=(arrays["truncations"] & ~arrays["terminations"]).astype(np.float32)))
+        ids = _minari_episode_ids(main_path, f, minari_meta)
+        parts = [_minari_episode(f"{main_path}: episode_{i}", f[f"episode_{i}"]) for i in ids]
     widths = {(p.obs.shape[1], p.action.shape[1]) for p in parts}
     if len(widths) != 1:
         raise DatasetError(f"{main_path}: episodes disagree on (obs_dim, act_dim): "
