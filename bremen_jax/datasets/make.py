@@ -152,6 +152,39 @@ def _score(task: str, value: float | None, refs: Tuple[float, float] | None) -> 
     return scores.normalized_score(task, value, references=refs)
 
 
+def _check_args(task: str, policy: str, size: int, seed: int, num_envs: int,
+                episode_length: int, out: str | pathlib.Path) -> pathlib.Path:
+    """Checks :func:`collect_dataset`'s flags (ValueError/FileExistsError); returns ``out``."""
+    if task not in list_tasks():
+        raise ValueError(f"--task must be one of {', '.join(list_tasks())}, got {task!r}")
+    if not isinstance(policy, str) or not policy:
+        raise ValueError(f"--policy must be a level, a D4RL mixture or a run directory, got "
+                         f"{policy!r}")
+    _check_int(size, "--size", 1)
+    _check_int(seed, "--seed", 0)
+    _check_int(num_envs, "--num-envs", 1)
+    _check_int(episode_length, "--episode-length", 1)
+    out = pathlib.Path(out)
+    if out.exists():
+        raise FileExistsError(f"--out {out} already exists; refusing to overwrite it")
+    return out
+
+
+def _behavior_return(policy: str, described: Dict[str, Any], sources, components: List[dict]
+                     ) -> Tuple[float | None, str]:
+    """``(behavior_return, behavior_return_source)`` as :func:`collect_dataset` documents."""
+    behavior_return, source = None, None
+    if described["kind"] == "level":
+        behavior_return, source = sources[0].mean_return, "behavior policy evaluation"
+    elif policy == "medium-expert" and None not in [s.mean_return for s in sources]:
+        behavior_return = sum(s.mean_return for s in sources) / len(sources)
+        source = "mean of the medium and expert policies' evaluations"
+    if behavior_return is None:
+        behavior_return = _noise_free_return(components)
+        source = "complete noise-free episodes in the dataset"
+    return behavior_return, source
+
+
 def collect_dataset(task: str, policy: str, noise: str | None, size: int,
                     out: str | pathlib.Path, *, seed: int = 0,
                     num_envs: int = mixtures.DEFAULT_NUM_ENVS, backend: str | None = None,
@@ -189,18 +222,7 @@ def collect_dataset(task: str, policy: str, noise: str | None, size: int,
         FileExistsError: ``out`` exists.
     """
     t_start = time.perf_counter()
-    if task not in list_tasks():
-        raise ValueError(f"--task must be one of {', '.join(list_tasks())}, got {task!r}")
-    if not isinstance(policy, str) or not policy:
-        raise ValueError(f"--policy must be a level, a D4RL mixture or a run directory, got "
-                         f"{policy!r}")
-    _check_int(size, "--size", 1)
-    _check_int(seed, "--seed", 0)
-    _check_int(num_envs, "--num-envs", 1)
-    _check_int(episode_length, "--episode-length", 1)
-    out = pathlib.Path(out)
-    if out.exists():
-        raise FileExistsError(f"--out {out} already exists; refusing to overwrite it")
+    out = _check_args(task, policy, size, seed, num_envs, episode_length, out)
     noise, sources, comps, backend_hint, described = _resolve(task, policy, noise)
     backend = (backend or backend_hint
                or behavior_policies.TASK_BACKENDS.get(task) or DEFAULT_BACKEND)
@@ -212,15 +234,7 @@ def collect_dataset(task: str, policy: str, noise: str | None, size: int,
         refs = scores.reference_returns(task)
     except ValueError:
         refs = None
-    behavior_return, source = None, None
-    if described["kind"] == "level":
-        behavior_return, source = sources[0].mean_return, "behavior policy evaluation"
-    elif policy == "medium-expert" and None not in [s.mean_return for s in sources]:
-        behavior_return = sum(s.mean_return for s in sources) / len(sources)
-        source = "mean of the medium and expert policies' evaluations"
-    if behavior_return is None:
-        behavior_return = _noise_free_return(data.components)
-        source = "complete noise-free episodes in the dataset"
+    behavior_return, source = _behavior_return(policy, described, sources, data.components)
     dataset_return = data.episodes["return_mean"]
     meta = {
         "task": task, "policy": policy, "noise": noise, "seed": seed,

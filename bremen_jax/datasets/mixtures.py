@@ -315,8 +315,8 @@ def collect_mixture(task, sources: Sequence[PolicySource], components: Sequence[
             collect_s += time.perf_counter() - t0
             collected += rows_per_call
             kept = min(rows_per_call, count - j * rows_per_call)
-            tr = jax.tree.map(lambda x: np.asarray(x)[:kept], flatten_env_major(tr))
-            stats = jax.tree.map(lambda x: np.asarray(x)[:kept], flatten_env_major(stats))
+            tr = _first_rows(flatten_env_major(tr), kept)
+            stats = _first_rows(flatten_env_major(stats), kept)
             cut = np.unique(np.minimum(np.arange(1, envs + 1) * steps, kept) - 1)
             truncation = tr.truncation.copy()  # last kept row of each column: a collection cut
             truncation[cut] = np.where(tr.done[cut] > 0.5, 0.0, 1.0)
@@ -328,6 +328,11 @@ def collect_mixture(task, sources: Sequence[PolicySource], components: Sequence[
     timing = {"compile_s": compile_s, "collect_s": collect_s, "collected_steps": collected}
     return MixtureData(transitions=transitions, components=metas,
                        episodes=_summary_of(all_stats), timing=timing)
+
+
+def _first_rows(tree: Any, n: int) -> Any:
+    """Each leaf's first ``n`` rows, as NumPy arrays."""
+    return jax.tree.map(lambda x: np.asarray(x)[:n], tree)
 
 
 def _summary_of(stats: Sequence[Any]) -> dict:
