@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
+from bremen_jax.algo import natural_gradient as ng
 from bremen_jax.algo import trpo
 from bremen_jax.models import distributions
 
@@ -39,7 +40,7 @@ jit_step = jax.jit(trpo.trpo_step, static_argnums=(0, 6))
 
 def _kl_fn(params0, obs, mask):
     mean0, log_std0 = jax.tree.map(jax.lax.stop_gradient, dist_fn(params0, obs))
-    return lambda p: trpo.mean_kl(dist_fn, p, obs, mask, mean0, log_std0)
+    return lambda p: ng.mean_kl(dist_fn, p, obs, mask, mean0, log_std0)
 
 
 # --- FVP and CG -------------------------------------------------------------------------
@@ -53,7 +54,7 @@ def test_fvp_matches_hessian_of_mean_kl(shift):
     flat, unravel = ravel_pytree(params)
     hess = jax.hessian(lambda f: kl_fn(unravel(f)))(flat)
     damping = 0.1
-    fvp = jax.jit(trpo.make_fvp(kl_fn, params, damping))
+    fvp = jax.jit(ng.make_fvp(kl_fn, params, damping))
     v = jnp.asarray(np.random.default_rng(1).normal(size=flat.shape), jnp.float32)
     got = ravel_pytree(fvp(unravel(v)))[0]
     want = hess @ v + damping * v
@@ -71,10 +72,10 @@ def _spd(n, seed=0):
 
 def test_cg_matches_solve_flat():
     a, b = _spd(6)
-    x = jax.jit(lambda b: trpo.conjugate_gradient(lambda v: jnp.asarray(a) @ v, b, 6, 1e-10))(b)
+    x = jax.jit(lambda b: ng.conjugate_gradient(lambda v: jnp.asarray(a) @ v, b, 6, 1e-10))(b)
     np.testing.assert_allclose(x, np.linalg.solve(a, b), rtol=1e-4, atol=1e-5)
     # Too few iterations must not already be exact (the test can fail).
-    x2 = trpo.conjugate_gradient(lambda v: jnp.asarray(a) @ v, b, 1, 1e-10)
+    x2 = ng.conjugate_gradient(lambda v: jnp.asarray(a) @ v, b, 1, 1e-10)
     assert not np.allclose(x2, np.linalg.solve(a, b), rtol=1e-3)
 
 
@@ -86,7 +87,7 @@ def test_cg_matches_solve_pytree():
     def matvec(t):
         return unravel(jnp.asarray(a) @ ravel_pytree(t)[0])
 
-    x, rdotr = trpo.conjugate_gradient_with_info(matvec, b_tree, 10, 1e-10)
+    x, rdotr = ng.conjugate_gradient_with_info(matvec, b_tree, 10, 1e-10)
     chex.assert_trees_all_equal_shapes(x, b_tree)
     np.testing.assert_allclose(ravel_pytree(x)[0], np.linalg.solve(a, b), rtol=1e-4, atol=1e-5)
     assert rdotr < 1e-6
@@ -96,7 +97,7 @@ def test_cg_matches_solve_pytree():
 
 def test_cg_zero_rhs_gives_zero():
     a, _ = _spd(4)
-    x = trpo.conjugate_gradient(lambda v: jnp.asarray(a) @ v, jnp.zeros(4), 10, 1e-10)
+    x = ng.conjugate_gradient(lambda v: jnp.asarray(a) @ v, jnp.zeros(4), 10, 1e-10)
     np.testing.assert_array_equal(x, np.zeros(4))
 
 
@@ -192,7 +193,7 @@ def test_trpo_step_full_step_on_trust_region_boundary():
     new, m = jit_step(dist_fn, params, obs, actions, adv, mask, trpo.TRPOConfig(), hp)
     step = jax.tree.map(jnp.subtract, new, params)
     kl_fn = _kl_fn(params, obs, mask)
-    fvp = trpo.make_fvp(kl_fn, params, hp.cg_damping)
+    fvp = ng.make_fvp(kl_fn, params, hp.cg_damping)
     quad = 0.5 * ravel_pytree(step)[0] @ ravel_pytree(fvp(step))[0]
     assert int(m["ls_index"]) == 0
     np.testing.assert_allclose(quad, 0.02, rtol=1e-3)   # ½ sᵀ(F+λI)s = δ
@@ -289,11 +290,11 @@ def test_gauss_newton_fvp_equals_hessian_fvp_at_the_old_policy(which):
         params = _mlp_params()
     mask = mask.at[::3].set(0.0)          # masked rows must not count
     mean0, log_std0 = jax.tree.map(jax.lax.stop_gradient, fn(params, obs))
-    kl_fn = lambda p: trpo.mean_kl(fn, p, obs, mask, mean0, log_std0)  # noqa: E731
+    kl_fn = lambda p: ng.mean_kl(fn, p, obs, mask, mean0, log_std0)  # noqa: E731
     flat, unravel = ravel_pytree(params)
     damping = 0.1
     hess = jax.hessian(lambda f: kl_fn(unravel(f)))(flat)
-    gn = jax.jit(trpo.make_gauss_newton_fvp(fn, params, obs, mask, mean0, log_std0, damping))
+    gn = jax.jit(ng.make_gauss_newton_fvp(fn, params, obs, mask, mean0, log_std0, damping))
     for seed in range(3):
         v = jnp.asarray(np.random.default_rng(seed).normal(size=flat.shape), jnp.float32)
         got = ravel_pytree(gn(unravel(v)))[0]
@@ -304,7 +305,7 @@ def test_gauss_newton_fvp_equals_hessian_fvp_at_the_old_policy(which):
     # that the GN form leaves out, so the two must differ there (this comparison can fail).
     shifted = jax.tree.map(lambda p: p + 0.3, params)
     hess_s = jax.hessian(lambda f: kl_fn(unravel(f)))(ravel_pytree(shifted)[0])
-    gn_s = trpo.make_gauss_newton_fvp(fn, shifted, obs, mask, mean0, log_std0, 0.0)
+    gn_s = ng.make_gauss_newton_fvp(fn, shifted, obs, mask, mean0, log_std0, 0.0)
     v = jnp.asarray(np.random.default_rng(7).normal(size=flat.shape), jnp.float32)
     assert not np.allclose(ravel_pytree(gn_s(unravel(v)))[0], hess_s @ v, rtol=1e-2)
 
@@ -355,7 +356,7 @@ def test_cg_tracks_a_times_x():
     a, b = _spd(6, seed=3)
     matvec = lambda v: jnp.asarray(a) @ v  # noqa: E731
     for iters in (2, 6):   # unconverged and converged
-        x, rdotr, ax = trpo.conjugate_gradient_tracked(matvec, jnp.asarray(b), iters, 1e-10)
+        x, rdotr, ax = ng.conjugate_gradient_tracked(matvec, jnp.asarray(b), iters, 1e-10)
         np.testing.assert_allclose(ax, a @ np.asarray(x), rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(rdotr, np.sum((b - a @ np.asarray(x)) ** 2), rtol=1e-2,
                                    atol=1e-6)

@@ -21,6 +21,9 @@ Original behaviour (``algos/trpo.py``, ``libs/misc/misc_utils.py``):
   The original does **not** check the KL there (``ls_check_kl=False``). Like the original's
   loop, the default ``line_search="sequential"`` stops at the first acceptable candidate;
   ``"parallel"`` evaluates all of them at once (same result).
+
+The mean KL, conjugate gradient and Fisher-vector products live in
+:mod:`bremen_jax.algo.natural_gradient`.
 """
 
 from __future__ import annotations
@@ -32,163 +35,13 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from bremen_jax.algo.natural_gradient import (DistFn, conjugate_gradient_tracked, make_trpo_fvp,
+                                              masked_mean, mean_kl, tree_axpy, tree_vdot)
 from bremen_jax.config import SCHEMA, TRPOConfig, TRPOHParams
 from bremen_jax.models import distributions
 from bremen_jax.types import Metrics, Params
 
-DistFn = Callable[[Params, jax.Array], tuple[jax.Array, jax.Array]]
-FVP_METHODS = SCHEMA["trpo.fvp"].choices            # ("gauss_newton", "hessian")
 LINE_SEARCHES = SCHEMA["trpo.line_search"].choices  # ("sequential", "parallel")
-
-
-# --- pytree linear algebra -------------------------------------------------------------
-
-def _tree_vdot(a: Params, b: Params) -> jax.Array:
-    """Σ over leaves of ⟨a, b⟩; elementwise product + sum so that no reduced-precision
-    (TF32) matmul path is taken for the CG inner products on GPUs."""
-    leaves = [jnp.sum(x * y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))]
-    return functools.reduce(jnp.add, leaves, jnp.zeros((), jnp.float32))
-
-
-def _tree_axpy(alpha: jax.Array, x: Params, y: Params) -> Params:
-    """``alpha·x + y`` leafwise."""
-    return jax.tree.map(lambda xi, yi: (alpha * xi + yi).astype(yi.dtype), x, y)
-
-
-def conjugate_gradient_with_info(matvec: Callable[[Params], Params], b: Params, iters: int,
-                                 residual_tol: float | jax.Array) -> tuple[Params, jax.Array]:
-    """Solves ``A x = b`` for SPD ``A`` by CG; returns ``(x, final r·r)``.
-
-    See :func:`conjugate_gradient_tracked`, which also returns ``A x``.
-    """
-    x, rdotr, _ = conjugate_gradient_tracked(matvec, b, iters, residual_tol)
-    return x, rdotr
-
-
-def conjugate_gradient_tracked(matvec: Callable[[Params], Params], b: Params, iters: int,
-                               residual_tol: float | jax.Array
-                               ) -> tuple[Params, jax.Array, Params]:
-    """Solves ``A x = b`` for SPD ``A`` by CG; returns ``(x, final r·r, A x)``.
-
-    ``iters`` fixed iterations in a ``lax.fori_loop``; once ``r·r < residual_tol`` the state
-    is frozen (branch-free equivalent of the original's early ``break``). Also guards
-    ``pᵀAp = 0`` (e.g. ``b = 0``). ``A x`` is accumulated alongside ``x``
-    (``Ax += α·A p``, the products CG computes anyway), so ``xᵀA x`` needs no extra product.
-
-    Args:
-        matvec: ``v -> A v`` on pytrees shaped like ``b``.
-        b: right-hand side pytree.
-        iters: static number of iterations.
-        residual_tol: tolerance on the squared residual norm.
-
-    Returns:
-        ``(x, rdotr, ax)``: solution pytree like ``b``, the last squared residual norm, and
-        ``A x`` (equal to ``matvec(x)`` up to float rounding).
-    """
-    x0 = jax.tree.map(jnp.zeros_like, b)
-    rdotr0 = _tree_vdot(b, b)
-
-    def body(_, state):
-        x, ax, r, p, rdotr = state
-        active = rdotr >= residual_tol
-        z = matvec(p)
-        pz = _tree_vdot(p, z)
-        ok = active & (pz != 0) & jnp.isfinite(pz)
-        alpha = jnp.where(ok, rdotr / jnp.where(ok, pz, 1.0), 0.0)
-        x_new = _tree_axpy(alpha, p, x)
-        ax_new = _tree_axpy(alpha, z, ax)
-        r_new = _tree_axpy(-alpha, z, r)
-        new_rdotr = _tree_vdot(r_new, r_new)
-        mu = new_rdotr / jnp.where(rdotr > 0, rdotr, 1.0)
-        p_new = _tree_axpy(mu, p, r_new)
-
-        def keep(new: Params, old: Params) -> Params:  # frozen once converged
-            return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
-
-        return (keep(x_new, x), keep(ax_new, ax), keep(r_new, r), keep(p_new, p),
-                jnp.where(ok, new_rdotr, rdotr))
-
-    x, ax, _, _, rdotr = lax.fori_loop(0, iters, body, (x0, x0, b, b, rdotr0))
-    return x, rdotr, ax
-
-
-def conjugate_gradient(matvec: Callable[[Params], Params], b: Params, iters: int,
-                       residual_tol: float | jax.Array) -> Params:
-    """Solves ``A x = b`` by CG (see :func:`conjugate_gradient_with_info`); returns ``x``."""
-    return conjugate_gradient_with_info(matvec, b, iters, residual_tol)[0]
-
-
-def make_fvp(kl_fn: Callable[[Params], jax.Array], params: Params,
-             damping: jax.Array | float) -> Callable[[Params], Params]:
-    """Damped Fisher-vector product ``v -> ∇²KL(params)·v + damping·v`` (forward-over-reverse).
-
-    ``kl_fn`` must hold the old distribution fixed (stop_gradient), so its Hessian at the
-    current params is the Fisher matrix. Uses ``jax.linearize(jax.grad(kl_fn), params)``:
-    the same forward-over-reverse JVP as ``jax.jvp(jax.grad(kl_fn), (params,), (v,))[1]``,
-    but the primal gradient pass is done once and shared by all CG iterations.
-
-    Args:
-        kl_fn: ``params -> scalar`` mean KL(π_old ‖ π_params).
-        params: point at which to linearise (the current policy params).
-        damping: added multiple of the identity.
-
-    Returns:
-        ``fvp(v) -> Fv`` on pytrees shaped like ``params``.
-    """
-    _, hvp = jax.linearize(jax.grad(kl_fn), params)
-
-    def fvp(v: Params) -> Params:
-        return jax.tree.map(lambda h, x: h + damping * x, hvp(v), v)
-
-    return fvp
-
-
-def make_gauss_newton_fvp(dist_fn: DistFn, params: Params, obs: jax.Array, mask: jax.Array,
-                          mean_old: jax.Array, log_std_old: jax.Array,
-                          damping: jax.Array | float) -> Callable[[Params], Params]:
-    """Damped Fisher-vector product ``v -> Jᵀ H_out J v + damping·v`` (Gauss-Newton form).
-
-    ``J`` is the Jacobian of ``params -> dist_fn(params, obs)`` (one ``jax.linearize``; its
-    transpose is the VJP) and ``H_out`` the Hessian of ``(mean, log_std) -> mean_kl`` at the
-    current outputs: per row and action dim ``1/σ²`` for the mean and ``2`` for log σ, times the
-    row's mask weight (computed by differentiating :func:`distributions.kl`, so a shared,
-    state-independent log σ is handled too). With ``mean_old, log_std_old`` the outputs at
-    ``params`` this is exactly the KL Hessian of :func:`make_fvp`.
-
-    Args:
-        dist_fn: ``(params, obs [N, o]) -> (mean [N, a], log_std [N, a] or [a])``.
-        params: the current policy params (the linearisation point).
-        obs: ``[N, obs_dim]``; mask: ``[N]``.
-        mean_old, log_std_old: the old distribution (``dist_fn(params, obs)``, held fixed).
-        damping: added multiple of the identity.
-
-    Returns:
-        ``fvp(v) -> Fv`` on pytrees shaped like ``params``.
-    """
-    outputs, jvp = jax.linearize(lambda p: dist_fn(p, obs), params)
-    vjp = jax.linear_transpose(jvp, params)
-
-    def kl_of_outputs(out):
-        return mean_kl(lambda _, __: out, None, obs, mask, mean_old, log_std_old)
-
-    _, out_hvp = jax.linearize(jax.grad(kl_of_outputs), outputs)
-
-    def fvp(v: Params) -> Params:
-        (jtj,) = vjp(out_hvp(jvp(v)))
-        return jax.tree.map(lambda h, x: h + damping * x, jtj, v)
-
-    return fvp
-
-
-def make_trpo_fvp(cfg: TRPOConfig, dist_fn: DistFn, params: Params, obs: jax.Array,
-                  mask: jax.Array, mean_old: jax.Array, log_std_old: jax.Array,
-                  damping: jax.Array | float) -> Callable[[Params], Params]:
-    """The damped Fisher-vector product chosen by ``cfg.fvp`` (what :func:`trpo_step` uses)."""
-    if cfg.fvp == "hessian":
-        kl_fn = functools.partial(mean_kl, dist_fn, obs=obs, mask=mask, mean_old=mean_old,
-                                  log_std_old=log_std_old)
-        return make_fvp(kl_fn, params, damping)
-    return make_gauss_newton_fvp(dist_fn, params, obs, mask, mean_old, log_std_old, damping)
 
 
 # --- line search -----------------------------------------------------------------------
@@ -226,7 +79,7 @@ def line_search(loss_fn: Callable[[Params], jax.Array], kl_fn: Callable[[Params]
     fracs = cfg.ls_backtrack ** jnp.arange(cfg.ls_steps, dtype=jnp.float32)  # [K]
 
     def evaluate(frac: jax.Array) -> tuple[jax.Array, jax.Array]:
-        candidate = _tree_axpy(frac, full_step, params)
+        candidate = tree_axpy(frac, full_step, params)
         return loss_fn(candidate), kl_fn(candidate)
 
     def acceptable(loss, kl_value, frac):
@@ -276,13 +129,7 @@ def line_search(loss_fn: Callable[[Params], jax.Array], kl_fn: Callable[[Params]
     return new_params, metrics
 
 
-# --- surrogate, KL and the step --------------------------------------------------------
-
-def _masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
-    valid = mask.astype(bool)
-    count = jnp.maximum(jnp.sum(valid), 1).astype(jnp.float32)
-    return jnp.sum(jnp.where(valid, x, 0.0)) / count
-
+# --- the surrogate (the KL and the CG/FVP algebra: bremen_jax.algo.natural_gradient) ----
 
 def surrogate_loss(dist_fn: DistFn, params: Params, obs: jax.Array, actions: jax.Array,
                    advantages: jax.Array, mask: jax.Array, logp_old: jax.Array) -> jax.Array:
@@ -298,24 +145,7 @@ def surrogate_loss(dist_fn: DistFn, params: Params, obs: jax.Array, actions: jax
     """
     mean, log_std = dist_fn(params, obs)
     ratio = jnp.exp(distributions.log_prob(mean, log_std, actions) - logp_old)
-    return -_masked_mean(ratio * advantages, mask)
-
-
-def mean_kl(dist_fn: DistFn, params: Params, obs: jax.Array, mask: jax.Array,
-            mean_old: jax.Array, log_std_old: jax.Array) -> jax.Array:
-    """Mean over masked rows of KL(π_old(·|s) ‖ π_θ(·|s)), summed over action dims.
-
-    Args:
-        dist_fn: ``(params, obs [N, o]) -> (mean [N, a], log_std [N, a])``.
-        params: policy params θ.
-        obs: ``[N, obs_dim]``; mask: ``[N]``; mean_old, log_std_old: ``[N, act_dim]`` (held
-            fixed; pass stop_gradient'ed values).
-
-    Returns:
-        Scalar mean KL.
-    """
-    mean, log_std = dist_fn(params, obs)
-    return _masked_mean(distributions.kl(mean_old, log_std_old, mean, log_std), mask)
+    return -masked_mean(ratio * advantages, mask)
 
 
 def _check_batch(obs: jax.Array, actions: jax.Array, advantages: jax.Array,
@@ -415,11 +245,11 @@ def natural_step(cfg: TRPOConfig, hp: TRPOHParams, dist_fn: DistFn, params: Para
     neg_grad = jax.tree.map(jnp.negative, grad)
     x, cg_residual, fx = conjugate_gradient_tracked(fvp, neg_grad, cfg.cg_iters,
                                                     cfg.cg_residual_tol)
-    shs = 0.5 * _tree_vdot(x, fx if cfg.shs_from_cg else fvp(x))
+    shs = 0.5 * tree_vdot(x, fx if cfg.shs_from_cg else fvp(x))
     shs_ok = jnp.isfinite(shs) & (shs > 0)
     scale = jnp.where(shs_ok, jnp.sqrt(hp.target_kl / jnp.where(shs_ok, shs, 1.0)), 0.0)
     full_step = jax.tree.map(lambda xi: jnp.where(shs_ok, scale * xi, 0.0).astype(xi.dtype), x)
-    expected_improve = _tree_vdot(neg_grad, full_step)
+    expected_improve = tree_vdot(neg_grad, full_step)
     return full_step, expected_improve, {"cg_residual": cg_residual, "shs": shs}
 
 
@@ -462,10 +292,10 @@ def trpo_step(dist_fn: DistFn, params: Params, obs: jax.Array, actions: jax.Arra
         "surrogate_before": metrics["loss_before"],
         "surrogate_after": metrics["loss_after"],
         "cg_residual": step_metrics["cg_residual"],
-        "grad_norm": jnp.sqrt(_tree_vdot(grad, grad)),
-        "step_norm": jnp.sqrt(_tree_vdot(full_step, full_step)),
-        "applied_step_norm": jnp.sqrt(_tree_vdot(applied, applied)),
+        "grad_norm": jnp.sqrt(tree_vdot(grad, grad)),
+        "step_norm": jnp.sqrt(tree_vdot(full_step, full_step)),
+        "applied_step_norm": jnp.sqrt(tree_vdot(applied, applied)),
         "shs": step_metrics["shs"],
-        "entropy": _masked_mean(distributions.entropy(old.log_std), mask),
+        "entropy": masked_mean(distributions.entropy(old.log_std), mask),
     })
     return new_params, metrics

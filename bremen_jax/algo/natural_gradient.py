@@ -1,0 +1,205 @@
+"""The natural-gradient linear algebra of a TRPO step (§5.3): pytree inner products, conjugate
+gradient, and the damped Fisher-vector products of the mean KL.
+
+Original behaviour (``algos/trpo.py``, ``libs/misc/misc_utils.py``):
+
+* Fisher-vector product = Hessian-vector product of the mean KL + damping·v (damping 0.1);
+  here by default in Gauss-Newton form ``Jᵀ H_out J v`` (the same matrix at π = π_old, ~1.5x
+  fewer FLOPs; ``TRPOConfig.fvp="hessian"`` is the original's form);
+* CG, 10 iterations, residual tolerance 1e-10, on ``F x = −∇L``.
+
+:mod:`bremen_jax.algo.trpo` composes these into the step.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from bremen_jax.config import SCHEMA, TRPOConfig
+from bremen_jax.models import distributions
+from bremen_jax.types import Params
+
+DistFn = Callable[[Params, jax.Array], tuple[jax.Array, jax.Array]]
+FVP_METHODS = SCHEMA["trpo.fvp"].choices            # ("gauss_newton", "hessian")
+
+
+# --- pytree linear algebra -------------------------------------------------------------
+
+def tree_vdot(a: Params, b: Params) -> jax.Array:
+    """Σ over leaves of ⟨a, b⟩; elementwise product + sum so that no reduced-precision
+    (TF32) matmul path is taken for the CG inner products on GPUs."""
+    leaves = [jnp.sum(x * y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))]
+    return functools.reduce(jnp.add, leaves, jnp.zeros((), jnp.float32))
+
+
+def tree_axpy(alpha: jax.Array, x: Params, y: Params) -> Params:
+    """``alpha·x + y`` leafwise."""
+    return jax.tree.map(lambda xi, yi: (alpha * xi + yi).astype(yi.dtype), x, y)
+
+
+def conjugate_gradient_with_info(matvec: Callable[[Params], Params], b: Params, iters: int,
+                                 residual_tol: float | jax.Array) -> tuple[Params, jax.Array]:
+    """Solves ``A x = b`` for SPD ``A`` by CG; returns ``(x, final r·r)``.
+
+    See :func:`conjugate_gradient_tracked`, which also returns ``A x``.
+    """
+    x, rdotr, _ = conjugate_gradient_tracked(matvec, b, iters, residual_tol)
+    return x, rdotr
+
+
+def conjugate_gradient_tracked(matvec: Callable[[Params], Params], b: Params, iters: int,
+                               residual_tol: float | jax.Array
+                               ) -> tuple[Params, jax.Array, Params]:
+    """Solves ``A x = b`` for SPD ``A`` by CG; returns ``(x, final r·r, A x)``.
+
+    ``iters`` fixed iterations in a ``lax.fori_loop``; once ``r·r < residual_tol`` the state
+    is frozen (branch-free equivalent of the original's early ``break``). Also guards
+    ``pᵀAp = 0`` (e.g. ``b = 0``). ``A x`` is accumulated alongside ``x``
+    (``Ax += α·A p``, the products CG computes anyway), so ``xᵀA x`` needs no extra product.
+
+    Args:
+        matvec: ``v -> A v`` on pytrees shaped like ``b``.
+        b: right-hand side pytree.
+        iters: static number of iterations.
+        residual_tol: tolerance on the squared residual norm.
+
+    Returns:
+        ``(x, rdotr, ax)``: solution pytree like ``b``, the last squared residual norm, and
+        ``A x`` (equal to ``matvec(x)`` up to float rounding).
+    """
+    x0 = jax.tree.map(jnp.zeros_like, b)
+    rdotr0 = tree_vdot(b, b)
+
+    def body(_, state):
+        x, ax, r, p, rdotr = state
+        active = rdotr >= residual_tol
+        z = matvec(p)
+        pz = tree_vdot(p, z)
+        ok = active & (pz != 0) & jnp.isfinite(pz)
+        alpha = jnp.where(ok, rdotr / jnp.where(ok, pz, 1.0), 0.0)
+        x_new = tree_axpy(alpha, p, x)
+        ax_new = tree_axpy(alpha, z, ax)
+        r_new = tree_axpy(-alpha, z, r)
+        new_rdotr = tree_vdot(r_new, r_new)
+        mu = new_rdotr / jnp.where(rdotr > 0, rdotr, 1.0)
+        p_new = tree_axpy(mu, p, r_new)
+
+        def keep(new: Params, old: Params) -> Params:  # frozen once converged
+            return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
+
+        return (keep(x_new, x), keep(ax_new, ax), keep(r_new, r), keep(p_new, p),
+                jnp.where(ok, new_rdotr, rdotr))
+
+    x, ax, _, _, rdotr = lax.fori_loop(0, iters, body, (x0, x0, b, b, rdotr0))
+    return x, rdotr, ax
+
+
+def conjugate_gradient(matvec: Callable[[Params], Params], b: Params, iters: int,
+                       residual_tol: float | jax.Array) -> Params:
+    """Solves ``A x = b`` by CG (see :func:`conjugate_gradient_with_info`); returns ``x``."""
+    return conjugate_gradient_with_info(matvec, b, iters, residual_tol)[0]
+
+
+def make_fvp(kl_fn: Callable[[Params], jax.Array], params: Params,
+             damping: jax.Array | float) -> Callable[[Params], Params]:
+    """Damped Fisher-vector product ``v -> ∇²KL(params)·v + damping·v`` (forward-over-reverse).
+
+    ``kl_fn`` must hold the old distribution fixed (stop_gradient), so its Hessian at the
+    current params is the Fisher matrix. Uses ``jax.linearize(jax.grad(kl_fn), params)``:
+    the same forward-over-reverse JVP as ``jax.jvp(jax.grad(kl_fn), (params,), (v,))[1]``,
+    but the primal gradient pass is done once and shared by all CG iterations.
+
+    Args:
+        kl_fn: ``params -> scalar`` mean KL(π_old ‖ π_params).
+        params: point at which to linearise (the current policy params).
+        damping: added multiple of the identity.
+
+    Returns:
+        ``fvp(v) -> Fv`` on pytrees shaped like ``params``.
+    """
+    _, hvp = jax.linearize(jax.grad(kl_fn), params)
+
+    def fvp(v: Params) -> Params:
+        return jax.tree.map(lambda h, x: h + damping * x, hvp(v), v)
+
+    return fvp
+
+
+def make_gauss_newton_fvp(dist_fn: DistFn, params: Params, obs: jax.Array, mask: jax.Array,
+                          mean_old: jax.Array, log_std_old: jax.Array,
+                          damping: jax.Array | float) -> Callable[[Params], Params]:
+    """Damped Fisher-vector product ``v -> Jᵀ H_out J v + damping·v`` (Gauss-Newton form).
+
+    ``J`` is the Jacobian of ``params -> dist_fn(params, obs)`` (one ``jax.linearize``; its
+    transpose is the VJP) and ``H_out`` the Hessian of ``(mean, log_std) -> mean_kl`` at the
+    current outputs: per row and action dim ``1/σ²`` for the mean and ``2`` for log σ, times the
+    row's mask weight (computed by differentiating :func:`distributions.kl`, so a shared,
+    state-independent log σ is handled too). With ``mean_old, log_std_old`` the outputs at
+    ``params`` this is exactly the KL Hessian of :func:`make_fvp`.
+
+    Args:
+        dist_fn: ``(params, obs [N, o]) -> (mean [N, a], log_std [N, a] or [a])``.
+        params: the current policy params (the linearisation point).
+        obs: ``[N, obs_dim]``; mask: ``[N]``.
+        mean_old, log_std_old: the old distribution (``dist_fn(params, obs)``, held fixed).
+        damping: added multiple of the identity.
+
+    Returns:
+        ``fvp(v) -> Fv`` on pytrees shaped like ``params``.
+    """
+    outputs, jvp = jax.linearize(lambda p: dist_fn(p, obs), params)
+    vjp = jax.linear_transpose(jvp, params)
+
+    def kl_of_outputs(out):
+        return mean_kl(lambda _, __: out, None, obs, mask, mean_old, log_std_old)
+
+    _, out_hvp = jax.linearize(jax.grad(kl_of_outputs), outputs)
+
+    def fvp(v: Params) -> Params:
+        (jtj,) = vjp(out_hvp(jvp(v)))
+        return jax.tree.map(lambda h, x: h + damping * x, jtj, v)
+
+    return fvp
+
+
+def make_trpo_fvp(cfg: TRPOConfig, dist_fn: DistFn, params: Params, obs: jax.Array,
+                  mask: jax.Array, mean_old: jax.Array, log_std_old: jax.Array,
+                  damping: jax.Array | float) -> Callable[[Params], Params]:
+    """The damped Fisher-vector product chosen by ``cfg.fvp`` (what
+    :func:`bremen_jax.algo.trpo.trpo_step` uses)."""
+    if cfg.fvp == "hessian":
+        kl_fn = functools.partial(mean_kl, dist_fn, obs=obs, mask=mask, mean_old=mean_old,
+                                  log_std_old=log_std_old)
+        return make_fvp(kl_fn, params, damping)
+    return make_gauss_newton_fvp(dist_fn, params, obs, mask, mean_old, log_std_old, damping)
+
+
+# --- the mean KL (the trust region's metric) ------------------------------------------
+
+def masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
+    """Mean of ``x [N]`` over the rows with ``mask [N]`` nonzero (0 when there is none)."""
+    valid = mask.astype(bool)
+    count = jnp.maximum(jnp.sum(valid), 1).astype(jnp.float32)
+    return jnp.sum(jnp.where(valid, x, 0.0)) / count
+
+
+def mean_kl(dist_fn: DistFn, params: Params, obs: jax.Array, mask: jax.Array,
+            mean_old: jax.Array, log_std_old: jax.Array) -> jax.Array:
+    """Mean over masked rows of KL(π_old(·|s) ‖ π_θ(·|s)), summed over action dims.
+
+    Args:
+        dist_fn: ``(params, obs [N, o]) -> (mean [N, a], log_std [N, a])``.
+        params: policy params θ.
+        obs: ``[N, obs_dim]``; mask: ``[N]``; mean_old, log_std_old: ``[N, act_dim]`` (held
+            fixed; pass stop_gradient'ed values).
+
+    Returns:
+        Scalar mean KL.
+    """
+    mean, log_std = dist_fn(params, obs)
+    return masked_mean(distributions.kl(mean_old, log_std_old, mean, log_std), mask)
