@@ -171,6 +171,22 @@ def fit_linear_baseline(features: jax.Array, targets: jax.Array, mask: jax.Array
     return LinearBaseline(coeffs=first_finite(cands, fallback))
 
 
+def refit_linear(prev: LinearBaseline, obs_hat: jax.Array, t: jax.Array, targets: jax.Array,
+                 mask: jax.Array) -> LinearBaseline:
+    """Refit of the linear baseline on a batch (the end of a TRPO iteration, §5.2).
+
+    Args:
+        prev: the current coefficients (kept when every ridge try is non-finite).
+        obs_hat: ``[..., o]`` normalised observations; t: ``[...]`` step index in the path.
+        targets: ``[...]`` value targets; mask: ``[...]`` real (non-padding) steps (any dtype).
+
+    Returns:
+        ``fit_linear_baseline(linear_features(obs_hat, t), targets, mask, prev=prev)``.
+    """
+    return fit_linear_baseline(linear_features(obs_hat, t), targets, mask.astype(bool),
+                               prev=prev)
+
+
 def predict_linear(baseline: LinearBaseline, features: jax.Array) -> jax.Array:
     """``[..., F] -> [...]`` value predictions."""
     if features.shape[-1] != baseline.coeffs.shape[0]:

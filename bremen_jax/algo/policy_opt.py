@@ -119,9 +119,8 @@ class PolicyOptimizer:
                                          ValueHParams(hp.trpo.value_learning_rate), key)
             new_baseline = learner.baseline
         else:
-            feats = baseline_lib.linear_features(obs_hat, batch.t)
-            new_baseline = baseline_lib.fit_linear_baseline(flat(feats), flat(targets), mask_flat,
-                                                            prev=learner.baseline)
+            new_baseline = baseline_lib.refit_linear(learner.baseline, obs_hat, batch.t, targets,
+                                                     batch.mask)
             value = learner.value
         learner = learner.replace(policy=learner.policy.replace(net=new_net),
                                   baseline=new_baseline, value=value)

@@ -252,14 +252,6 @@ def trpo_line_search(cfg, net, norm, data: trpo_lib.TRPOBatch, step, expected, l
                                 loss_before=loss0)
 
 
-def trpo_baseline(batch, obs_hat, targets, prev):
-    """Ridge refit of the linear baseline on the batch (end of ``PolicyOptimizer.update``)."""
-    feats = baseline_lib.linear_features(obs_hat, batch.t)
-    f = feats.reshape((-1, feats.shape[-1]))
-    return baseline_lib.fit_linear_baseline(f, targets.reshape(-1),
-                                            batch.mask.reshape(-1).astype(bool), prev=prev)
-
-
 def _bench_step_stages(b: Bench, add: Callable, policy, data: trpo_lib.TRPOBatch
                        ) -> tuple[int, str]:
     """Times the stages of ``trpo_step`` one by one (gradient, FVP+CG, line search) through
@@ -321,8 +313,8 @@ def bench_trpo(b: Bench) -> list[dict]:
     add("trpo_advantages", t_adv, 2 * N * F, "2*N*F_pol (target and behaviour policy)")
     upd_flops, upd_formula = _bench_step_stages(b, add, learner.policy,
                                                 _trpo_batch(batch, adv_std))
-    t_base, _ = time_jitted(trpo_baseline, batch, obs_hat, targets, learner.baseline,
-                            repeats=rep)
+    t_base, _ = time_jitted(baseline_lib.refit_linear, learner.baseline, obs_hat, batch.t,
+                            targets, batch.mask, repeats=rep)  # end of PolicyOptimizer.update
     add("trpo_baseline", t_base, None, "not counted (no MLP): QR of [N, 2*obs+5]")
     t_upd, _ = time_jitted(opt.update, learner, batch, adv_std, targets, obs_hat, hp, key,
                            repeats=rep)
