@@ -1,4 +1,5 @@
-"""Offline BREMEN entry point: ``python -m experiments.offline --config NAME --dataset F --workdir D``.
+"""Offline BREMEN entry point: ``python -m experiments.offline --config NAME --dataset F
+--workdir D``.
 
 A thin wrapper over ``bremen offline`` (same flags, including ``--config.FIELD=VALUE`` overrides).
 """

@@ -36,7 +36,7 @@ CPU_OVERRIDES = [
 LARGE_ROWS, LARGE_EPOCHS = 500_000, 20
 
 
-def main(argv=None) -> int:
+def _parse(argv) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tasks", default="halfcheetah,hopper")
     p.add_argument("--sizes", default="1000000,100000,50000")
@@ -46,14 +46,79 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="JSON (default benchmarks/results/"
                                                "cpu-<n>core-<date>-offline-table.json)")
     p.add_argument("overrides", nargs="*", help="extra config overrides FIELD=VALUE")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
 
-    from bremen_jax import config as config_lib
-    from bremen_jax.run import run_offline
-    from bremen_jax.datasets import scores
+
+def _header(args: argparse.Namespace, date: str) -> dict:
+    """The JSON document without rows: device, versions, the settings shared by every row."""
+    import jax
+
+    return {"experiment": "offline BREMEN vs behaviour and BC over dataset sizes (issue 6)",
+            "device": f"{jax.devices()[0].platform} ({os.cpu_count()} cores)",
+            "jax": jax.__version__, "date": date, "policy": args.policy, "noise": args.noise,
+            "compute_overrides": CPU_OVERRIDES + list(args.overrides),
+            "large_dataset_epochs": {"rows_at_least": LARGE_ROWS, "max_epochs": LARGE_EPOCHS},
+            "rows": []}
+
+
+def _dataset(task: str, args: argparse.Namespace, rows: int, work: pathlib.Path
+             ) -> tuple[pathlib.Path, dict]:
+    """``(path, metadata)`` of the task's largest dataset (collected unless already there)."""
     from bremen_jax.datasets.make import collect_dataset
 
-    import jax
+    data_path = work / f"{task}-{args.policy}-{args.noise}-{rows}.npz"
+    if data_path.exists():
+        from bremen_jax.data.dataset import dataset_info
+        info = dataset_info(data_path)
+    else:
+        info = collect_dataset(task, args.policy, args.noise, rows, data_path)
+    print(f"[{task}] dataset {data_path}: behaviour return {info['behavior_return']:.1f}, "
+          f"timing {info['timing']}", flush=True)
+    return data_path, info
+
+
+def _config(task: str, rows: int, overrides: list[str]):
+    """The task's paper config under :data:`CPU_OVERRIDES` (fewer epochs for large datasets)."""
+    from bremen_jax import config as config_lib
+
+    cfg = config_lib.load_config(task)
+    over = list(CPU_OVERRIDES)
+    if rows >= LARGE_ROWS:
+        over.append(f"dynamics.max_epochs={LARGE_EPOCHS}")
+    cfg = config_lib.apply_overrides(cfg, over + list(overrides))
+    config_lib.validate(cfg)
+    return cfg
+
+
+def _norm(task: str, ret: float | None, refs: tuple[float, float]) -> float | None:
+    from bremen_jax.datasets import scores
+
+    return None if ret is None else round(scores.normalized_score(task, ret, references=refs), 1)
+
+
+def _row(task: str, n: int, info: dict, s: dict, cfg, collect: dict, run_dir: pathlib.Path,
+         wall: float) -> dict:
+    """One table row from the dataset's metadata ``info`` and the run's summary ``s``."""
+    from bremen_jax.datasets import scores
+
+    refs = scores.reference_returns(task)
+    return {"task": task, "size": n, "behavior_return": info["behavior_return"],
+            "bc_return": s["bc_return"], "bremen_final": s["bremen_return"],
+            "bremen_best": max(s["bremen_returns"]) if s["bremen_returns"] else None,
+            "bremen_returns_every_25": s["bremen_returns"],
+            "normalized": {"behavior": _norm(task, info["behavior_return"], refs),
+                           "bc": _norm(task, s["bc_return"], refs),
+                           "bremen_final": _norm(task, s["bremen_return"], refs)},
+            "reference_returns": {"random": refs[0], "expert": refs[1]},
+            "collect_largest": collect, "run_dir": str(run_dir),
+            "wall_time_s": round(wall, 1), "phase_time_s": s["wall_time_s"],
+            "target_kl": float(cfg.trpo.target_kl),
+            "dynamics_max_epochs": int(cfg.dynamics.max_epochs)}
+
+
+def main(argv=None) -> int:
+    args = _parse(argv)
+    from bremen_jax.run import run_offline
 
     sizes = sorted({int(s) for s in args.sizes.split(",") if s}, reverse=True)
     tasks = [t for t in args.tasks.split(",") if t]
@@ -62,55 +127,22 @@ def main(argv=None) -> int:
     date = time.strftime("%Y-%m-%d")
     out = pathlib.Path(args.out or f"benchmarks/results/cpu-{os.cpu_count()}core-{date}-"
                                    f"offline-table.json")
-    doc = {"experiment": "offline BREMEN vs behaviour and BC over dataset sizes (issue 6)",
-           "device": f"{jax.devices()[0].platform} ({os.cpu_count()} cores)",
-           "jax": jax.__version__, "date": date, "policy": args.policy, "noise": args.noise,
-           "compute_overrides": CPU_OVERRIDES + list(args.overrides),
-           "large_dataset_epochs": {"rows_at_least": LARGE_ROWS, "max_epochs": LARGE_EPOCHS},
-           "rows": []}
+    doc = _header(args, date)
 
     def save():
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(doc, indent=2) + "\n")
 
     for task in tasks:
-        data_path = work / f"{task}-{args.policy}-{args.noise}-{sizes[0]}.npz"
-        if data_path.exists():
-            from bremen_jax.data.dataset import dataset_info
-            info = dataset_info(data_path)
-        else:
-            info = collect_dataset(task, args.policy, args.noise, sizes[0], data_path)
+        data_path, info = _dataset(task, args, sizes[0], work)
         collect = {"rows": sizes[0], **info["timing"]}
-        print(f"[{task}] dataset {data_path}: behaviour return {info['behavior_return']:.1f}, "
-              f"timing {info['timing']}", flush=True)
         for n in sizes:
-            cfg = config_lib.load_config(task)
-            over = list(CPU_OVERRIDES)
-            if n >= LARGE_ROWS:
-                over.append(f"dynamics.max_epochs={LARGE_EPOCHS}")
-            cfg = config_lib.apply_overrides(cfg, over + list(args.overrides))
-            config_lib.validate(cfg)
+            cfg = _config(task, n, args.overrides)
             run_dir = work / f"{task}-{n}-{time.strftime('%H%M%S')}"
             t0 = time.perf_counter()
             s = run_offline(cfg, data_path, run_dir, max_rows=n, progress=False).summary
             wall = time.perf_counter() - t0
-            refs = scores.reference_returns(task)
-
-            def norm(r):
-                return None if r is None else round(scores.normalized_score(task, r,
-                                                                            references=refs), 1)
-            row = {"task": task, "size": n, "behavior_return": info["behavior_return"],
-                   "bc_return": s["bc_return"], "bremen_final": s["bremen_return"],
-                   "bremen_best": max(s["bremen_returns"]) if s["bremen_returns"] else None,
-                   "bremen_returns_every_25": s["bremen_returns"],
-                   "normalized": {"behavior": norm(info["behavior_return"]),
-                                  "bc": norm(s["bc_return"]),
-                                  "bremen_final": norm(s["bremen_return"])},
-                   "reference_returns": {"random": refs[0], "expert": refs[1]},
-                   "collect_largest": collect, "run_dir": str(run_dir),
-                   "wall_time_s": round(wall, 1), "phase_time_s": s["wall_time_s"],
-                   "target_kl": float(cfg.trpo.target_kl),
-                   "dynamics_max_epochs": int(cfg.dynamics.max_epochs)}
+            row = _row(task, n, info, s, cfg, collect, run_dir, wall)
             doc["rows"].append(row)
             save()
             print(f"[{task} {n}] behaviour {row['behavior_return']:.1f} BC {row['bc_return']:.1f} "
