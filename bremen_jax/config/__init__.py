@@ -17,15 +17,15 @@ from bremen_jax.config.sections import (BCConfig, BCHParams, DeployConfig, Dynam
                                         DynamicsHParams, EvalConfig, HParams, ImagineConfig,
                                         ImagineHParams, PolicyNetConfig, StaticConfig, TRPOConfig,
                                         TRPOHParams, ValueHParams, split)
-from bremen_jax.config.setter import (apply_overrides, known_configs, load_config, override,
-                                      parse_value)
+from bremen_jax.config.setter import (apply_overrides, exec_file, known_configs, load_config,
+                                      override, parse_value)
 
 __all__ = [
     "BACKENDS", "BCConfig", "BCHParams", "CROSS_FIELD_RULES", "ConfigError", "DeployConfig",
     "DynamicsConfig", "DynamicsHParams", "EvalConfig", "FIELDS", "Field", "HOST", "HParams",
     "ImagineConfig", "ImagineHParams", "KINDS", "PRECISIONS", "PolicyNetConfig", "SCHEMA",
     "SECTIONS", "STATIC", "StaticConfig", "TRACED", "TRPOConfig", "TRPOHParams", "ValueHParams",
-    "apply_overrides", "check_value", "default_config", "field", "fields_of", "flatten",
-    "is_static", "kind_of", "known_configs", "load_config", "override", "parse_value",
+    "apply_overrides", "check_value", "default_config", "exec_file", "field", "fields_of",
+    "flatten", "is_static", "kind_of", "known_configs", "load_config", "override", "parse_value",
     "precision_context", "split", "validate",
 ]

@@ -1,6 +1,7 @@
 """Loading config files and the one typed setter used by the CLI, sweeps and resume.
 
-* :func:`load_config` loads ``bremen_jax/configs/<name>.py`` by module name, or a ``.py`` path.
+* :func:`load_config` loads ``bremen_jax/configs/<name>.py`` by module name, or a ``.py`` path
+  (:func:`exec_file`, which sweep files use too).
 * :func:`override` sets Python values (``{"trpo.target_kl": 0.05}``), checked by the schema.
 * :func:`parse_value` parses one command-line string by the field's schema type, once.
 * :func:`apply_overrides` is the command-line form (``["trpo.target_kl=0.05", ...]``).
@@ -13,6 +14,7 @@ import importlib.util
 import math
 import pathlib
 import pkgutil
+import types
 from typing import Any, Mapping, Sequence
 
 import ml_collections
@@ -38,14 +40,20 @@ def _import_named(name: str):
     return importlib.import_module(f"{CONFIGS_PACKAGE}.{name}")
 
 
+def exec_file(path: pathlib.Path, prefix: str) -> types.ModuleType:
+    """Executes the ``.py`` file ``path`` as a new module named ``<prefix><stem>`` (not put in
+    ``sys.modules``) and returns it; errors inside the file propagate."""
+    spec = importlib.util.spec_from_file_location(f"{prefix}{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _import_path(path: pathlib.Path):
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} not found; expected a path to a .py file "
                           f"defining get_config() or one of {known_configs()}")
-    spec = importlib.util.spec_from_file_location(f"bremen_config_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return exec_file(path, "bremen_config_")
 
 
 def load_config(name_or_path: str | pathlib.Path) -> ml_collections.ConfigDict:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import importlib.util
 import itertools
 import os
 import pathlib
@@ -224,10 +223,7 @@ def load_sweep_module(sweep: str | os.PathLike) -> types.ModuleType:
     if not path.suffix or not path.is_file():
         raise SweepError(f"sweep file {str(sweep)!r} not found; expected a .py file with "
                          f"get_sweep() or one of {known_sweeps()}")
-    spec = importlib.util.spec_from_file_location(f"bremen_sweep_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return config_lib.exec_file(path, "bremen_sweep_")
 
 
 def load_sweep(sweep: Any, overrides: Sequence[str] = ()
