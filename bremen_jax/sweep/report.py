@@ -216,6 +216,20 @@ def _arr(xs) -> np.ndarray:
     return np.asarray([math.nan if x is None else x for x in xs], np.float64)
 
 
+def _finish(plt, fig, ax, path: pathlib.Path, xlabel: str, ylabel: str, title: str) -> None:
+    """Integer x ticks, labels, title, grid and legend; writes ``path`` (png, 100 dpi), closes."""
+    ax.xaxis.set_major_locator(_integer_ticks())
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="best")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def plot_returns(path: pathlib.Path, summary: dict) -> None:
     """Mean return after each deployment, one line per point, band = ± std over seeds."""
     plt = _pyplot()
@@ -225,16 +239,8 @@ def plot_returns(path: pathlib.Path, summary: dict) -> None:
         x = np.arange(1, m.size + 1)
         (line,) = ax.plot(x, m, marker="o", label=g["label"] + (" (best)" if g["best"] else ""))
         ax.fill_between(x, m - s, m + s, color=line.get_color(), alpha=0.2)
-    ax.xaxis.set_major_locator(_integer_ticks())
-    ax.set_xlabel("deployment")
-    ax.set_ylabel("return (deterministic policy)")
-    ax.set_title(f"return vs deployment (mean ± std over {len(summary['seeds'])} seed(s))")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small", loc="best")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _finish(plt, fig, ax, path, "deployment", "return (deterministic policy)",
+            f"return vs deployment (mean ± std over {len(summary['seeds'])} seed(s))")
 
 
 def plot_ensemble(path: pathlib.Path, rows: list[dict], fields: Sequence[str]) -> None:
@@ -252,13 +258,5 @@ def plot_ensemble(path: pathlib.Path, rows: list[dict], fields: Sequence[str]) -
         stats = [_stats(by_size[k]) for k in sizes]
         ax.errorbar(sizes, [m for m, _ in stats], yerr=[s for _, s in stats], marker="o",
                     capsize=3, label=name)
-    ax.xaxis.set_major_locator(_integer_ticks())
-    ax.set_xlabel("ensemble size (active members)")
-    ax.set_ylabel("final return")
-    ax.set_title("final return vs ensemble size (mean ± std)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small", loc="best")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _finish(plt, fig, ax, path, "ensemble size (active members)", "final return",
+            "final return vs ensemble size (mean ± std)")
