@@ -8,8 +8,9 @@ Usage::
 
 Writes ``bremen_jax/datasets/behaviors/<task>/`` (snapshots, medium.npz, expert.npz, manifest.json)
 and updates ``bremen_jax/datasets/behaviors/references.json`` unless ``--out-dir`` is given; prints
-the report of :func:`bremen_jax.datasets.behavior_policies.train_behavior` as one JSON line.
-Defaults: :data:`~bremen_jax.datasets.behavior_policies.PPO_SETTINGS` and ``TASK_BACKENDS``.
+the report of :func:`bremen_jax.datasets.behavior_training.train_behavior` as one JSON line.
+Defaults: :data:`~bremen_jax.datasets.behavior_training.PPO_SETTINGS` and
+:data:`~bremen_jax.datasets.behavior_policies.TASK_BACKENDS`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import json
 import sys
 
 from bremen_jax.datasets import behavior_policies as bp
+from bremen_jax.datasets import behavior_training
 
 
 def _parse_value(text: str):
@@ -71,10 +73,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _train(task: str, args: argparse.Namespace, overrides: dict) -> dict:
-    return bp.train_behavior(task, num_timesteps=args.num_timesteps, seed=args.seed,
-                             out_dir=args.out_dir, backend=args.backend,
-                             num_snapshots=args.num_snapshots, eval_episodes=args.eval_episodes,
-                             log=lambda msg: print(msg, flush=True), **overrides)
+    return behavior_training.train_behavior(
+        task, num_timesteps=args.num_timesteps, seed=args.seed, out_dir=args.out_dir,
+        backend=args.backend, num_snapshots=args.num_snapshots, eval_episodes=args.eval_episodes,
+        log=lambda msg: print(msg, flush=True), **overrides)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from brax.training.acme import running_statistics
 from brax.training.agents.ppo import networks as ppo_networks
 
 from bremen_jax.datasets import behavior_policies as bp
+from bremen_jax.datasets import behavior_training as bt
 from bremen_jax.datasets import scores
 from bremen_jax.envs import make_task
 from experiments import train_behavior as script
@@ -100,11 +101,11 @@ def test_load_params_errors(tmp_path):
 
 def test_choose_medium_hand_computed():
     # random -100, expert 200 -> normalised (R + 100) / 300; target 5/12 ~ 0.4167, i.e. R = 25.
-    assert bp.choose_medium([-90, 0, 30, 120, 200], -100.0, 200.0) == 2
-    assert bp.choose_medium([-90, 100, 200], -100.0, 200.0) == 1  # 0.667 beats 0.033
-    assert bp.choose_medium([5.0, 5.0, 9.0], 0.0, 9.0) == 0  # tie -> earliest
+    assert bt.choose_medium([-90, 0, 30, 120, 200], -100.0, 200.0) == 2
+    assert bt.choose_medium([-90, 100, 200], -100.0, 200.0) == 1  # 0.667 beats 0.033
+    assert bt.choose_medium([5.0, 5.0, 9.0], 0.0, 9.0) == 0  # tie -> earliest
     with pytest.raises(ValueError, match="at least 2"):
-        bp.choose_medium([1.0], 0.0, 1.0)
+        bt.choose_medium([1.0], 0.0, 1.0)
     # the one score formula (bremen_jax.datasets.scores) on the same references
     assert scores.normalized_score("x", 25.0, references=(-100.0, 200.0)) == pytest.approx(
         100 * 125 / 300)
@@ -151,9 +152,9 @@ def test_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="medium.npz does not exist"):
         bp.load_behavior("inverted_pendulum", "medium", directory=tmp_path)
     with pytest.raises(ValueError, match="unknown or reserved ppo_kwargs \\['lr'\\]"):
-        bp.train_behavior("inverted_pendulum", num_timesteps=10, out_dir=tmp_path, lr=1e-3)
+        bt.train_behavior("inverted_pendulum", num_timesteps=10, out_dir=tmp_path, lr=1e-3)
     with pytest.raises(ValueError, match="num_timesteps must be a positive int"):
-        bp.train_behavior("inverted_pendulum", num_timesteps=0, out_dir=tmp_path)
+        bt.train_behavior("inverted_pendulum", num_timesteps=0, out_dir=tmp_path)
 
 
 def test_shipped_behaviors_load_with_matching_shapes():
@@ -210,7 +211,7 @@ def test_script_parses_overrides():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("behaviors")
-    report = bp.train_behavior("inverted_pendulum", num_timesteps=20_000, out_dir=out,
+    report = bt.train_behavior("inverted_pendulum", num_timesteps=20_000, out_dir=out,
                                num_snapshots=3, eval_episodes=5, log=lambda _: None)
     return out, report
 
@@ -229,7 +230,7 @@ def test_small_ppo_run_improves_over_random(trained):
     # (deterministic policy, same evaluation key): nothing was lost in saving.
     expert = bp.load_behavior("inverted_pendulum", "expert", directory=out)
     task = make_task("inverted_pendulum", backend="positional")
-    again = bp.evaluate_policies(task, expert.policy_fn, [expert.params], 5,
+    again = bt.evaluate_policies(task, expert.policy_fn, [expert.params], 5,
                                  jax.random.key(0 + 1_000_003))[0]
     assert again["mean"] == pytest.approx(expert.mean_return, abs=1e-3)
     medium = bp.load_behavior("inverted_pendulum", "medium", directory=out)
@@ -249,7 +250,7 @@ def test_diverged_training_gets_a_clear_error_and_writes_nothing(tmp_path, monke
 
     monkeypatch.setattr(ppo_train, "train", diverging)
     with pytest.raises(RuntimeError, match="training diverged.*nothing was written.*learning_rate"):
-        bp.train_behavior("inverted_pendulum", num_timesteps=1000, out_dir=tmp_path,
+        bt.train_behavior("inverted_pendulum", num_timesteps=1000, out_dir=tmp_path,
                           log=lambda m: None)
     assert not any(tmp_path.iterdir())
     rc = script.main(["--task", "inverted_pendulum", "--num-timesteps", "1000",

@@ -20,21 +20,17 @@ Each ``.npz`` is a flat dict of named arrays (``obs_mean``, ``obs_std``,
 function is rebuilt with :mod:`brax.training.agents.ppo.networks`. Every return in the manifest and
 in ``references.json`` is measured with :func:`bremen_jax.envs.acting.make_evaluator` (the
 deterministic mean action, episodes of up to 1000 steps ended by the task's termination).
-:func:`train_behavior` trains, measures and saves one task's policies.
+This module loads the artefacts; :func:`bremen_jax.datasets.behavior_training.train_behavior`
+trains, measures and saves one task's policies.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import functools
-import inspect
 import json
 import math
 import pathlib
-import time
-import warnings
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import flax.struct
 import flax.traverse_util
@@ -45,9 +41,8 @@ from brax.training.acme import running_statistics
 from brax.training.agents.ppo import networks as ppo_networks
 from flax import linen
 
-from bremen_jax.datasets import compat
-from bremen_jax.envs.acting import make_evaluator, uniform_random_policy
-from bremen_jax.envs import Task, list_tasks, make_task, task_specs
+from bremen_jax.envs import list_tasks, make_task, task_specs
+from bremen_jax.envs.acting import uniform_random_policy
 from bremen_jax.types import Params, PolicyFn, PRNGKey
 
 LEVELS = ("random", "medium", "expert")
@@ -55,6 +50,9 @@ DEFAULT_DIRECTORY = pathlib.Path(__file__).resolve().parent / "behaviors"
 MANIFEST = "manifest.json"
 REFERENCES = "references.json"
 ACTIVATIONS = {"swish": linen.swish, "relu": linen.relu, "tanh": linen.tanh, "elu": linen.elu}
+# Per task (from its TaskSpec, bremen_jax/envs/tasks/<task>.py): the backend the shipped configs
+# train BREMEN on, so the datasets come from the same physics.
+TASK_BACKENDS = {name: spec.default_backend for name, spec in task_specs().items()}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -202,30 +200,14 @@ def load_params(path: str | pathlib.Path, network: PolicyNetwork) -> PPOPolicyPa
     return arrays_to_params(arrays, network, source=str(path))
 
 
-def evaluate_policies(task: Task, policy_fn: PolicyFn, params_list: Sequence[Any],
-                      num_episodes: int, key: PRNGKey) -> list[dict[str, float]]:
-    """Mean/std task return of each params (one compile; the same key for all, so the same starts).
-
-    Episodes run to the task's termination or ``task.episode_length`` steps
-    (:func:`~bremen_jax.envs.acting.make_evaluator`). Returns ``[{"mean", "std", "length"}]``.
-    """
-    evaluate = jax.jit(make_evaluator(task, policy_fn, num_episodes))
-    out = []
-    for params in params_list:
-        m = jax.device_get(evaluate(params, key))
-        out.append({"mean": float(m["return_mean"]), "std": float(m["return_std"]),
-                    "length": float(m["length_mean"])})
-    return out
-
-
 # ------------------------------------------------------------------------------------------------
 # Loading shipped / trained behaviours.
 
-def _dir(directory) -> pathlib.Path:
+def artifact_dir(directory) -> pathlib.Path:
     return DEFAULT_DIRECTORY if directory is None else pathlib.Path(directory)
 
 
-def _check_task_name(task: str) -> None:
+def check_task_name(task: str) -> None:
     if not isinstance(task, str) or task not in list_tasks():
         raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(list_tasks())}")
 
@@ -237,8 +219,8 @@ def _check_level(level: str, allowed: Sequence[str] = LEVELS) -> None:
 
 def read_manifest(task: str, directory=None) -> dict:
     """``<directory>/<task>/manifest.json`` (FileNotFoundError naming the path when missing)."""
-    _check_task_name(task)
-    path = _dir(directory) / task / MANIFEST
+    check_task_name(task)
+    path = artifact_dir(directory) / task / MANIFEST
     if not path.is_file():
         raise FileNotFoundError(
             f"no behaviour policies for task {task!r}: {path} does not exist; train them with "
@@ -248,7 +230,7 @@ def read_manifest(task: str, directory=None) -> dict:
 
 def read_references(directory=None) -> dict:
     """All pinned references ``{task: {...}}`` (empty dict when the file does not exist)."""
-    path = _dir(directory) / REFERENCES
+    path = artifact_dir(directory) / REFERENCES
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
@@ -258,13 +240,13 @@ def reference_returns(task: str, directory=None) -> tuple[float, float]:
     Raises:
         ValueError: unknown task, or no references recorded for it.
     """
-    _check_task_name(task)
+    check_task_name(task)
     refs = read_references(directory)
     if task not in refs:
         raise ValueError(
-            f"no reference returns for task {task!r} in {_dir(directory) / REFERENCES} (tasks with "
-            f"references: {', '.join(sorted(refs)) or 'none'}); train its behaviour policies with "
-            f"`python -m experiments.train_behavior --task {task}`")
+            f"no reference returns for task {task!r} in {artifact_dir(directory) / REFERENCES} "
+            f"(tasks with references: {', '.join(sorted(refs)) or 'none'}); train its behaviour "
+            f"policies with `python -m experiments.train_behavior --task {task}`")
     return float(refs[task]["random"]), float(refs[task]["expert"])
 
 
@@ -281,7 +263,7 @@ def _random_behavior(task: str, directory) -> Behavior:
 
 def _ppo_behavior(task: str, level: str, manifest: dict, entry: dict, directory) -> Behavior:
     network = PolicyNetwork.from_json(manifest["network"])
-    params = load_params(_dir(directory) / task / entry["file"], network)
+    params = load_params(artifact_dir(directory) / task / entry["file"], network)
     meta = dict(entry, backend=manifest["backend"], episodes=manifest["eval"]["episodes"],
                 network=manifest["network"])
     return Behavior(task, level, make_ppo_policy_fn(network), params, float(entry["mean_return"]),
@@ -298,7 +280,7 @@ def load_behavior(task: str, level: str, directory=None) -> Behavior:
         ValueError: unknown task or level, or a file that does not match its manifest.
         FileNotFoundError: no manifest or policy file for the task.
     """
-    _check_task_name(task)
+    check_task_name(task)
     _check_level(level)
     if level == "random":
         return _random_behavior(task, directory)
@@ -310,10 +292,10 @@ def load_snapshots(task: str, up_to: str = "medium", directory=None) -> list[Beh
     """Training history for D4RL ``medium-replay``: ``random``, then the PPO snapshots in order.
 
     The list is the uniform policy followed by every saved snapshot (step 0 = the initial PPO
-    policy) up to and including the one chosen as ``up_to`` (``"medium"`` or ``"expert"``; ``random``
-    gives just the uniform policy). Levels are named ``snapshot_XX``.
+    policy) up to and including the one chosen as ``up_to`` (``"medium"`` or ``"expert"``;
+    ``random`` gives just the uniform policy). Levels are named ``snapshot_XX``.
     """
-    _check_task_name(task)
+    check_task_name(task)
     _check_level(up_to)
     out = [_random_behavior(task, directory)]
     if up_to == "random":
@@ -324,195 +306,3 @@ def load_snapshots(task: str, up_to: str = "medium", directory=None) -> list[Beh
         out.append(_ppo_behavior(task, f"snapshot_{entry['snapshot']:02d}", manifest, entry,
                                  directory))
     return out
-
-
-# ------------------------------------------------------------------------------------------------
-# Training with brax.training.agents.ppo.
-
-# Per task (from its TaskSpec, bremen_jax/envs/tasks/<task>.py): the backend the shipped configs
-# train BREMEN on, so the datasets come from the same physics, and the task's PPO settings (Brax's
-# published ones, see envs/tasks/_common.py), on top of these env counts scaled down from 2048-4096
-# envs for a CPU.
-TASK_BACKENDS = {name: spec.default_backend for name, spec in task_specs().items()}
-_PPO_COMMON = dict(normalize_observations=True, action_repeat=1, num_envs=64, batch_size=64,
-                   num_minibatches=16)
-PPO_SETTINGS = {name: dict(spec.behavior_ppo) for name, spec in task_specs().items()}
-NETWORK_KWARGS = ("policy_hidden_layer_sizes", "value_hidden_layer_sizes", "activation")
-# ppo.train arguments set by train_behavior itself.
-_RESERVED = ("environment", "num_timesteps", "episode_length", "num_evals", "run_evals", "seed",
-             "network_factory", "progress_fn", "policy_params_fn", "log_training_metrics")
-MEDIUM_FRACTION = (1.0 / 3.0, 0.5)
-
-
-def choose_medium(returns: Sequence[float], r_random: float, r_expert: float,
-                  fraction: tuple[float, float] = MEDIUM_FRACTION) -> int:
-    """Index of the snapshot (the last one, the expert, excluded) whose normalised return
-    ``(R - R_random) / (R_expert - R_random)`` is closest to the middle of ``fraction``.
-
-    D4RL's "medium" stops at about a third of the expert (anchors §5); normalising by the random
-    return keeps the rule meaningful for tasks with negative returns (halfcheetah). Ties: earliest.
-    """
-    if len(returns) < 2:
-        raise ValueError(f"need at least 2 snapshots to choose a medium one, got {len(returns)}")
-    span = r_expert - r_random
-    target = 0.5 * (fraction[0] + fraction[1])
-    scores = [(r - r_random) / span if span > 0 else 0.0 for r in returns[:-1]]
-    return int(np.argmin([abs(s - target) for s in scores]))
-
-
-def _write_json(path: pathlib.Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-
-def train_behavior(task: str, *, num_timesteps: int, seed: int = 0, out_dir=None,
-                   backend: str | None = None, num_snapshots: int = 10, eval_episodes: int = 10,
-                   log: Callable[[str], None] = print, **ppo_kwargs) -> dict:
-    """Trains ``task``'s behaviour policies with Brax PPO, measures them, saves them.
-
-    ``ppo.train`` runs on ``make_task(task, backend).env`` (episode length 1000) with
-    :data:`PPO_SETTINGS` updated by ``ppo_kwargs`` (any ``ppo.train`` argument, plus
-    :data:`NETWORK_KWARGS`); ``num_snapshots`` policies are kept (step 0 and ``num_snapshots - 1``
-    evenly spaced points; the last is the expert). Every snapshot and the uniform policy are
-    evaluated over ``eval_episodes`` deterministic episodes with our evaluator; ``medium`` is chosen
-    by :func:`choose_medium`. Writes ``<out_dir>/<task>/`` and updates
-    ``<out_dir>/references.json`` (``out_dir`` defaults to :data:`DEFAULT_DIRECTORY`).
-
-    Returns:
-        A report: returns per level and snapshot, env steps, wall times, steady steps/s.
-    """
-    _check_task_name(task)
-    for field, value in (("num_timesteps", num_timesteps), ("num_snapshots", num_snapshots),
-                         ("eval_episodes", eval_episodes)):
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{field} must be a positive int, got {value!r}")
-    if num_snapshots < 3:
-        raise ValueError(
-            f"num_snapshots must be >= 3 (initial, medium, expert), got {num_snapshots}")
-    from brax.training.agents.ppo import train as ppo_train  # heavy import, only for training
-
-    backend = TASK_BACKENDS.get(task, "generalized") if backend is None else backend
-    task_obj = make_task(task, backend=backend, episode_length=1000)
-    net_kw = {k: ppo_kwargs.pop(k) for k in list(ppo_kwargs) if k in NETWORK_KWARGS}
-    valid = set(inspect.signature(ppo_train.train).parameters) - set(_RESERVED)
-    bad = sorted(set(ppo_kwargs) - valid)
-    if bad:
-        raise ValueError(f"unknown or reserved ppo_kwargs {bad}; valid: {sorted(valid)} and "
-                         f"{list(NETWORK_KWARGS)}")
-    settings = dict(_PPO_COMMON, **PPO_SETTINGS.get(task, PPO_SETTINGS["halfcheetah"]))
-    settings.update(ppo_kwargs)
-    network = PolicyNetwork(task_obj.obs_size, task_obj.action_size,
-                            tuple(net_kw.get("policy_hidden_layer_sizes", (32,) * 4)),
-                            net_kw.get("activation", "swish"))
-    value_hidden = tuple(net_kw.get("value_hidden_layer_sizes", (256,) * 5))
-    factory = functools.partial(
-        ppo_networks.make_ppo_networks, policy_hidden_layer_sizes=network.hidden_layer_sizes,
-        value_hidden_layer_sizes=value_hidden, activation=ACTIVATIONS[network.activation])
-
-    snapshots, curve = [], []
-    t0 = time.perf_counter()
-
-    def on_params(step, make_policy, params):
-        del make_policy
-        normalizer, policy, _ = params
-        snapshots.append((int(step), time.perf_counter() - t0, PPOPolicyParams(
-            jnp.asarray(normalizer.mean), jnp.asarray(normalizer.std), jax.device_get(policy))))
-        log(f"[{task}] snapshot {len(snapshots) - 1} at step {int(step):,}, "
-            f"{time.perf_counter() - t0:.0f} s")
-
-    def on_progress(step, metrics):
-        if "episode/sum_reward" in metrics:  # training episodes (stochastic policy)
-            curve.append([int(step), round(float(metrics["episode/sum_reward"]), 2)])
-            log(f"[{task}] step {int(step):,}: training episode return {curve[-1][1]}, "
-                f"{time.perf_counter() - t0:.0f} s")
-
-    try:
-        with compat.brax_jax_compat():
-            ppo_train.train(environment=task_obj.env, num_timesteps=num_timesteps,
-                            episode_length=task_obj.episode_length, num_evals=num_snapshots,
-                            run_evals=False, log_training_metrics=True, seed=seed,
-                            network_factory=factory, progress_fn=on_progress,
-                            policy_params_fn=on_params, **settings)
-    except AssertionError as e:
-        # brax's pmap.assert_is_replicated compares the state with itself: NaN != NaN
-        nan = any(not np.all(np.isfinite(np.asarray(x)))
-                  for x in jax.tree.leaves(snapshots[-1][2])) if snapshots else False
-        raise RuntimeError(
-            f"{task}: Brax PPO training failed its replication check after "
-            f"{snapshots[-1][0] if snapshots else 0:,} steps"
-            f"{' (the latest policy parameters hold NaN/inf: training diverged)' if nan else ''};"
-            f" nothing was written. Try a smaller learning_rate, reward_scaling=1 or "
-            f"max_grad_norm=1 (--ppo KEY=VALUE), or another backend (--backend)") from e
-    train_time = time.perf_counter() - t0
-    steps = [s for s, _, _ in snapshots]
-    times = [t for _, t, _ in snapshots]
-    steady = (steps[-1] - steps[1]) / max(times[-1] - times[1], 1e-9) if len(steps) > 2 else None
-
-    log(f"[{task}] trained {steps[-1]:,} steps in {train_time:.0f} s; evaluating")
-    t1 = time.perf_counter()
-    key_eval = jax.random.key(seed + 1_000_003)  # one key: every policy sees the same starts
-    rets = evaluate_policies(task_obj, make_ppo_policy_fn(network), [p for _, _, p in snapshots],
-                             eval_episodes, key_eval)
-    rand = evaluate_policies(task_obj, uniform_random_policy(task_obj.action_size), [None],
-                             eval_episodes, key_eval)[0]
-    eval_time = time.perf_counter() - t1
-    r_random, r_expert = rand["mean"], rets[-1]["mean"]
-    if not r_expert > r_random:
-        warnings.warn(f"{task}: the trained policy ({r_expert:.1f}) does not beat the uniform "
-                      f"policy ({r_random:.1f}); its levels are not meaningful")
-    medium = choose_medium([r["mean"] for r in rets], r_random, r_expert)
-
-    task_dir = _dir(out_dir) / task
-    task_dir.mkdir(parents=True, exist_ok=True)
-    for old in list(task_dir.glob("snapshot_*.npz")) + [task_dir / "medium.npz",
-                                                        task_dir / "expert.npz"]:
-        old.unlink(missing_ok=True)
-    entries = []
-    for i, ((step, wall, params), r) in enumerate(zip(snapshots, rets)):
-        save_params(task_dir / f"snapshot_{i:02d}.npz", params)
-        entries.append({"snapshot": i, "file": f"snapshot_{i:02d}.npz", "step": step,
-                        "wall_s": round(wall, 1), "mean_return": round(r["mean"], 3),
-                        "std_return": round(r["std"], 3), "mean_length": r["length"]})
-    levels = {}
-    for level, i in (("medium", medium), ("expert", len(snapshots) - 1)):
-        save_params(task_dir / f"{level}.npz", snapshots[i][2])
-        levels[level] = dict(entries[i], file=f"{level}.npz")
-    span = r_expert - r_random
-    levels["medium"]["fraction_of_expert"] = round((levels["medium"]["mean_return"] - r_random)
-                                                   / span, 3) if span > 0 else None
-    manifest = {
-        "task": task, "backend": backend, "episode_length": task_obj.episode_length,
-        "algorithm": "brax.training.agents.ppo", "network": dict(
-            network.to_json(), value_hidden_layer_sizes=list(value_hidden)),
-        "ppo": settings, "seed": seed, "num_timesteps": num_timesteps, "env_steps": steps[-1],
-        "train_time_s": round(train_time, 1), "steady_steps_per_s": steady and round(steady),
-        "first_snapshot_wall_s": round(times[1], 1), "eval_time_s": round(eval_time, 1),
-        "eval": {"episodes": eval_episodes, "deterministic": True,
-                 "evaluator": "bremen_jax.envs.acting.make_evaluator",
-                 "key": f"jax.random.key({seed + 1_000_003})"},
-        "random": {"mean_return": round(r_random, 3), "std_return": round(rand["std"], 3)},
-        "levels": levels, "snapshots": entries, "training_curve": curve,
-        "versions": {"jax": jax.__version__, "brax": _brax_version()},
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-    _write_json(task_dir / MANIFEST, manifest)
-    refs = read_references(out_dir)
-    refs[task] = {"random": round(r_random, 3), "expert": round(r_expert, 3), "backend": backend,
-                  "episodes": eval_episodes, "source": (
-                      f"measured by train_behavior: uniform U(-1,1) policy vs the final Brax PPO "
-                      f"policy ({steps[-1]:,} env steps, seed {seed}), deterministic, "
-                      f"episodes of up to {task_obj.episode_length} steps")}
-    _write_json(_dir(out_dir) / REFERENCES, dict(sorted(refs.items())))
-    report = {k: manifest[k] for k in ("task", "backend", "num_timesteps", "env_steps",
-                                        "train_time_s", "steady_steps_per_s", "eval_time_s")}
-    report.update(returns={"random": round(r_random, 3), "medium": levels["medium"]["mean_return"],
-                           "expert": round(r_expert, 3)},
-                  medium_snapshot=medium, medium_fraction=levels["medium"]["fraction_of_expert"],
-                  snapshot_returns=[e["mean_return"] for e in entries], out_dir=str(task_dir))
-    log(f"[{task}] {json.dumps(report)}")
-    return report
-
-
-def _brax_version() -> str:
-    import brax
-    return getattr(brax, "__version__", "unknown")

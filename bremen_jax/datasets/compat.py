@@ -1,7 +1,7 @@
 """Compatibility shims between the pinned Brax and newer JAX releases (one place for all of them).
 
 Why this module exists: brax 0.14.2's ``brax.training.agents.ppo.train.train`` (used by
-:func:`bremen_jax.datasets.behavior_policies.train_behavior` to train the behaviour policies)
+:func:`bremen_jax.datasets.behavior_training.train_behavior` to train the behaviour policies)
 calls ``jax.device_put_replicated``, which jax 0.10 removed. :func:`brax_jax_compat` provides
 JAX's documented drop-in (``jax.device_put`` of a stacked copy with a sharding over the devices)
 for the duration of the call only, and leaves ``jax`` untouched when the function exists.

@@ -40,7 +40,7 @@ class TaskSpec:
         unstable_backends: ``{backend: why and what to use instead}``; :func:`make_task` warns
             with :class:`UnstablePhysicsWarning` when one is chosen.
         behavior_ppo: this task's ``brax.training.agents.ppo.train`` settings for training its
-            behaviour policies (on top of ``datasets.behavior_policies``' common ones).
+            behaviour policies (on top of ``datasets.behavior_training.PPO_COMMON``).
         episode_length: default time limit of one real episode.
         description: one line for ``bremen tasks``.
     """

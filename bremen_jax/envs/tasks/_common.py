@@ -89,7 +89,7 @@ def reset_obs_pendulum(env, key: PRNGKey) -> jax.Array:
 # google/brax notebooks/training.ipynb: reward_scaling, unroll_length, num_updates_per_batch,
 # discounting, learning_rate, entropy_cost). The notebook trains hopper/walker2d with SAC; here
 # they use PPO with the locomotion settings (discount 0.99). The env counts common to every task
-# are ``datasets.behavior_policies._PPO_COMMON``.
+# are ``datasets.behavior_training.PPO_COMMON``.
 
 def locomotion_ppo(discounting: float, reward_scaling: float = 1.0) -> dict:
     """The notebook's locomotion PPO settings with this task's discount and reward scale."""
