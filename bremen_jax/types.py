@@ -1,4 +1,5 @@
-"""Shared small types: the transition record, type aliases and the positive-int check.
+"""Shared small types: the transition record, type aliases, the positive-int check and the
+non-finite guard (:func:`all_finite`, :func:`keep_if`).
 
 Everything that flows between modules (collection -> buffer -> ensemble fit / behaviour
 cloning -> imagined rollouts) is a :class:`Transition` pytree whose leaves share leading
@@ -11,6 +12,7 @@ from typing import Any, Callable, Dict
 
 import flax.struct
 import jax
+import jax.numpy as jnp
 
 PRNGKey = jax.Array  # a typed key from ``jax.random.key`` (shape ``()``)
 Params = Any  # a pytree of arrays
@@ -25,6 +27,22 @@ def check_positive_int(value: Any, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{field} must be a positive int, got {value!r}")
     return value
+
+
+def all_finite(tree: Any) -> jax.Array:
+    """``[]`` bool: every element of every floating leaf of ``tree`` is finite (jittable).
+
+    Integer, bool and key leaves count as finite; an empty tree is finite.
+    """
+    oks = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+           if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
+    return jnp.all(jnp.stack(oks)) if oks else jnp.bool_(True)
+
+
+def keep_if(ok: jax.Array, new: Any, old: Any) -> Any:
+    """``new`` where the ``[]`` bool ``ok`` holds, else ``old`` (leaf by leaf, branch-free: a
+    rejected non-finite ``new`` never leaks into the result)."""
+    return jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
 
 
 @flax.struct.dataclass

@@ -110,8 +110,8 @@ def test_kinds_come_from_the_schema():
     ("deploy.batch_size=-400", r"deploy.batch_size must be > 0, got -400"),
     ("dynamics.num_members=0", "dynamics.num_members must be > 0"),
     ("bc.num_steps=-1", "bc.num_steps must be > 0"),
-    ("trpo.target_kl=-0.1", "trpo.target_kl must be > 0"),
-    ("trpo.cg_damping=-1", "trpo.cg_damping must be >= 0"),
+    ("trpo.target_kl=-0.1", r"trpo.target_kl must be in \(0, 10\], got -0.1"),
+    ("trpo.cg_damping=-1", r"trpo.cg_damping must be in \[0, 1000\], got -1"),
     ("trpo.gamma=1.5", r"trpo.gamma must be in \(0, 1\]"),
     ("trpo.gamma=0", r"trpo.gamma must be in \(0, 1\]"),
     ("trpo.lam=1.01", r"trpo.lam must be in \[0, 1\]"),
@@ -127,8 +127,23 @@ def test_kinds_come_from_the_schema():
     ("trpo.target_kl=inf", "trpo.target_kl must be a finite number"),
     ("trpo.lam=nan", "trpo.lam must be a finite number"),
     ("dynamics.restore_best=1", "dynamics.restore_best expects true/false"),
+    # absurd values (issue 13): the field and its accepted range
+    ("bc.learning_rate=1e30", r"bc.learning_rate must be in \(0, 1\], got 1e\+30"),
+    ("dynamics.learning_rate=1e6", r"dynamics.learning_rate must be in \(0, 1\], got 1000000"),
+    ("dynamics.learning_rate=1e999", "dynamics.learning_rate must be a finite number"),
+    ("trpo.value_learning_rate=2", r"trpo.value_learning_rate must be in \(0, 1\], got 2"),
+    ("bc.learning_rate=0", r"bc.learning_rate must be in \(0, 1\], got 0"),
+    ("dynamics.weight_decay=1e30", r"dynamics.weight_decay must be in \[0, 10000\], got 1e\+30"),
+    ("dynamics.weight_decay=-1", r"dynamics.weight_decay must be in \[0, 10000\]"),
+    ("trpo.target_kl=11", r"trpo.target_kl must be in \(0, 10\], got 11"),
+    ("trpo.target_kl=0", r"trpo.target_kl must be in \(0, 10\], got 0"),
+    ("trpo.cg_damping=1e4", r"trpo.cg_damping must be in \[0, 1000\], got 10000"),
+    ("imagine.explore_sigma=10.5", r"imagine.explore_sigma must be in \[0, 10\], got 10.5"),
+    ("imagine.explore_sigma=-0.1", r"imagine.explore_sigma must be in \[0, 10\]"),
+    ("trpo.kl_penalty=1e5", r"trpo.kl_penalty must be in \[0, 10000\], got 100000"),
 ])
 def test_bad_values_raise_config_error_naming_the_field(override, match):
+    """Also the absurd values of issue 13 (each would poison a run with NaN/inf)."""
     with count_compiles() as compiles:
         with pytest.raises(ConfigError, match=match):
             config_lib.split(_test_cfg(override))
@@ -224,13 +239,24 @@ def test_override_sets_python_values_on_a_copy():
     assert config_lib.override(old, {"checkpoint.every": 2}).checkpoint.every == 2
 
 
+@pytest.mark.parametrize("override", [
+    "bc.learning_rate=1", "dynamics.learning_rate=1e-9", "dynamics.weight_decay=0",
+    "dynamics.weight_decay=1e4", "trpo.target_kl=10", "trpo.cg_damping=0", "trpo.cg_damping=1e3",
+    "imagine.explore_sigma=0", "imagine.explore_sigma=10", "trpo.kl_penalty=1e4",
+    "trpo.value_learning_rate=1"])
+def test_range_ends_are_accepted(override):
+    config_lib.split(_test_cfg(override))
+
+
 def test_section_classes_check_with_the_schema():
     with pytest.raises(ConfigError, match="trpo.ls_backtrack must be in"):
         config_lib.TRPOConfig(ls_backtrack=1.5)
     with pytest.raises(ConfigError, match="bc.batch_size must be > 0"):
         config_lib.BCConfig(batch_size=0)
-    with pytest.raises(ConfigError, match="dynamics.learning_rate must be > 0"):
+    with pytest.raises(ConfigError, match=r"dynamics.learning_rate must be in \(0, 1\]"):
         config_lib.DynamicsHParams.create(learning_rate=0.0)
+    with pytest.raises(ConfigError, match=r"bc.learning_rate must be in \(0, 1\], got 1e\+30"):
+        config_lib.BCHParams.create(1e30)
     with pytest.raises(ConfigError, match="has no traced field 'horizon'"):
         config_lib.ImagineHParams.create(horizon=3)
     assert config_lib.DynamicsConfig(hidden_sizes=[4, 4]).hidden_sizes == (4, 4)  # hashable

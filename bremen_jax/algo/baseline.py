@@ -42,7 +42,7 @@ import optax
 
 from bremen_jax.config import ValueHParams
 from bremen_jax.models.networks import apply_mlp, check_mlp_sizes, init_normc
-from bremen_jax.types import Metrics, Params, PRNGKey
+from bremen_jax.types import Metrics, Params, PRNGKey, all_finite, keep_if
 
 HIGHEST = jax.lax.Precision.HIGHEST
 NUM_RIDGE_TRIES = 5
@@ -156,6 +156,14 @@ def fit_linear_baseline(features: jax.Array, targets: jax.Array, mask: jax.Array
     Returns:
         The fitted :class:`LinearBaseline`.
     """
+    return fit_linear_checked(features, targets, mask, reg, prev)[0]
+
+
+def fit_linear_checked(features: jax.Array, targets: jax.Array, mask: jax.Array,
+                       reg: float | jax.Array = 1e-5, prev: Optional[LinearBaseline] = None
+                       ) -> tuple[LinearBaseline, jax.Array]:
+    """:func:`fit_linear_baseline` and a ``[]`` bool: every ridge try was non-finite (the fit
+    was rejected, ``prev`` kept)."""
     num_f = features.shape[-1]
     if targets.shape != features.shape[:-1] or mask.shape != features.shape[:-1]:
         raise ValueError(
@@ -168,7 +176,8 @@ def fit_linear_baseline(features: jax.Array, targets: jax.Array, mask: jax.Array
                 else prev.coeffs.astype(jnp.float32))
     cands = ridge_candidates(jnp.reshape(features, (-1, num_f)), jnp.reshape(targets, (-1,)),
                              jnp.reshape(mask, (-1,)).astype(bool), reg)
-    return LinearBaseline(coeffs=first_finite(cands, fallback))
+    rejected = ~jnp.any(jnp.all(jnp.isfinite(cands), axis=-1))
+    return LinearBaseline(coeffs=first_finite(cands, fallback)), rejected
 
 
 def refit_linear(prev: LinearBaseline, obs_hat: jax.Array, t: jax.Array, targets: jax.Array,
@@ -181,10 +190,17 @@ def refit_linear(prev: LinearBaseline, obs_hat: jax.Array, t: jax.Array, targets
         targets: ``[...]`` value targets; mask: ``[...]`` real (non-padding) steps (any dtype).
 
     Returns:
-        ``fit_linear_baseline(linear_features(obs_hat, t), targets, mask, prev=prev)``.
+        ``fit_linear_baseline(linear_features(obs_hat, t), targets, mask, prev=prev)``;
+        :func:`refit_linear_checked` also says whether the fit was rejected.
     """
-    return fit_linear_baseline(linear_features(obs_hat, t), targets, mask.astype(bool),
-                               prev=prev)
+    return refit_linear_checked(prev, obs_hat, t, targets, mask)[0]
+
+
+def refit_linear_checked(prev: LinearBaseline, obs_hat: jax.Array, t: jax.Array,
+                         targets: jax.Array, mask: jax.Array) -> tuple[LinearBaseline, jax.Array]:
+    """:func:`refit_linear` and a ``[]`` bool: no ridge try was finite (``prev`` kept)."""
+    return fit_linear_checked(linear_features(obs_hat, t), targets, mask.astype(bool),
+                              prev=prev)
 
 
 def predict_linear(baseline: LinearBaseline, features: jax.Array) -> jax.Array:
@@ -289,7 +305,9 @@ class ValueFunction:
 
         Returns:
             ``(state, metrics)`` with ``loss_initial``/``loss`` = masked full-data MSE
-            before/after the fit. An empty mask leaves the state unchanged.
+            before/after the fit and ``nonfinite`` (int32 1 when the fitted params or Adam
+            state were not finite: the fit is rejected, the state kept). An empty mask leaves
+            the state unchanged.
         """
         o = self.cfg.obs_dim
         if obs.shape[-1] != o or targets.shape != obs.shape[:-1] or \
@@ -328,9 +346,11 @@ class ValueFunction:
             jnp.arange(self.cfg.num_steps, dtype=jnp.int32))
         new_state = ValueState(params=net, opt_state=opt_state,
                                step=state.step + self.cfg.num_steps)
-        new_state = jax.tree.map(lambda a, b: jnp.where(n > 0, a, b), new_state, state)
+        rejected = (n > 0) & ~all_finite(new_state)   # a non-finite fit keeps the old state
+        new_state = keep_if((n > 0) & ~rejected, new_state, state)
         metrics = {"loss_initial": loss_initial,
-                   "loss": _masked_mse(new_state.params, obs, targets, weights)}
+                   "loss": _masked_mse(new_state.params, obs, targets, weights),
+                   "nonfinite": rejected.astype(jnp.int32)}
         return new_state, metrics
 
 

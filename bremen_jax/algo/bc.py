@@ -35,7 +35,7 @@ import optax
 from bremen_jax.config import BCConfig, BCHParams
 from bremen_jax.models.policy import (Policy, PolicyParams, dist_normalized, normalize,
                                       update_normalizer)
-from bremen_jax.types import Metrics, Params, PRNGKey, Transition
+from bremen_jax.types import Metrics, Params, PRNGKey, Transition, all_finite, keep_if
 
 CURVE_POINTS = 20  # segments of the loss curve reported in the metrics
 
@@ -124,7 +124,8 @@ class BC:
             Metrics (float32 scalars unless noted): ``loss`` (mean over the last 1% of
             steps), ``loss_initial`` (first 1%), ``loss_curve`` ``[<=20]`` (segment
             means), ``action_mse`` and ``std_mean`` (last 1% of steps: ``(mu-a)^2`` and
-            ``exp(log_std)``), ``num_samples``.
+            ``exp(log_std)``), ``num_samples``, ``nonfinite_steps`` (int32: Adam steps whose
+            new params or Adam state were not finite; they are rejected, the step keeps both).
         """
         self._check(data, mask)
         cfg = self.cfg
@@ -150,11 +151,13 @@ class BC:
             rows = valid_rows[j]
             (loss, (mse, std)), grads = grad_fn(net, obs_hat[rows], action[rows],
                                                 key_eps)
-            updates, opt_state = self.optimizer.update(grads, opt_state, net)
-            net = jax.tree.map(lambda p, u: p - lr * u, net, updates)
-            return (net, opt_state), (loss, mse, std)
+            updates, new_opt = self.optimizer.update(grads, opt_state, net)
+            new_net = jax.tree.map(lambda p, u: p - lr * u, net, updates)
+            ok = all_finite((new_net, new_opt))  # else rejected: net and Adam state kept
+            return (keep_if(ok, new_net, net), keep_if(ok, new_opt, opt_state)), \
+                (loss, mse, std, ~ok)
 
-        (net, opt_state), (losses, mses, stds) = jax.lax.scan(
+        (net, opt_state), (losses, mses, stds, rejected) = jax.lax.scan(
             step_fn, (net, opt_state), jnp.arange(cfg.num_steps, dtype=jnp.int32))
 
         new_state = BCState(params=PolicyParams(net=net, obs_norm=obs_norm),
@@ -173,6 +176,7 @@ class BC:
         }
         metrics = jax.tree.map(lambda x: jnp.where(has_data, x, 0.0), metrics)
         metrics["num_samples"] = n.astype(jnp.float32)
+        metrics["nonfinite_steps"] = jnp.where(has_data, jnp.sum(rejected.astype(jnp.int32)), 0)
         return new_state, metrics
 
 

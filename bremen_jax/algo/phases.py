@@ -5,6 +5,11 @@ mean + sigma*N(0,1)) -> ``fit_dynamics`` (warm start, cumulative data) -> ``fit_
 default) and re-initialise the target policy from the clone -> ``improve`` (TRPO iterations on
 imagined rollouts, in chunks) -> ``evaluate`` (deterministic real episodes; metrics only).
 
+Non-finite guards (issue 13): an update whose result is not finite is rejected (the old params and
+optimizer state are kept) and counted: ``nonfinite/dynamics_steps`` (member steps), ``nonfinite/bc_steps``,
+``nonfinite/trpo_steps`` and ``nonfinite/baseline_fits`` (running counts over an ``improve`` call);
+a collection with a non-finite action is not inserted (``nonfinite/actions``: its steps).
+
 What persists across deployments follows the original (reference §8 table): the buffer is cumulative;
 model weights and Adam state are kept; the BC network is re-initialised (fixed seed) but its Adam
 state and cumulative observation normaliser persist; the target policy (network and normaliser) is
@@ -26,8 +31,8 @@ from bremen_jax.algo.bc import BC, BCState, make_bc
 from bremen_jax.algo.policy_opt import LearnerState, PolicyOptimizer, make_policy_optimizer
 from bremen_jax.config import HParams, StaticConfig
 from bremen_jax.data import buffer as buffer_lib
-from bremen_jax.envs.acting import flatten_env_major, make_collector, make_evaluator, \
-    summarize_episodes
+from bremen_jax.envs.acting import count_nonfinite_actions, flatten_env_major, make_collector, \
+    make_evaluator, summarize_episodes
 from bremen_jax.envs import Task, make_task
 from bremen_jax.models.dynamics import Dynamics, DynamicsState, make_dynamics
 from bremen_jax.models.policy import Policy, PolicyConfig, make_policy
@@ -110,8 +115,13 @@ class Phases:
         state, (key,) = _split(state, 1)
         params = (state.learner.policy, state.deployment == 0, hp.imagine.explore_sigma)
         transitions, stats = collector(params, key)
-        state = self.insert(state, flatten_env_major(transitions))
+        bad = count_nonfinite_actions(stats)
+        # A batch with a non-finite action never enters the buffer (the counter still moves;
+        # the drivers stop the run on the nonfinite/actions metric).
+        state = jax.lax.cond(bad == 0, self.insert, lambda st, _: st, state,
+                             flatten_env_major(transitions))
         metrics = {f"collect/{k}": v for k, v in summarize_episodes(stats).items()}
+        metrics["nonfinite/actions"] = bad
         return state.replace(deployment=state.deployment + 1), metrics
 
     # -- 2. dynamics --------------------------------------------------------------------------------
@@ -120,7 +130,9 @@ class Phases:
         buf = state.buffer
         dyn, m = self.dynamics.fit(state.dynamics, buf.data, buffer_lib.train_mask(buf),
                                    buffer_lib.val_mask(buf), hp.dynamics, key)
-        return state.replace(dynamics=dyn), {f"dynamics/{k}": v for k, v in m.items()}
+        m = {f"dynamics/{k}": v for k, v in m.items()}
+        m["nonfinite/dynamics_steps"] = m.pop("dynamics/nonfinite_steps")
+        return state.replace(dynamics=dyn), m
 
     # -- 3. behaviour cloning + re-initialisation ------------------------------------------------------
     def fit_bc(self, state: RunState, hp: HParams) -> tuple[RunState, Metrics]:
@@ -131,7 +143,9 @@ class Phases:
         bc_state, m = self.bc.fit(state.bc, buf.data, mask, hp.bc, key)
         # --bc_init: the target policy becomes the clone (net and observation normaliser).
         learner = state.learner.replace(policy=bc_state.params, behavior=bc_state.params)
-        return state.replace(bc=bc_state, learner=learner), {f"bc/{k}": v for k, v in m.items()}
+        m = {f"bc/{k}": v for k, v in m.items()}
+        m["nonfinite/bc_steps"] = m.pop("bc/nonfinite_steps")
+        return state.replace(bc=bc_state, learner=learner), m
 
     # -- 4. TRPO on imagined rollouts ---------------------------------------------------------------
     def _start_pool(self, state: RunState):

@@ -115,16 +115,18 @@ class PolicyOptimizer:
                                           self.static.trpo, hp.trpo)
         mask_flat = flat(batch.mask).astype(bool)
         if self.value_fn is not None:
-            value, _ = self.value_fn.fit(learner.value, flat(obs_hat), flat(targets), mask_flat,
-                                         ValueHParams(hp.trpo.value_learning_rate), key)
-            new_baseline = learner.baseline
+            value, m_value = self.value_fn.fit(learner.value, flat(obs_hat), flat(targets),
+                                               mask_flat, ValueHParams(hp.trpo.value_learning_rate),
+                                               key)
+            new_baseline, rejected = learner.baseline, m_value["nonfinite"]
         else:
-            new_baseline = baseline_lib.refit_linear(learner.baseline, obs_hat, batch.t, targets,
-                                                     batch.mask)
+            new_baseline, rejected = baseline_lib.refit_linear_checked(
+                learner.baseline, obs_hat, batch.t, targets, batch.mask)
             value = learner.value
         learner = learner.replace(policy=learner.policy.replace(net=new_net),
                                   baseline=new_baseline, value=value)
-        return learner, {f"trpo/{k}": v for k, v in trpo_metrics.items()}
+        metrics = {f"trpo/{k}": v for k, v in trpo_metrics.items()}
+        return learner, {**metrics, "baseline/nonfinite": rejected.astype(jnp.int32)}
 
     def iteration(self, learner: LearnerState, dyn_state, hp: HParams, key: PRNGKey,
                   start_obs=None, start_mask=None) -> tuple[LearnerState, Metrics]:
@@ -138,12 +140,20 @@ class PolicyOptimizer:
     def improve(self, learner: LearnerState, dyn_state, hp: HParams, key: PRNGKey,
                 num_iterations: int,
                 start_obs=None, start_mask=None) -> tuple[LearnerState, Metrics]:
-        """``num_iterations`` (static) TRPO iterations as one ``lax.scan``; metrics ``[N]``."""
+        """``num_iterations`` (static) TRPO iterations as one ``lax.scan``; metrics ``[N]``.
+
+        The per-iteration rejection flags become running counts over the scan (the last entry
+        is the call's total): ``nonfinite/trpo_steps`` (TRPO steps rejected, old params kept)
+        and ``nonfinite/baseline_fits`` (baseline / value fits rejected, old fit kept).
+        """
 
         def body(carry, key_it):
             return self.iteration(carry, dyn_state, hp, key_it, start_obs, start_mask)
 
-        return jax.lax.scan(body, learner, jax.random.split(key, num_iterations))
+        learner, m = jax.lax.scan(body, learner, jax.random.split(key, num_iterations))
+        m["nonfinite/trpo_steps"] = jnp.cumsum(m.pop("trpo/nonfinite"))
+        m["nonfinite/baseline_fits"] = jnp.cumsum(m.pop("baseline/nonfinite"))
+        return learner, m
 
 
 def make_policy_optimizer(static: StaticConfig, task: Task, dynamics: Dynamics,

@@ -39,7 +39,7 @@ from bremen_jax.algo.natural_gradient import (DistFn, conjugate_gradient_tracked
                                               masked_mean, mean_kl, tree_axpy, tree_vdot)
 from bremen_jax.config import SCHEMA, TRPOConfig, TRPOHParams
 from bremen_jax.models import distributions
-from bremen_jax.types import Metrics, Params
+from bremen_jax.types import Metrics, Params, all_finite, keep_if
 
 LINE_SEARCHES = SCHEMA["trpo.line_search"].choices  # ("sequential", "parallel")
 
@@ -276,7 +276,9 @@ def trpo_step(dist_fn: DistFn, params: Params, obs: jax.Array, actions: jax.Arra
     Returns:
         ``(new_params, metrics)``: metrics of :func:`line_search` plus ``surrogate_before``,
         ``surrogate_after``, ``cg_residual`` (final r·r), ``grad_norm``, ``step_norm`` (full
-        step), ``applied_step_norm``, ``shs`` (½xᵀFx), ``entropy`` (mean, old policy).
+        step), ``applied_step_norm``, ``shs`` (½xᵀFx), ``entropy`` (mean, old policy),
+        ``nonfinite`` (int32 1 when the surrogate, its gradient or the new params were not
+        finite: the step is rejected and the old params kept; else 0).
     """
     batch = prepare_batch(obs, actions, advantages, mask)
     old = old_distribution(dist_fn, params, batch)
@@ -286,6 +288,9 @@ def trpo_step(dist_fn: DistFn, params: Params, obs: jax.Array, actions: jax.Arra
     loss_fn, kl_fn = objectives(dist_fn, batch, old)
     new_params, metrics = line_search(loss_fn, kl_fn, params, full_step, expected_improve,
                                       cfg, hp, loss_before=loss_before)
+    # Reject a step computed from, or ending in, non-finite numbers: the old params are kept.
+    ok = jnp.isfinite(loss_before) & all_finite(grad) & all_finite(new_params)
+    new_params = keep_if(ok, new_params, params)
     applied = jax.tree.map(jnp.subtract, new_params, params)
     metrics = dict(metrics)
     metrics.update({
@@ -297,5 +302,6 @@ def trpo_step(dist_fn: DistFn, params: Params, obs: jax.Array, actions: jax.Arra
         "applied_step_norm": jnp.sqrt(tree_vdot(applied, applied)),
         "shs": step_metrics["shs"],
         "entropy": masked_mean(distributions.entropy(old.log_std), mask),
+        "nonfinite": (~ok).astype(jnp.int32),
     })
     return new_params, metrics

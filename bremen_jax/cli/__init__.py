@@ -18,8 +18,11 @@ from bremen_jax.cli.common import CliError, split_overrides
 
 __all__ = ["CliError", "build_parser", "main"]
 
-# What a user can cause; anything else is a bug and keeps its traceback.
-USER_ERRORS = (CliError, ValueError, FileNotFoundError, FileExistsError, PermissionError)
+# What a user can cause; anything else is a bug and keeps its traceback. FloatingPointError:
+# bremen_jax.run.errors.NonFiniteError (a run stopped on non-finite actions; not imported here,
+# so that `bremen --help` stays instant).
+USER_ERRORS = (CliError, ValueError, FileNotFoundError, FileExistsError, PermissionError,
+               FloatingPointError)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -59,6 +59,13 @@ OPEN_UNIT = Range(0, 1, lo_open=True, hi_open=True)     # (0, 1)
 UNIT_NO_ZERO = Range(0, 1, lo_open=True)                 # (0, 1]
 UNIT = Range(0, 1)                                       # [0, 1]
 AT_LEAST_ONE = Range(1, None)
+# Sane bounds of the traced hyperparameters (issue 13): a value outside them can only poison a run.
+LEARNING_RATE = UNIT_NO_ZERO                             # (0, 1]
+WEIGHT_DECAY = Range(0, 1e4)                             # [0, 10000]
+TARGET_KL = Range(0, 10, lo_open=True)                   # (0, 10]
+DAMPING = Range(0, 1e3)                                  # [0, 1000]
+SIGMA = Range(0, 10)                                     # [0, 10]
+PENALTY = Range(0, 1e4)                                  # [0, 10000]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,9 +122,10 @@ FIELDS: tuple[Field, ...] = (
     _f("dynamics.restore_best", S, bool, False, "restore the best weights (original keeps the last)"),
     _f("dynamics.val_fraction", S, float, 0.15,
        "last fraction of every batch is validation (ordered)", OPEN_UNIT),
-    _f("dynamics.learning_rate", T, float, 1e-3, "Adam learning rate", POSITIVE),
+    _f("dynamics.learning_rate", T, float, 1e-3, "Adam learning rate", LEARNING_RATE),
     _f("dynamics.weight_decay", T, float, 1.0,
-       "c in c*(1/N_train)*sum 0.5||W_hidden||^2 (original: json value ignored, c=1)", NONNEG),
+       "c in c*(1/N_train)*sum 0.5||W_hidden||^2 (original: json value ignored, c=1)",
+       WEIGHT_DECAY),
     _f("dynamics.num_active", T, int, 5, "active members (<= num_members); the rest are masked out",
        POSITIVE),
     # policy
@@ -127,7 +135,7 @@ FIELDS: tuple[Field, ...] = (
     # bc
     _f("bc.batch_size", S, int, 256, "rows per Adam step", POSITIVE),
     _f("bc.num_steps", S, int, 300_000, "gradient steps per fit", POSITIVE),
-    _f("bc.learning_rate", T, float, 5e-4, "Adam learning rate", POSITIVE),
+    _f("bc.learning_rate", T, float, 5e-4, "Adam learning rate", LEARNING_RATE),
     _f("bc.data", S, str, "latest", "latest batch (original) or all data (--all_bc)",
        choices=("latest", "all")),
     _f("bc.reinit", S, bool, True, "re-initialise the BC net before each fit (original)"),
@@ -145,13 +153,13 @@ FIELDS: tuple[Field, ...] = (
        "constant (mean + sigma*N, original) | learned (mean + std*N)",
        choices=("constant", "learned")),
     _f("imagine.explore_sigma", T, float, 0.1,
-       "sigma of constant exploration (also used when collecting)", NONNEG),
+       "sigma of constant exploration (also used when collecting)", SIGMA),
     _f("imagine.keep_partial_paths", S, bool, False,
        "keep paths cut by the end of the scan (original: complete paths only)"),
     # trpo
     _f("trpo.target_kl", T, float, 0.1, "delta (0.1 halfcheetah, 0.05 ant/hopper/walker2d)",
-       POSITIVE),
-    _f("trpo.cg_damping", T, float, 0.1, "Fisher damping", NONNEG),
+       TARGET_KL),
+    _f("trpo.cg_damping", T, float, 0.1, "Fisher damping", DAMPING),
     _f("trpo.cg_iters", S, int, 10, "conjugate-gradient iterations", POSITIVE),
     _f("trpo.ls_steps", S, int, 10, "backtracking line-search steps", POSITIVE),
     _f("trpo.ls_backtrack", S, float, 0.5, "backtracking factor", OPEN_UNIT),
@@ -169,10 +177,10 @@ FIELDS: tuple[Field, ...] = (
     _f("trpo.gamma", T, float, 0.99, "discount", UNIT_NO_ZERO),
     _f("trpo.lam", T, float, 0.95, "GAE lambda (0.97 ant)", UNIT),
     _f("trpo.kl_penalty", T, float, 0.0,
-       "alpha of the explicit KL-to-behaviour reward penalty (original 0)", NONNEG),
+       "alpha of the explicit KL-to-behaviour reward penalty (original 0)", PENALTY),
     _f("trpo.baseline", S, str, "linear", "linear (original) | mlp", choices=("linear", "mlp")),
     _f("trpo.value_learning_rate", T, float, 3e-4,
-       "Adam learning rate of the MLP value function (baseline=mlp)", POSITIVE),
+       "Adam learning rate of the MLP value function (baseline=mlp)", LEARNING_RATE),
     _f("trpo.bootstrap_truncation", S, bool, False, "bootstrap at the horizon cut (original: no)"),
     _f("trpo.iterations", S, int, 2000, "TRPO iterations per deployment (80 x 25)", POSITIVE),
     _f("trpo.chunk", S, int, 25, "iterations per jitted call / evaluation period", POSITIVE),

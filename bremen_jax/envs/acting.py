@@ -31,12 +31,21 @@ class EpisodeStats:
         returns: float32 task return of the episode that ended here (0 elsewhere).
         native_returns: float32 Brax-native return of that episode (0 elsewhere).
         lengths: int32 length of that episode (0 elsewhere).
+        nonfinite_actions: bool, the policy's action had a non-finite entry (the env stepped
+            with those entries set to 0, and the row's action holds that masked action);
+            ``None`` in stats not made by a collector.
     """
 
     ended: jax.Array
     returns: jax.Array
     native_returns: jax.Array
     lengths: jax.Array
+    nonfinite_actions: jax.Array | None = None
+
+
+def count_nonfinite_actions(stats: EpisodeStats) -> jax.Array:
+    """``[]`` int32: the steps of a collection whose policy action was not finite."""
+    return jnp.sum(stats.nonfinite_actions.astype(jnp.int32))
 
 
 def _check_task_policy(task, policy_fn) -> None:
@@ -114,6 +123,9 @@ def make_collector(task: Task, policy_fn: PolicyFn, num_envs: int, num_steps: in
     ``next_obs`` is always the true successor; the following row's ``obs`` is then the reset
     observation. ``truncation`` marks time-limit ends only: the last row of each env is usually an
     unfinished episode (not flagged). Only complete episodes appear in ``EpisodeStats``.
+    A non-finite action never reaches an env or the transitions: its non-finite entries are set
+    to 0 and the step is flagged in ``EpisodeStats.nonfinite_actions`` (callers that fill a
+    buffer refuse such a batch; see :func:`count_nonfinite_actions`).
 
     Raises:
         ValueError: task not a Task, policy_fn not callable, num_envs/num_steps not positive ints.
@@ -150,6 +162,9 @@ def make_collector(task: Task, policy_fn: PolicyFn, num_envs: int, num_steps: in
             ret = jnp.where(needs_reset, 0.0, ret)
             native_ret = jnp.where(needs_reset, 0.0, native_ret)
             action = act_batch(policy_params, state.obs, jax.random.split(key_act, num_envs))
+            finite = jnp.isfinite(action)
+            bad = ~jnp.all(finite, axis=-1)              # [N]: never step an env with NaN/inf
+            action = jnp.where(finite, action, 0.0)
             nstate = step_batch(state, action)
             ret = ret + nstate.reward
             native_ret = native_ret + nstate.metrics[NATIVE_REWARD]
@@ -162,7 +177,7 @@ def make_collector(task: Task, policy_fn: PolicyFn, num_envs: int, num_steps: in
                                     truncation=truncated.astype(jnp.float32))
             stats = EpisodeStats(ended=ended, returns=jnp.where(ended, ret, 0.0),
                                  native_returns=jnp.where(ended, native_ret, 0.0),
-                                 lengths=jnp.where(ended, t, 0))
+                                 lengths=jnp.where(ended, t, 0), nonfinite_actions=bad)
             return (nstate, ended, t, ret, native_ret), (transition, stats)
 
         _, (transitions, stats) = jax.lax.scan(body, carry0, jax.random.split(key, num_steps))

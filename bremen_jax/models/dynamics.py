@@ -40,7 +40,7 @@ from bremen_jax.config import DynamicsConfig, DynamicsHParams
 from bremen_jax.models.dynamics_fit import (  # noqa: F401 (compute_normalizer: re-exported)
     DynamicsState, Normalizer, compute_normalizer, fit_dynamics)
 from bremen_jax.models.networks import Network, hidden_kernels, make_mlp
-from bremen_jax.types import Metrics, Params, PRNGKey, Transition
+from bremen_jax.types import Metrics, Params, PRNGKey, Transition, all_finite, keep_if
 
 # TF1 AdamOptimizer defaults (b1 0.9, b2 0.999, eps 1e-8). TF adds eps to sqrt(v) before the
 # bias correction of the step size, optax after it: a relative difference of order 1e-8.
@@ -148,18 +148,26 @@ class Dynamics:
         return mse + l2_coeff * l2, mse
 
     def _member_step(self, params, opt_state, x, y, w, lr, l2_coeff, run):
-        """One Adam step of one member; ``run`` False leaves params and Adam state unchanged."""
+        """:meth:`_member_update` without its ``rejected`` flag: ``(params, opt_state, mse)``."""
+        return self._member_update(params, opt_state, x, y, w, lr, l2_coeff, run)[:3]
+
+    def _member_update(self, params, opt_state, x, y, w, lr, l2_coeff, run):
+        """One Adam step of one member; ``run`` False leaves params and Adam state unchanged.
+
+        A step whose new params or Adam state are not finite is rejected (both kept as they
+        were). Returns ``(params, opt_state, mse, rejected)``, ``rejected`` a ``[]`` bool.
+        """
         grads, mse = jax.grad(self._member_loss, has_aux=True)(params, x, y, w, l2_coeff)
         _, new_opt = self.tx.update(grads, opt_state, params)   # optax Adam moments
-        keep = lambda new, old: jnp.where(run, new, old)  # noqa: E731 - fused into the update
-        new_opt = jax.tree.map(keep, new_opt, opt_state)
         # Materialise the new moments before the parameter update reads them. Without the
         # barrier XLA re-derives mu/nu inside the parameter-update fusion from the *old* moments,
         # which then have to be copied (2 × 4 MiB per member and step) to allow in-place updates.
         new_opt = jax.lax.optimization_barrier(new_opt)
-        direction = adam_direction(new_opt)
-        new_params = jax.tree.map(lambda p, d: keep(p - lr * d, p), params, direction)
-        return new_params, new_opt, mse
+        new_params = jax.tree.map(lambda p, d: p - lr * d, params, adam_direction(new_opt))
+        finite = all_finite((new_params, new_opt))
+        keep = run & finite
+        return (keep_if(keep, new_params, params), keep_if(keep, new_opt, opt_state), mse,
+                run & ~finite)
 
     def _check_data(self, data: Transition, mask: jax.Array, name: str):
         c = data.obs.shape[0] if data.obs.ndim == 2 else None
@@ -196,7 +204,8 @@ class Dynamics:
             ``val_loss`` [E] validation MSE of the returned weights, ``best_val_loss`` [E],
             ``best_epoch`` [E] int32, ``init_val_loss`` [E] (before training, new normaliser),
             ``train_loss`` [E] mean minibatch MSE (no L2) of each member's last epoch,
-            ``n_train`` / ``n_val`` int32 rows (``n_val``: rows used by early stopping).
+            ``n_train`` / ``n_val`` int32 rows (``n_val``: rows used by early stopping),
+            ``nonfinite_steps`` int32 member steps rejected for a non-finite result.
         """
         self._check_data(data, train_mask, "train_mask")
         self._check_data(data, val_mask, "val_mask")

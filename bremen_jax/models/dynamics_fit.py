@@ -116,6 +116,7 @@ class FitCarry:
         train_loss: mean minibatch MSE of each member's last epoch (NaN before the first).
         val: validation MSE at the member's last validation; best_val / best_epoch (int32):
             the best one so far and its epoch; epochs: int32 epochs run by each member.
+        rejected: int32 Adam steps rejected because their result was not finite.
         best_params: weights at ``best_epoch`` (``restore_best`` only, else ``None``).
     """
 
@@ -129,6 +130,7 @@ class FitCarry:
     best_val: jax.Array
     best_epoch: jax.Array
     epochs: jax.Array
+    rejected: jax.Array
     best_params: Params | None = None
 
 
@@ -164,20 +166,20 @@ def _run_epoch(dyn: Dynamics, rows: FitRows, c: FitCarry) -> FitCarry:
     key, key_perm = jax.random.split(c.key)
     u = jax.random.uniform(key_perm, (E, C))
     order = jnp.argsort(jnp.where(rows.train_mask[None], u, 2.0), axis=1)  # [E, C] train first
-    step = jax.vmap(dyn._member_step, in_axes=(0, 0, 0, 0, None, None, None, 0))
+    step = jax.vmap(dyn._member_update, in_axes=(0, 0, 0, 0, None, None, None, 0))
 
     def minibatch(i, inner):
-        params, opt_state, loss_sum = inner
+        params, opt_state, loss_sum, rejected = inner
         idx = jax.lax.dynamic_slice_in_dim(order, i * B, B, axis=1)   # [E, B]
-        params, opt_state, mse = step(params, opt_state, rows.x[idx], rows.y[idx], rows.row_w,
-                                      rows.lr, rows.l2_coeff, c.run)
-        return params, opt_state, loss_sum + mse
+        params, opt_state, mse, bad = step(params, opt_state, rows.x[idx], rows.y[idx],
+                                           rows.row_w, rows.lr, rows.l2_coeff, c.run)
+        return params, opt_state, loss_sum + mse, rejected + bad.astype(jnp.int32)
 
-    params, opt_state, loss_sum = jax.lax.fori_loop(
-        0, rows.n_batches, minibatch, (c.params, c.opt_state, jnp.zeros(E)))
+    params, opt_state, loss_sum, rejected = jax.lax.fori_loop(
+        0, rows.n_batches, minibatch, (c.params, c.opt_state, jnp.zeros(E), c.rejected))
     epoch_loss = loss_sum / jnp.maximum(rows.n_batches, 1).astype(jnp.float32)
     return c.replace(params=params, opt_state=opt_state, key=key, epoch=c.epoch + 1,
-                     train_loss=jnp.where(c.run, epoch_loss, c.train_loss))
+                     train_loss=jnp.where(c.run, epoch_loss, c.train_loss), rejected=rejected)
 
 
 def _validate(dyn: Dynamics, rows: FitRows, params: Params) -> jax.Array:
@@ -218,7 +220,9 @@ def fit_dynamics(dyn: Dynamics, state: DynamicsState, data: Transition, train_ma
     keys, train rows first) and takes ``N_train // B`` Adam steps (one step on all rows if
     ``N_train < B``). After epochs ``e % eval_every == 0`` every running member is validated; it
     records a new best if ``val < best`` and stops once ``e - best_epoch >= patience``. A stopped
-    or inactive member is frozen (params and Adam state) while the others continue.
+    or inactive member is frozen (params and Adam state) while the others continue. A step whose
+    new params or Adam state are not finite is rejected (that member keeps both as they were) and
+    counted in the metric ``nonfinite_steps`` (all members).
 
     The loop state is one :class:`FitCarry`: the outer ``while_loop`` runs :func:`_block` (epochs
     up to the next validation epoch), whose inner ``while_loop`` runs :func:`_run_epoch`.
@@ -235,7 +239,7 @@ def fit_dynamics(dyn: Dynamics, state: DynamicsState, data: Transition, train_ma
                      epoch=jnp.int32(0), run=active & (rows.n_train > 0),
                      train_loss=jnp.full(E, jnp.nan), val=init_val,
                      best_val=jnp.full(E, jnp.inf), best_epoch=jnp.zeros(E, jnp.int32),
-                     epochs=jnp.zeros(E, jnp.int32),
+                     epochs=jnp.zeros(E, jnp.int32), rejected=jnp.zeros(E, jnp.int32),
                      best_params=state.params if cfg.restore_best else None)
     carry = jax.lax.while_loop(lambda c: (c.epoch < cfg.max_epochs) & jnp.any(c.run),
                                lambda c: _block(dyn, rows, c), carry)
@@ -249,5 +253,6 @@ def fit_dynamics(dyn: Dynamics, state: DynamicsState, data: Transition, train_ma
         val = jnp.where(has_best, carry.best_val, val)
     metrics = {"epochs": carry.epochs, "val_loss": val, "best_val_loss": carry.best_val,
                "best_epoch": carry.best_epoch, "init_val_loss": init_val,
-               "train_loss": carry.train_loss, "n_train": rows.n_train, "n_val": rows.n_val}
+               "train_loss": carry.train_loss, "n_train": rows.n_train, "n_val": rows.n_val,
+               "nonfinite_steps": jnp.sum(carry.rejected)}
     return DynamicsState(params=params, opt_state=carry.opt_state, norm=norm), metrics

@@ -18,6 +18,7 @@ import numpy as np
 from bremen_jax.algo.schedule import make_continue, make_train
 from bremen_jax.run import display
 from bremen_jax.run.compile import compile_cached
+from bremen_jax.run.errors import check_actions, nonfinite_lines
 from bremen_jax.run.host import online, schedule_key
 from bremen_jax.run.rows import preamble_row
 from bremen_jax.run.workdir import RunResult
@@ -29,13 +30,25 @@ def unstack(metrics, n: int) -> list:
     return [jax.tree.map(lambda x: np.asarray(x)[i], host) for i in range(n)]
 
 
+def _check(run, per: list, pos) -> None:
+    """Reports each deployment's rejected updates; refuses a run that collected a non-finite
+    action (:class:`~bremen_jax.run.errors.NonFiniteError`: nothing is written or saved)."""
+    for i, m in enumerate(per):
+        d = pos[0] + i + 1
+        for line in nonfinite_lines({**m["preamble"], **m["improve"]}):
+            run.log(f"deployment {d}: {line}")
+        check_actions(m["preamble"], d, pos, run.workdir)
+
+
 def run_compiled(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
                  resume: bool = False, console=None) -> RunResult:
     """Runs (or continues, from a deployment boundary) the run in ``workdir`` as one program.
 
     Writes the same files as :func:`bremen_jax.run.host.run_host`.
     Raises:
-        RunExistsError, ConfigError, CheckpointError, ValueError (resume inside a deployment).
+        RunExistsError, ConfigError, CheckpointError, ValueError (resume inside a deployment),
+        NonFiniteError (a deployment collected a non-finite action: no row is written and the
+        final state is not saved).
     """
     schedule, run = online(cfg, workdir, resume=resume, console=console)
     try:
@@ -74,6 +87,7 @@ def _run(schedule, run, cfg) -> RunResult:
         state, metrics = jax.block_until_ready(exe.fn(first, run.hp))
         book.timings["train"] = book.timings.get("train", 0.0) + time.perf_counter() - t0
         per = unstack(metrics, n)
+        _check(run, per, pos)
         for i, m in enumerate(per):
             d = pos[0] + i + 1
             run.end_preamble(d, preamble_row(m["preamble"], int(run.hp.dynamics.num_active)),

@@ -4,7 +4,8 @@ Like Brax's training loop around its compiled epoch, this loop knows nothing of 
 or in which order steps come: it compiles each :class:`~bremen_jax.algo.schedule.Step` of
 :meth:`Schedule.preamble_steps` / :meth:`Schedule.chunk_steps` once (state donated), calls them
 in the order given, and between calls writes log rows, checkpoints (``checkpoint.every``) and
-progress. Online (:func:`run_host`) and offline (:mod:`bremen_jax.run.offline`) runs both go
+progress. After each call it says once how many non-finite updates the phase rejected, and stops
+the run (:class:`~bremen_jax.run.errors.NonFiniteError`) when a collection saw non-finite actions. Online (:func:`run_host`) and offline (:mod:`bremen_jax.run.offline`) runs both go
 through :func:`drive`.
 """
 
@@ -25,7 +26,8 @@ from bremen_jax.algo.schedule import Schedule, collect_metrics
 from bremen_jax.data import buffer as buffer_lib
 from bremen_jax.run import display
 from bremen_jax.run.compile import compile_cached
-from bremen_jax.run.rows import Book, preamble_row
+from bremen_jax.run.errors import check_actions, nonfinite_lines
+from bremen_jax.run.rows import Book, metric, preamble_row
 from bremen_jax.run.workdir import Interrupted, Run, RunResult
 
 
@@ -142,6 +144,9 @@ class _Loop:
             if self.bar:
                 self.bar.step(d, step.name, done + i)
             state, m = self._call(step.name, state)
+            for line in nonfinite_lines(m):
+                self.run.log(f"deployment {d}: {line}")
+            check_actions(m, d, self.saved, self.run.workdir)  # before anything is saved
             collect_metrics(out, step, m)
         return state, out
 
@@ -155,13 +160,13 @@ class _Loop:
             pre = out["preamble"]
             self.run.end_preamble(d, preamble_row(pre, int(self.run.hp.dynamics.num_active)),
                                   self.book)
-            self.cur, latest = (pre, [], []), self.book.pre.get("bc_eval/return_mean")
+            self.cur, latest = (pre, [], []), metric(self.book.pre, "bc_eval/return_mean")
         else:
             state, out = self._steps(self.schedule.chunk_steps(), state, d,
                                      len(self.schedule.preamble_steps()) + c)
             c += 1
             row = self.run.end_chunk(d, c, out["improve"], out["eval"], self.book)
-            latest = row.get("eval/return_mean")
+            latest = metric(row, "eval/return_mean")
             if self.cur is not None:
                 self.cur[1].append(out["improve"])
                 self.cur[2].append(out["eval"])
@@ -188,7 +193,9 @@ def run_host(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, res
     Returns:
         :class:`RunResult`; ``metrics`` holds the deployments run whole in this session.
     Raises:
-        RunExistsError, ConfigError, CheckpointError, ValueError (buffer too small), Interrupted.
+        RunExistsError, ConfigError, CheckpointError, ValueError (buffer too small), Interrupted,
+        NonFiniteError (the policy produced a non-finite action: nothing of that deployment is
+        saved, the last checkpoint stays the newest).
     """
     schedule, run = online(cfg, workdir, resume=resume, console=console)
     return drive(run, schedule, (jax.random.key(cfg.seed),), stop_at=stop_at, progress=progress)

@@ -15,17 +15,29 @@ from typing import Any, Mapping
 import numpy as np
 
 
+NONFINITE = ("nan", "inf", "-inf")  # how a non-finite float is written (never a silent null)
+
+
+def _visible(x: Any) -> Any:
+    """A non-finite float -> ``"nan"`` / ``"inf"`` / ``"-inf"`` (``float()`` reads them back);
+    lists element by element; anything else as it is."""
+    if isinstance(x, list):
+        return [_visible(e) for e in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+    return x
+
+
 def to_python(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """Device/NumPy scalars -> Python floats/ints; arrays -> lists (for JSON)."""
-    out = {}
-    for k, v in metrics.items():
-        a = np.asarray(v)
-        if a.ndim == 0:
-            x = a.item()
-            out[k] = None if isinstance(x, float) and not math.isfinite(x) else x
-        else:
-            out[k] = a.tolist()
-    return out
+    """Device/NumPy scalars -> Python floats/ints; arrays -> lists (for JSON). Non-finite floats
+    become the strings ``"nan"``, ``"inf"``, ``"-inf"`` (valid JSON, and visible in the files)."""
+    return {k: _visible(np.asarray(v).item() if np.ndim(v) == 0 else np.asarray(v).tolist())
+            for k, v in metrics.items()}
+
+
+def _is_scalar(v: Any) -> bool:
+    """A CSV/TensorBoard scalar: a number, None, or a non-finite float written as a string."""
+    return isinstance(v, (int, float)) or v is None or (isinstance(v, str) and v in NONFINITE)
 
 
 class MetricWriter:
@@ -52,7 +64,7 @@ class MetricWriter:
         row = {"step": int(step), **to_python(metrics)}
         with open(self.workdir / f"{stream}.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
-        scalars = {k: v for k, v in row.items() if isinstance(v, (int, float)) or v is None}
+        scalars = {k: v for k, v in row.items() if _is_scalar(v)}
         path = self.workdir / f"{stream}.csv"
         if stream not in self._columns:
             if path.exists() and path.stat().st_size > 0:
@@ -69,7 +81,7 @@ class MetricWriter:
             csv.writer(f).writerow([scalars.get(c, "") for c in self._columns[stream]])
         if self._tb is not None:
             for k, v in scalars.items():
-                if k != "step" and v is not None:
+                if k != "step" and isinstance(v, (int, float)):  # not None, "nan", "inf"
                     self._tb.add_scalar(f"{stream}/{k}", v, int(step))
         return row
 
