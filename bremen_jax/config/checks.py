@@ -16,6 +16,9 @@ from bremen_jax.config.schema import SCHEMA, ConfigError, Field, field, suggest
 
 _TYPE_WORDS = {bool: "a bool (true/false)", int: "an int", float: "a number", str: "a string",
                tuple: "a non-empty tuple of positive ints"}
+# Every int field ends up an int32: a leaf of HParams (traced), a shape or trip count (static), or
+# a seed (sweeps stack seeds as int32; the host driver's key must equal the sweep's).
+INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
 
 
 def _is_int(x: Any) -> bool:
@@ -50,6 +53,13 @@ def check_value(name: str, value: Any) -> Any:
         raise ConfigError(f"{f.name} must be {_TYPE_WORDS[f.type]}, got {value!r}")
     if isinstance(typed, float) and not math.isfinite(typed):
         raise ConfigError(f"{f.name} must be a finite number, got {value!r}")
+    if f.type is int and not INT32_MIN <= typed <= INT32_MAX:
+        bounds = (f"{f.check} and <= {INT32_MAX}" if f.check is not None
+                  else f"in [{INT32_MIN}, {INT32_MAX}]")
+        raise ConfigError(f"{f.name} must be an int {bounds} (it is stored as int32), "
+                          f"got {typed}")
+    if f.type is tuple and max(typed) > INT32_MAX:
+        raise ConfigError(f"{f.name} must hold ints <= {INT32_MAX} (int32), got {value!r}")
     if f.check is not None and typed not in f.check:
         raise ConfigError(f"{f.name} must be {f.check}, got {value!r}")
     if f.choices is not None and typed not in f.choices:

@@ -9,13 +9,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import math
 import pathlib
 import pkgutil
 import types
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import ml_collections
 
@@ -42,11 +43,26 @@ def _import_named(name: str):
 
 def exec_file(path: pathlib.Path, prefix: str) -> types.ModuleType:
     """Executes the ``.py`` file ``path`` as a new module named ``<prefix><stem>`` (not put in
-    ``sys.modules``) and returns it; errors inside the file propagate."""
+    ``sys.modules``) and returns it; errors inside the file propagate (see :func:`user_code`)."""
     spec = importlib.util.spec_from_file_location(f"{prefix}{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@contextlib.contextmanager
+def user_code(where: str, error: type[ConfigError] = ConfigError) -> Iterator[None]:
+    """Runs the body (code of a user's config or sweep file: executing it, ``get_config()``,
+    ``get_sweep()``) and reports whatever it raises -- a ``SyntaxError``, a missing import, an
+    exception, even ``sys.exit()`` -- as one ``error`` line ``"<where>: <Type>: <message>"``.
+    A :class:`ConfigError` (already a one-line message) passes through; Ctrl-C is not caught."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except (Exception, SystemExit) as e:  # noqa: BLE001 -- anything a user's file can raise
+        message = " ".join(str(e).split()) or "(no message)"
+        raise error(f"{where}: {type(e).__name__}: {message}") from None
 
 
 def _import_path(path: pathlib.Path):
@@ -67,16 +83,14 @@ def load_config(name_or_path: str | pathlib.Path) -> ml_collections.ConfigDict:
     text = str(name_or_path)
     is_path = isinstance(name_or_path, pathlib.Path) or text.endswith(".py") or "/" in text
     where = text if is_path else f"{CONFIGS_PACKAGE.replace('.', '/')}/{text}.py"
-    try:
+    with user_code(f"config file {where}"):
         module = _import_path(pathlib.Path(text)) if is_path else _import_named(text)
-        where = getattr(module, "__file__", text)
-        if not callable(getattr(module, "get_config", None)):
-            raise ConfigError(f"config file {where} defines no get_config()")
+    where = getattr(module, "__file__", None) or text
+    if not callable(getattr(module, "get_config", None)):
+        raise ConfigError(f"config file {where} defines no get_config(); expected a function "
+                          f"get_config() returning an ml_collections.ConfigDict")
+    with user_code(f"config file {where}: get_config()"):
         cfg = module.get_config()
-    except ConfigError:
-        raise
-    except Exception as e:  # noqa: BLE001 -- report any error inside a config file in one line
-        raise ConfigError(f"config file {where}: {type(e).__name__}: {e}") from None
     if not isinstance(cfg, ml_collections.ConfigDict):
         raise ConfigError(f"config file {where}: get_config() returned a {type(cfg).__name__}, "
                           f"expected an ml_collections.ConfigDict")

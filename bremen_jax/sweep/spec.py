@@ -24,6 +24,7 @@ import ml_collections
 import numpy as np
 
 from bremen_jax import config as config_lib
+from bremen_jax.config.setter import user_code
 
 SWEEP_PACKAGE = "bremen_jax.configs.sweeps"   # shipped sweep files, loaded by name
 SPEC_KEYS = ("seeds", "grid", "points", "random", "outer", "description")
@@ -223,7 +224,34 @@ def load_sweep_module(sweep: str | os.PathLike) -> types.ModuleType:
     if not path.suffix or not path.is_file():
         raise SweepError(f"sweep file {str(sweep)!r} not found; expected a .py file with "
                          f"get_sweep() or one of {known_sweeps()}")
-    return config_lib.exec_file(path, "bremen_sweep_")
+    with user_code(f"sweep file {path}", SweepError):
+        return config_lib.exec_file(path, "bremen_sweep_")
+
+
+def _from_module(module: types.ModuleType) -> tuple[Any, Any]:
+    """``(get_config() or the base config, get_sweep())`` of a sweep file; anything the file
+    raises, or a result of the wrong type, is one :class:`SweepError` naming the file."""
+    name = getattr(module, "__file__", None) or module.__name__
+    if not callable(getattr(module, "get_sweep", None)):
+        raise SweepError(f"sweep file {name} defines no get_sweep(); expected get_sweep() "
+                         f"returning the sweep dict and get_config() or base = '<config>'")
+    if callable(getattr(module, "get_config", None)):
+        with user_code(f"sweep file {name}: get_config()", SweepError):
+            cfg = module.get_config()
+    elif isinstance(getattr(module, "base", None), (str, pathlib.Path)):
+        cfg = config_lib.load_config(module.base)
+    else:
+        raise SweepError(f"sweep file {name} defines neither get_config() nor base = "
+                         f"'<config name or path>'")
+    if not isinstance(cfg, ml_collections.ConfigDict):
+        raise SweepError(f"sweep file {name}: get_config() returned a {type(cfg).__name__}, "
+                         f"expected an ml_collections.ConfigDict")
+    with user_code(f"sweep file {name}: get_sweep()", SweepError):
+        raw = module.get_sweep()
+    if not isinstance(raw, Mapping):
+        raise SweepError(f"sweep file {name}: get_sweep() returned a {type(raw).__name__}, "
+                         f"expected a dict")
+    return cfg, raw
 
 
 def load_sweep(sweep: Any, overrides: Sequence[str] = ()
@@ -234,18 +262,8 @@ def load_sweep(sweep: Any, overrides: Sequence[str] = ()
     if isinstance(sweep, tuple) and len(sweep) == 2:
         cfg, raw = sweep
     else:
-        module = sweep if isinstance(sweep, types.ModuleType) else load_sweep_module(sweep)
-        name = getattr(module, "__file__", module.__name__)
-        if not callable(getattr(module, "get_sweep", None)):
-            raise SweepError(f"sweep file {name} defines no get_sweep()")
-        if callable(getattr(module, "get_config", None)):
-            cfg = module.get_config()
-        elif isinstance(getattr(module, "base", None), (str, pathlib.Path)):
-            cfg = config_lib.load_config(module.base)
-        else:
-            raise SweepError(f"sweep file {name} defines neither get_config() nor base = "
-                             f"'<config name or path>'")
-        raw = module.get_sweep()
+        cfg, raw = _from_module(sweep if isinstance(sweep, types.ModuleType)
+                                else load_sweep_module(sweep))
     if not isinstance(cfg, ml_collections.ConfigDict):
         raise SweepError(f"the sweep's config must be an ml_collections.ConfigDict, got "
                          f"{type(cfg).__name__}")
