@@ -303,7 +303,7 @@ BAD_SPECS = [
     ({"points": [{"dynamics.num_members": 4}]}, "move them to 'outer'"),
     ({"grid": {"seed": [1, 2]}}, "top-level 'seeds'"),
     ({"grid": {"dynamics.num_active": [2, 4]}}, r"num_active \(4\) must be <= .*num_members"),
-    ({"grid": {"trpo.target_kl": [-0.1]}}, "trpo.target_kl must be > 0"),
+    ({"grid": {"trpo.target_kl": [-0.1]}}, r"trpo.target_kl must be in \(0, 10\]"),
     ({"grid": {"trpo.target_kl": [0.1]}, "points": [{"trpo.lam": 0.9}]}, "at most one"),
     ({"points": []}, "non-empty list of non-empty dicts"),
     ({"random": {"num_points": 0, "space": {"trpo.lam": ("choice", [0.9])}}}, "num_points"),
