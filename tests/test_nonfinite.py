@@ -16,22 +16,27 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import rich.console
+from test_acting import toy_task
 
 from bremen_jax import config as config_lib
 from bremen_jax.algo import baseline as bl
 from bremen_jax.algo import bc as bc_lib
 from bremen_jax.algo import trpo
-from bremen_jax.config import schema
-from bremen_jax.config.sections import BCHParams, DynamicsConfig, DynamicsHParams, TRPOConfig, \
-    TRPOHParams, ValueHParams
+from bremen_jax.config import (
+    BCHParams,
+    DynamicsConfig,
+    DynamicsHParams,
+    TRPOConfig,
+    TRPOHParams,
+    ValueHParams,
+    schema,
+)
 from bremen_jax.envs.acting import count_nonfinite_actions, make_collector
 from bremen_jax.models import policy as pol
 from bremen_jax.models.dynamics import make_dynamics
 from bremen_jax.run import errors, run_compiled, run_host
 from bremen_jax.run.logs import MetricWriter, read_jsonl, to_python
 from bremen_jax.types import Transition, all_finite, keep_if
-
-from test_acting import toy_task
 
 
 def _data(n=64, obs=3, act=2, seed=0):
@@ -63,7 +68,7 @@ def test_bc_with_a_huge_learning_rate_rejects_its_steps():
     bc = bc_lib.make_bc(policy, bc_lib.BCConfig(batch_size=16, num_steps=10, reinit=False))
     state = bc.init(jax.random.key(0))
     data, mask = _data(), jnp.ones((64,), bool)
-    good, m_good = bc.fit(state, data, mask, BCHParams.create(1e-3), jax.random.key(1))
+    _, m_good = bc.fit(state, data, mask, BCHParams.create(1e-3), jax.random.key(1))
     assert int(m_good["nonfinite_steps"]) == 0
     hp = BCHParams.create(1e-3).replace(learning_rate=jnp.float32(1e30))
     bad, m = jax.jit(bc.fit)(state, data, mask, hp, jax.random.key(1))
@@ -116,7 +121,7 @@ def test_trpo_step_with_a_nan_advantage_keeps_the_old_params():
     mask = jnp.ones((32,), jnp.float32)
     step = jax.jit(trpo.trpo_step, static_argnums=(0, 6))
     cfg, hp = TRPOConfig(), TRPOHParams.create()
-    moved, m = step(_linear_dist, params, obs, actions, adv, mask, cfg, hp)
+    _, m = step(_linear_dist, params, obs, actions, adv, mask, cfg, hp)
     assert int(m["nonfinite"]) == 0 and float(m["ls_accepted"]) == 1.0
     kept, m = step(_linear_dist, params, obs, actions, adv.at[5].set(jnp.nan), mask, cfg, hp)
     assert int(m["nonfinite"]) == 1

@@ -160,7 +160,7 @@ def fit_linear_baseline(features: jax.Array, targets: jax.Array, mask: jax.Array
 
 
 def fit_linear_checked(features: jax.Array, targets: jax.Array, mask: jax.Array,
-                       reg: float | jax.Array = 1e-5, prev: Optional[LinearBaseline] = None
+                       reg: float | jax.Array = 1e-5, prev: LinearBaseline | None = None
                        ) -> tuple[LinearBaseline, jax.Array]:
     """:func:`fit_linear_baseline` and a ``[]`` bool: every ridge try was non-finite (the fit
     was rejected, ``prev`` kept)."""

@@ -9,7 +9,8 @@ is saved, with :class:`NonFiniteError` (one line in the CLI, exit 2).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 

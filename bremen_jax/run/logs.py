@@ -14,7 +14,6 @@ from typing import Any, Mapping
 
 import numpy as np
 
-
 NONFINITE = ("nan", "inf", "-inf")  # how a non-finite float is written (never a silent null)
 
 
