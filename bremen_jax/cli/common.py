@@ -10,12 +10,21 @@ class CliError(Exception):
     """A user error: printed as one line, exit status 2."""
 
 
+def add_command(sub, name: str, handler, *, overrides: bool, help: str,
+                description: str | None = None, **kwargs) -> argparse.ArgumentParser:
+    """Adds subcommand ``name`` run by ``handler(args[, overrides])``; returns its parser."""
+    p = sub.add_parser(name, help=help, description=description or help, **kwargs)
+    p.set_defaults(handler=handler, takes_overrides=overrides)
+    return p
+
+
 def fmt(x) -> str:
     return "n/a" if x is None else f"{x:.1f}"
 
 
 def split_overrides(unknown: Sequence[str]) -> list[str]:
-    """``--config.a.b=v`` / ``--config.a.b v`` flags -> ``["a.b=v", ...]``; anything else is an error."""
+    """``--config.a.b=v`` / ``--config.a.b v`` flags -> ``["a.b=v", ...]``; anything else is an
+    error."""
     out, i = [], 0
     unknown = list(unknown)
     while i < len(unknown):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from bremen_jax.cli.common import CliError, fmt
+from bremen_jax.cli.common import CliError, add_command, fmt
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
@@ -73,14 +73,14 @@ def cmd_export_dataset(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("tasks", help="list the registered tasks")
-    p.set_defaults(handler=cmd_tasks, takes_overrides=False)
-    p = sub.add_parser("dataset-info", help="validate a dataset file and print its metadata")
+    p = add_command(sub, "tasks", cmd_tasks, overrides=False,
+                    help="list the registered tasks")
+    p = add_command(sub, "dataset-info", cmd_dataset_info, overrides=False,
+                    help="validate a dataset file and print its metadata")
     p.add_argument("file", help="dataset file (.npz) written by bremen_jax")
     p.add_argument("--task", default=None, help="also check compatibility with this task")
-    p.set_defaults(handler=cmd_dataset_info, takes_overrides=False)
-    p = sub.add_parser(
-        "collect", help="collect an offline dataset (behaviour level or run, noise mixture)",
+    p = add_command(sub, "collect", cmd_collect, overrides=False,
+                    help="collect an offline dataset (behaviour level or run, noise mixture)",
         description="Collect SIZE transitions of TASK with a shipped behaviour policy "
                     "(random/medium/expert), a D4RL-style mixture (medium-replay, medium-expert) "
                     "or a `bremen train` run directory, under one of the original's noise "
@@ -97,17 +97,15 @@ def register(sub) -> None:
                    help="parallel environments per collection call")
     p.add_argument("--backend", default=None, help="Brax backend (default: the behaviour's)")
     p.add_argument("--episode-length", type=int, default=1000)
-    p.set_defaults(handler=cmd_collect, takes_overrides=False)
-    p = sub.add_parser("import-dataset",
-                       help="import a D4RL-format HDF5 file or a local Minari dataset")
+    p = add_command(sub, "import-dataset", cmd_import_dataset, overrides=False,
+                    help="import a D4RL-format HDF5 file or a local Minari dataset")
     p.add_argument("source", help="HDF5 file (D4RL layout) or Minari dataset directory")
     p.add_argument("--out", required=True, help="dataset file (.npz) to create")
     p.add_argument("--task", required=True, help="task the data belongs to")
     p.add_argument("--format", choices=("auto", "d4rl", "minari"), default="auto")
-    p.set_defaults(handler=cmd_import_dataset, takes_overrides=False)
-    p = sub.add_parser("export-dataset", help="write a dataset file in the D4RL HDF5 layout")
+    p = add_command(sub, "export-dataset", cmd_export_dataset, overrides=False,
+                    help="write a dataset file in the D4RL HDF5 layout")
     p.add_argument("file", help="dataset file (.npz) written by bremen_jax")
     p.add_argument("--out", required=True, help="HDF5 file to create")
     p.add_argument("--overwrite", action="store_true",
                    help="replace --out if it exists (written atomically)")
-    p.set_defaults(handler=cmd_export_dataset, takes_overrides=False)

@@ -1,4 +1,4 @@
-"""``bremen train`` and ``bremen offline``: new runs, ``--resume``, through :mod:`bremen_jax.run`."""
+"""``bremen train`` and ``bremen offline``: new runs and ``--resume``, via :mod:`bremen_jax.run`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pathlib
 import time
 from typing import Sequence
 
-from bremen_jax.cli.common import CliError, fmt, load_cfg
+from bremen_jax.cli.common import CliError, add_command, fmt, load_cfg
 
 
 def _add_run_flags(p: argparse.ArgumentParser, command: str) -> None:
@@ -114,8 +114,8 @@ def cmd_train(args: argparse.Namespace, overrides: Sequence[str]) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "train", help="recursive (deployment-efficient) BREMEN in a Brax task",
+    p = add_command(sub, "train", cmd_train, overrides=True,
+                    help="recursive (deployment-efficient) BREMEN in a Brax task",
         description="Run K deployments: collect real data with the current policy, fit the "
                     "ensemble, clone the policy, improve it with TRPO on imagined rollouts. "
                     "Writes config.json, chunks/deployments.{csv,jsonl}, tb/, checkpoints/ and "
@@ -125,9 +125,8 @@ def register(sub) -> None:
     p.add_argument("--driver", choices=("host", "compiled"), default="host",
                    help="host: Python loop over compiled phases with progress, logs and "
                         "checkpoints per TRPO chunk; compiled: the whole run as one XLA program")
-    p.set_defaults(handler=cmd_train, takes_overrides=True)
-    p = sub.add_parser(
-        "offline", help="offline BREMEN on a dataset file",
+    p = add_command(sub, "offline", cmd_offline, overrides=True,
+                    help="offline BREMEN on a dataset file",
         description="Fit the ensemble on DATASET, clone the behaviour policy, re-initialise the "
                     "target policy from the clone and improve it with TRPO on imagined rollouts: "
                     "the run loop of `train` with one deployment (same files, checkpoints and "
@@ -135,4 +134,3 @@ def register(sub) -> None:
     _add_run_flags(p, "offline")
     p.add_argument("--dataset", default=None,
                    help="dataset file (.npz) written by bremen_jax (with --resume: the run's)")
-    p.set_defaults(handler=cmd_offline, takes_overrides=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
-from bremen_jax.cli.common import CliError
+from bremen_jax.cli.common import CliError, add_command
 
 
 def cmd_sweep(args: argparse.Namespace, overrides: Sequence[str]) -> int:
@@ -33,8 +33,8 @@ def cmd_sweep(args: argparse.Namespace, overrides: Sequence[str]) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "sweep", help="many runs (seeds x hyperparameters x ensemble sizes) as one program",
+    p = add_command(sub, "sweep", cmd_sweep, overrides=True,
+                    help="many runs (seeds x hyperparameters x ensemble sizes) as one program",
         description="Run a sweep file (get_config()/base + get_sweep(); see docs/sweeps.md) as "
                     "one compiled, vmapped program per shape-changing ('outer') value, sharded "
                     "over the devices. Writes sweep.json, runs.csv/.jsonl, summary.json/.md and "
@@ -46,6 +46,5 @@ def register(sub) -> None:
                    help="use only the first N devices (default: all)")
     p.add_argument("--distributed", action="store_true",
                    help="call jax.distributed.initialize() first (multi-host; see docs/sweeps.md)")
-    p.set_defaults(handler=cmd_sweep, takes_overrides=True)
     sub.add_parser("bench", help="benchmark suites of bremen_jax.bench (bremen bench --help)",
                    add_help=False)

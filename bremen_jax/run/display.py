@@ -7,7 +7,8 @@ from typing import Any
 
 
 def fmt(x) -> str:
-    return "-" if x is None else f"{x:.2f}"
+    """A return for display (None -> "-"; the logs' "nan"/"inf" strings too)."""
+    return "-" if x is None else f"{float(x):.2f}"
 
 
 def progress(console):
