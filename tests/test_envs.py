@@ -3,10 +3,12 @@
 The central checks: on real random-action transitions the observation-space ``reward_fn``/``done_fn``
 (used for imagined rollouts, and by the real TaskEnv) agree with the same reward and termination
 written independently on the physical state (``q``, ``qd``, ``x``; see ``PHYSICS``), which pins
-the observation layouts; and the collected data are consistent with them. One collector and one
-scanned step per task are compiled once (module-scoped fixtures, ~15-30 s each on a busy 2-core CPU).
+the observation layouts; and the collected data are consistent with them. Both come from ONE
+compiled collector per task (a module-scoped fixture whose env also reports the physical-state
+oracle of each step; ~15-30 s to compile on a busy 2-core CPU).
 """
 
+import dataclasses
 import warnings
 
 import brax.envs
@@ -31,34 +33,7 @@ ACT_SIZES = {"halfcheetah": 6, "hopper": 3, "walker2d": 6, "ant": 8, "inverted_p
              "cheetah_run": 6}
 NUM_ENVS, NUM_STEPS, EP_LEN = 10, 100, 40
 COLLECT_KEY = 7
-
-
-@pytest.fixture(scope="module", params=BUILTINS)
-def rollout(request):
-    """(task, Transition [T, N], EpisodeStats): 10 envs x 100 random steps, 40-step episodes."""
-    task = make_task(request.param, episode_length=EP_LEN)
-    collect = jax.jit(make_collector(task, uniform_random_policy(task.action_size), NUM_ENVS,
-                                     NUM_STEPS))
-    tr, stats = collect(None, jax.random.key(COLLECT_KEY))
-    return task, jax.device_get(tr), jax.device_get(stats)
-
-
-# ------------------------------------------------------------------------------------------------
-# Real env vs observation-space functions.
-
-def test_reward_and_done_fns_match_real_env(rollout):
-    task, tr, _ = rollout
-    chex.assert_shape(tr.obs, (NUM_STEPS, NUM_ENVS, task.obs_size))
-    chex.assert_shape(tr.action, (NUM_STEPS, NUM_ENVS, task.action_size))
-    chex.assert_tree_all_finite(tr)
-    reward = task.reward_fn(tr.obs, tr.action, tr.next_obs)
-    done = task.done_fn(tr.next_obs)
-    chex.assert_shape([reward, done], (NUM_STEPS, NUM_ENVS))
-    assert reward.dtype == jnp.float32 and done.dtype == jnp.float32
-    assert float(jnp.max(jnp.abs(reward - tr.reward))) <= 1e-4
-    np.testing.assert_array_equal(np.asarray(done), tr.done)
-    # Not a vacuous comparison: rewards vary.
-    assert np.std(tr.reward) > 1e-3 or task.name == "inverted_pendulum"
+ACTION_RANGE = 1.2  # random actions beyond [-1, 1]: the env and the reward fns must clip them
 
 
 # The original BREMEN rewards / terminations on the physical state before/after a step (reference
@@ -95,36 +70,83 @@ PHYSICS = {  # name: ((ps0, a, ps1) -> reward, ps1 -> alive)
     "walker2d": (lambda ps0, a, ps1: ps1.qd[0] - 1e-3 * _ctrl(a) + 1.0, _walker_alive),
     "inverted_pendulum": (lambda ps0, a, ps1: jnp.ones(()), _pendulum_alive),
 }
-PHYS_ENVS, PHYS_STEPS = 4, 100
+
+
+class _OracleEnv(brax.envs.Wrapper):
+    """The task's env with ``(oracle reward, oracle done, reward_fn, done_fn)`` of each step
+    appended to the observation (zeros after a reset): the physical-state oracle and the
+    observation-space functions, computed in the compiled step (as the env's own reward is). The
+    wrapped TaskEnv sees its own observations."""
+
+    def __init__(self, task):
+        super().__init__(task.env)
+        self._size = task.obs_size
+        self._reward_fn, self._done_fn = task.reward_fn, task.done_fn
+        self._reward_phys, self._alive_phys = PHYSICS[task.name]
+
+    def reset(self, rng):
+        state = self.env.reset(rng)
+        return state.replace(obs=jnp.concatenate([state.obs, jnp.zeros(4, jnp.float32)]))
+
+    def step(self, state, action):
+        obs = state.obs[:self._size]
+        nxt = self.env.step(state.replace(obs=obs), action)
+        a = jnp.clip(action, -1.0, 1.0)
+        extra = jnp.stack([self._reward_phys(state.pipeline_state, a, nxt.pipeline_state),
+                           1.0 - self._alive_phys(nxt.pipeline_state).astype(jnp.float32),
+                           self._reward_fn(obs, action, nxt.obs), self._done_fn(nxt.obs)])
+        return nxt.replace(obs=jnp.concatenate([nxt.obs, extra.astype(jnp.float32)]))
+
+
+def _policy(action_size):
+    def policy_fn(params, obs, key):
+        return jax.random.uniform(key, (action_size,), jnp.float32, -ACTION_RANGE, ACTION_RANGE)
+    return policy_fn
 
 
 @pytest.fixture(scope="module", params=BUILTINS)
-def physics_steps(request):
-    """(task, (oracle, obs-space fns, env) each (reward, done) ``[T, N]``): random actions, no
-    resets (episodes continue after a fall)."""
-    task = make_task(request.param)
-    reward_phys, alive_phys = PHYSICS[request.param]
+def rollout(request):
+    """(task, Transition [T, N], EpisodeStats, (oracle, fns)): the collector
+    on 10 envs x 100 random steps (U(±1.2) actions), 40-step episodes.
 
-    def run(key):
-        def step(state, key_a):
-            action = jax.random.uniform(key_a, (task.action_size,), minval=-1.2, maxval=1.2)
-            nxt = task.env.step(state, action)
-            a = jnp.clip(action, -1.0, 1.0)
-            oracle = (reward_phys(state.pipeline_state, a, nxt.pipeline_state),
-                      1.0 - alive_phys(nxt.pipeline_state).astype(jnp.float32))
-            fns = (task.reward_fn(state.obs, action, nxt.obs), task.done_fn(nxt.obs))
-            return nxt, (oracle, fns, (nxt.reward, nxt.done))
-
-        key_reset, key_steps = jax.random.split(key)
-        return jax.lax.scan(step, task.reset(key_reset), jax.random.split(key_steps, PHYS_STEPS))[1]
-
-    keys = jax.random.split(jax.random.key(11), PHYS_ENVS)
-    return task, jax.device_get(jax.jit(jax.vmap(run, out_axes=1))(keys))
+    ONE compiled program per task serves every check below: the collector runs the task's env
+    wrapped by ``_OracleEnv``, so each transition also carries the physical-state oracle and the
+    observation-space functions of its step (``(reward, done)`` each ``[T, N]``; appended to
+    ``next_obs``, cut off here). Episodes are reset after a fall or the time
+    limit, so the oracle is checked on fresh and fallen states alike.
+    """
+    task = make_task(request.param, episode_length=EP_LEN)
+    wrapped = dataclasses.replace(task, env=_OracleEnv(task))
+    collect = jax.jit(make_collector(wrapped, _policy(task.action_size), NUM_ENVS, NUM_STEPS))
+    tr, stats = jax.device_get(collect(None, jax.random.key(COLLECT_KEY)))
+    extra = [tr.next_obs[..., task.obs_size + i] for i in range(4)]
+    tr = tr.replace(obs=tr.obs[..., :task.obs_size], next_obs=tr.next_obs[..., :task.obs_size])
+    return task, tr, stats, (tuple(extra[:2]), tuple(extra[2:]))
 
 
-def test_reward_and_done_fns_match_physical_state(physics_steps):
-    task, ((r_phys, d_phys), (r_fn, d_fn), (r_env, d_env)) = physics_steps
-    chex.assert_shape([r_phys, d_phys, r_fn, d_fn], (PHYS_STEPS, PHYS_ENVS))
+# ------------------------------------------------------------------------------------------------
+# Real env vs observation-space functions.
+
+def test_reward_and_done_fns_match_real_env(rollout):
+    task, tr, _, _ = rollout
+    chex.assert_shape(tr.obs, (NUM_STEPS, NUM_ENVS, task.obs_size))
+    chex.assert_shape(tr.action, (NUM_STEPS, NUM_ENVS, task.action_size))
+    chex.assert_tree_all_finite(tr)
+    assert np.abs(tr.action).max() > 1.0  # the clipping is exercised
+    reward = task.reward_fn(tr.obs, tr.action, tr.next_obs)
+    done = task.done_fn(tr.next_obs)
+    chex.assert_shape([reward, done], (NUM_STEPS, NUM_ENVS))
+    assert reward.dtype == jnp.float32 and done.dtype == jnp.float32
+    assert float(jnp.max(jnp.abs(reward - tr.reward))) <= 1e-4
+    np.testing.assert_array_equal(np.asarray(done), tr.done)
+    # Not a vacuous comparison: rewards vary.
+    assert np.std(tr.reward) > 1e-3 or task.name == "inverted_pendulum"
+
+
+def test_reward_and_done_fns_match_physical_state(rollout):
+    task, tr, _, ((r_phys, d_phys), (r_fn, d_fn)) = rollout
+    r_env, d_env = tr.reward, tr.done
+    chex.assert_shape([r_phys, d_phys, r_fn, d_fn], (NUM_STEPS, NUM_ENVS))
     finite = np.isfinite(r_phys)
     assert finite.mean() > 0.9, f"{task.name}: physics blew up"
     np.testing.assert_allclose(r_fn[finite], r_phys[finite], atol=1e-4, rtol=1e-5)
@@ -138,7 +160,7 @@ def test_reward_and_done_fns_match_physical_state(physics_steps):
 
 
 def test_terminations_occur_where_expected(rollout):
-    task, tr, stats = rollout
+    task, tr, stats, _ = rollout
     n_done = int(tr.done.sum())
     if task.name in ("hopper", "walker2d", "inverted_pendulum"):
         assert n_done >= 5, f"{task.name}: random actions should make it fall ({n_done} falls)"
@@ -149,7 +171,7 @@ def test_terminations_occur_where_expected(rollout):
 
 
 def test_episode_returns_and_lengths_from_rewards(rollout):
-    _, tr, stats = rollout
+    _, tr, stats, _ = rollout
     ended = np.logical_or(tr.done > 0, tr.truncation > 0)
     np.testing.assert_array_equal(stats.ended, ended)
     for n in range(NUM_ENVS):
@@ -162,7 +184,7 @@ def test_episode_returns_and_lengths_from_rewards(rollout):
 
 
 def test_reset_obs_is_the_env_reset_observation(rollout):
-    task, tr, _ = rollout
+    task, tr, _, _ = rollout
     # The collector's first step resets env n with split(split(split(key, T)[0])[0], N)[n].
     key_step0 = jax.random.split(jax.random.key(COLLECT_KEY), NUM_STEPS)[0]
     key_reset = jax.random.split(key_step0)[0]
@@ -171,7 +193,7 @@ def test_reset_obs_is_the_env_reset_observation(rollout):
 
 
 def test_task_metadata(rollout):
-    task, _, _ = rollout
+    task, _, _, _ = rollout
     assert isinstance(task, Task)
     assert task.obs_size == OBS_SIZES[task.name]
     assert task.action_size == ACT_SIZES[task.name]
