@@ -22,7 +22,7 @@ from bremen_jax import config as config_lib
 from bremen_jax.envs import (VALID_BACKENDS, Task, UnstablePhysicsWarning, check_backend, get_spec,
                              list_tasks, make_custom_task, make_task, register_task, task_info,
                              task_specs)
-from bremen_jax.envs.acting import make_collector, uniform_random_policy
+from bremen_jax.envs.acting import make_collector
 from bremen_jax.envs.tasks import (ant, cheetah_run, halfcheetah, hopper, inverted_pendulum,
                                    walker2d)
 
