@@ -52,7 +52,7 @@ def test_fvp_matches_hessian_of_mean_kl(shift):
     # Also away from params0 (shift > 0), where ∇KL ≠ 0: the FVP is the exact damped Hessian.
     params = jax.tree.map(lambda p: p + shift, params0)
     flat, unravel = ravel_pytree(params)
-    hess = jax.hessian(lambda f: kl_fn(unravel(f)))(flat)
+    hess = jax.jit(jax.hessian(lambda f: kl_fn(unravel(f))))(flat)
     damping = 0.1
     fvp = jax.jit(ng.make_fvp(kl_fn, params, damping))
     v = jnp.asarray(np.random.default_rng(1).normal(size=flat.shape), jnp.float32)
@@ -293,7 +293,7 @@ def test_gauss_newton_fvp_equals_hessian_fvp_at_the_old_policy(which):
     kl_fn = lambda p: ng.mean_kl(fn, p, obs, mask, mean0, log_std0)  # noqa: E731
     flat, unravel = ravel_pytree(params)
     damping = 0.1
-    hess = jax.hessian(lambda f: kl_fn(unravel(f)))(flat)
+    hess = jax.jit(jax.hessian(lambda f: kl_fn(unravel(f))))(flat)
     gn = jax.jit(ng.make_gauss_newton_fvp(fn, params, obs, mask, mean0, log_std0, damping))
     for seed in range(3):
         v = jnp.asarray(np.random.default_rng(seed).normal(size=flat.shape), jnp.float32)
@@ -304,7 +304,7 @@ def test_gauss_newton_fvp_equals_hessian_fvp_at_the_old_policy(which):
     # Away from the old policy the KL Hessian has a term in the network's second derivative
     # that the GN form leaves out, so the two must differ there (this comparison can fail).
     shifted = jax.tree.map(lambda p: p + 0.3, params)
-    hess_s = jax.hessian(lambda f: kl_fn(unravel(f)))(ravel_pytree(shifted)[0])
+    hess_s = jax.jit(jax.hessian(lambda f: kl_fn(unravel(f))))(ravel_pytree(shifted)[0])
     gn_s = ng.make_gauss_newton_fvp(fn, shifted, obs, mask, mean0, log_std0, 0.0)
     v = jnp.asarray(np.random.default_rng(7).normal(size=flat.shape), jnp.float32)
     assert not np.allclose(ravel_pytree(gn_s(unravel(v)))[0], hess_s @ v, rtol=1e-2)
