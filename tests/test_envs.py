@@ -112,8 +112,9 @@ def rollout(request):
     ONE compiled program per task serves every check below: the collector runs the task's env
     wrapped by ``_OracleEnv``, so each transition also carries the physical-state oracle and the
     observation-space functions of its step (``(reward, done)`` each ``[T, N]``; appended to
-    ``next_obs``, cut off here). Episodes are reset after a fall or the time
-    limit, so the oracle is checked on fresh and fallen states alike.
+    ``next_obs``, cut off here). Episodes are reset after a fall or the time limit, so the oracle
+    is checked on every step up to and including each fall (no longer on states long after one,
+    which the former separate no-reset program also covered; the terminations are what matter).
     """
     task = make_task(request.param, episode_length=EP_LEN)
     wrapped = dataclasses.replace(task, env=_OracleEnv(task))
