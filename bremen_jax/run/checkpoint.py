@@ -18,15 +18,19 @@ caller may donate or overwrite the saved arrays right after.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import pathlib
+import shutil
 from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+
+from bremen_jax.run.io_errors import orbax_errors_quiet, os_error
 
 _ITEMS = ("state", "meta")
 
@@ -37,6 +41,12 @@ class CheckpointError(ValueError):
 
 class DamagedCheckpointError(CheckpointError):
     """A checkpoint whose files are unreadable or whose arrays fail their checksum."""
+
+
+class CheckpointWriteError(OSError):
+    """Writing a checkpoint failed (disk full, permission lost, read-only file system): its
+    partial files were removed, earlier checkpoints are intact. ``errno``/``strerror`` say why
+    (``errno`` None when the storage layer gave no code)."""
 
 
 def tree_checksum(tree: Any) -> str:
@@ -51,6 +61,13 @@ def tree_checksum(tree: Any) -> str:
 
 def config_checksum(config: Any) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+
+
+def _meta_checksum(meta: Mapping[str, Any]) -> str:
+    """SHA-256 of a checkpoint's JSON metadata as read back, but its own entry."""
+    body = {k: v for k, v in meta.items() if k != "checksum"}
+    body["checksum"] = {k: v for k, v in (meta.get("checksum") or {}).items() if k != "meta"}
+    return config_checksum(body)
 
 
 def is_prng_key(x: Any) -> bool:
@@ -123,6 +140,7 @@ class Checkpointer:
         self.directory = pathlib.Path(directory).resolve()
         options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
         self._mngr = ocp.CheckpointManager(self.directory, options=options, item_names=_ITEMS)
+        self._failed = False
 
     # -- queries -------------------------------------------------------------------------------
     def steps(self) -> list[int]:
@@ -150,11 +168,18 @@ class Checkpointer:
             out = self._mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
             meta = out.meta
         except Exception as e:  # orbax raises many types for unreadable files
-            raise DamagedCheckpointError(f"checkpoint {self.directory / str(step)} is corrupt "
-                                         f"or unreadable (metadata: {type(e).__name__})") from e
-        if not isinstance(meta, dict) or "leaves" not in meta:
-            raise CheckpointError(f"checkpoint {self.directory / str(step)} has no valid metadata "
-                                  f"(not written by bremen_jax.checkpoint?)")
+            raise DamagedCheckpointError(
+                f"checkpoint {self.directory / str(step)} is corrupt or unreadable (metadata "
+                f"{self.directory / str(step) / 'meta'}: {type(e).__name__})") from e
+        where = self.directory / str(step) / "meta"
+        if not isinstance(meta, dict) or not all(isinstance(meta.get(k), dict)
+                                                 for k in ("leaves", "position", "extra")):
+            raise DamagedCheckpointError(f"checkpoint {self.directory / str(step)} has no valid "
+                                         f"metadata ({where} is not what bremen_jax writes)")
+        sums = meta.get("checksum")
+        if isinstance(sums, dict) and "meta" in sums and sums["meta"] != _meta_checksum(meta):
+            raise DamagedCheckpointError(f"checkpoint {self.directory / str(step)} is damaged: "
+                                         f"its metadata ({where}) fails its checksum")
         return meta
 
     # -- save / restore ------------------------------------------------------------------------
@@ -176,11 +201,29 @@ class Checkpointer:
                 "leaves": leaf_specs(state), "key_impls": _key_impls(state),
                 "checksum": {"state": tree_checksum(state),
                              "config": config_checksum(config)}}
-        json.dumps(meta)  # fail early (before writing) on anything not JSON-able
-        self._mngr.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(_keys_to_data(state)), meta=ocp.args.JsonSave(meta)),
-            force=True)
-        self._mngr.wait_until_finished()
+        meta["checksum"]["meta"] = _meta_checksum(json.loads(json.dumps(meta)))  # as read back
+        try:
+            with orbax_errors_quiet():
+                self._mngr.save(step, args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(_keys_to_data(state)),
+                    meta=ocp.args.JsonSave(meta)), force=True)
+                self._mngr.wait_until_finished()
+        except Exception as e:  # orbax/tensorstore raise many types for a failed write
+            self._failed = True
+            self._remove_partial(step)
+            failed = os_error(e)
+            if failed is None:  # not an I/O failure: a bug, with its traceback
+                raise
+            raise CheckpointWriteError(*failed, str(self.directory / str(step))) from None
+
+    def _remove_partial(self, step: int) -> None:
+        """Deletes what a failed save of ``step`` left in orbax's temporary folder
+        (``<step>.orbax-checkpoint-tmp*``; frees the space). Committed checkpoints are untouched
+        (a step folder that exists is verified by its checksums when restored)."""
+        for p in self.directory.glob(f"{step}.orbax-checkpoint-tmp*"):
+            shutil.rmtree(p, ignore_errors=True)
+        with contextlib.suppress(Exception):
+            self._mngr.reload()
 
     def restore(self, abstract_state: Any, step: int | None = None,
                 expected_config: Mapping[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
@@ -269,8 +312,14 @@ class Checkpointer:
         return dest
 
     def close(self) -> None:
-        self._mngr.wait_until_finished()
-        self._mngr.close()
+        """Waits for orbax and closes it; after a failed save (already raised) errors of the
+        closing are not raised again."""
+        try:
+            self._mngr.wait_until_finished()
+            self._mngr.close()
+        except Exception:  # the failed save was reported as CheckpointWriteError already
+            if not self._failed:
+                raise
 
     def __enter__(self) -> "Checkpointer":
         return self

@@ -85,6 +85,8 @@ class WorkdirLock:
             return
         try:
             self.path.unlink(missing_ok=True)
+        except OSError:  # e.g. the file system became read-only: flock still goes with the fd
+            pass
         finally:
             os.close(self._fd)
             self._fd = None

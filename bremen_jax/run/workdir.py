@@ -17,23 +17,26 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import pathlib
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import ml_collections
 
 from bremen_jax import config as config_lib
 from bremen_jax.run import checkpoint as ckpt_lib
-from bremen_jax.run.lock import WorkdirLock
-from bremen_jax.run.logs import MetricWriter, read_jsonl
-from bremen_jax.run.rows import Book, brief_record, build_summary, chunk_row, \
-    deployment_record, metric
-
-STREAMS = ("chunks", "deployments")
+from bremen_jax.run.files import (STREAMS, RunFileError, atomic_write, read_json_object,
+                                  truncate_logs)
+from bremen_jax.run.io_errors import silence_background_errors
+from bremen_jax.run.lock import WorkdirLock, WorkdirLocked
+from bremen_jax.run.logs import MetricWriter
+from bremen_jax.run.rows import (Book, brief_record, build_summary, chunk_row, deployment_record,
+                                 metric)
 
 
 class RunExistsError(FileExistsError):
@@ -42,6 +45,37 @@ class RunExistsError(FileExistsError):
 
 class RunDirError(ValueError):
     """The work directory cannot be created or written (checked before anything compiles)."""
+
+
+class RunWriteError(RunDirError):
+    """Writing the work directory failed mid-run (disk full, permission lost): the run stopped,
+    its last checkpoint is intact and ``--resume`` continues (the message says from where)."""
+
+
+def _blocking_file(path: pathlib.Path) -> pathlib.Path | None:
+    """The first existing non-directory on the way to ``path`` (``path`` itself included)."""
+    for p in reversed((path, *path.parents)):
+        if p.exists() and not p.is_dir():
+            return p
+    return None
+
+
+def claim_workdir(workdir: str | pathlib.Path) -> WorkdirLock:
+    """Creates ``workdir`` (with parents) and takes its lock: a directory that cannot be created
+    or written is refused here, before anything compiles, in one line (:class:`RunDirError`);
+    another live holder with :class:`~bremen_jax.run.lock.WorkdirLocked`."""
+    w = pathlib.Path(workdir)
+    try:
+        w.mkdir(parents=True, exist_ok=True)
+        return WorkdirLock(w)
+    except WorkdirLocked:
+        raise
+    except OSError as e:
+        block = _blocking_file(w)
+        why = (f"{block} is a file, not a directory" if block is not None
+               else e.strerror or str(e))
+        raise RunDirError(f"cannot use {w} as the work directory: {why}; expected a directory "
+                          f"that can be created and written (nothing was changed)") from None
 
 
 class Interrupted(KeyboardInterrupt):
@@ -71,35 +105,34 @@ def check_new_workdir(workdir: str | pathlib.Path) -> None:
                              f"--workdir or continue it with --resume (nothing was changed)")
 
 
-def _read_json(path: pathlib.Path, what: str) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise config_lib.ConfigError(f"{path} is not a readable {what} ({e})") from None
-
-
 def load_run_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
     """The config stored in a run's work directory."""
     path = pathlib.Path(workdir) / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"no run to resume in {workdir} (no config.json)")
-    data = _read_json(path, "run config (JSON object)")
-    if not isinstance(data, dict):
-        raise config_lib.ConfigError(f"{path} must hold a JSON object, got {type(data).__name__}")
+    data = read_json_object(path, "the run's config")
     flat = config_lib.flatten(data)
     # Sections added to the schema later (e.g. checkpoint.*) take their defaults.
     defaults = {k: v for k, v in config_lib.flatten(config_lib.default_config()).items()
                 if k not in flat and config_lib.kind_of(k) == "host"}
     try:
-        return config_lib.override(ml_collections.ConfigDict(data), defaults)
+        cfg = config_lib.override(ml_collections.ConfigDict(data), defaults)
+        config_lib.validate(cfg)
     except config_lib.ConfigError as e:
         raise config_lib.ConfigError(f"{path}: {e}") from None
+    return cfg
 
 
 def load_run_info(workdir: str | pathlib.Path) -> dict[str, Any]:
     """``run.json``: ``{"kind": "train" | "offline", ...}`` (train if absent: older runs)."""
     path = pathlib.Path(workdir) / "run.json"
-    return _read_json(path, "run description") if path.is_file() else {"kind": "train"}
+    if not path.is_file():
+        return {"kind": "train"}
+    info = read_json_object(path, "the run's description")
+    if info.get("kind", "train") not in ("train", "offline"):
+        raise RunFileError(f"{path} names the run kind {info.get('kind')!r}; expected "
+                           f"'train' or 'offline'")
+    return info
 
 
 def _cfg_dict(cfg: ml_collections.ConfigDict) -> dict:
@@ -122,25 +155,6 @@ def _fixed(field: str) -> bool:
     return field == "seed" or config_lib.is_static(field)
 
 
-def truncate_logs(workdir: pathlib.Path, pos: tuple[int, int], n_chunks: int) -> None:
-    """Drops log rows written after checkpoint ``pos`` (a crash between log and checkpoint)."""
-    for stream in STREAMS:
-        path = workdir / f"{stream}.jsonl"
-        if not path.exists():
-            continue
-        rows = read_jsonl(path)
-        at = (lambda r: (r["deployment"], r["chunk"])) if stream == "chunks" else \
-            (lambda r: (r["deployment"], n_chunks))
-        keep = [r for r in rows if at(r) <= pos]
-        if len(keep) == len(rows):
-            continue
-        path.write_text("".join(json.dumps(r) + "\n" for r in keep))
-        csv_path = workdir / f"{stream}.csv"
-        if csv_path.exists():
-            lines = csv_path.read_text().splitlines(keepends=True)
-            csv_path.write_text("".join(lines[:1 + len(keep)]))
-
-
 @contextlib.contextmanager
 def deferred_interrupt():
     """Holds Ctrl-C back while the body runs (a checkpoint write), then delivers it."""
@@ -155,6 +169,24 @@ def deferred_interrupt():
         signal.signal(signal.SIGINT, old)
     if hit:
         raise KeyboardInterrupt
+
+
+def _position(meta: dict, where: pathlib.Path) -> tuple[int, int]:
+    """``(deployment, chunk)`` of a checkpoint's metadata (damaged if it has none)."""
+    p = meta.get("position", {})
+    d, c = p.get("deployment"), p.get("chunk")
+    if not all(isinstance(x, int) and not isinstance(x, bool) for x in (d, c)):
+        raise ckpt_lib.DamagedCheckpointError(f"checkpoint {where} is damaged: its metadata "
+                                              f"holds no position (deployment, chunk)")
+    return d, c
+
+
+def _book(meta: dict, where: pathlib.Path) -> Book:
+    try:
+        return Book(**meta["extra"]["book"])
+    except (KeyError, TypeError):
+        raise ckpt_lib.DamagedCheckpointError(f"checkpoint {where} is damaged: its metadata "
+                                              f"holds no run book") from None
 
 
 class Run:
@@ -180,13 +212,10 @@ class Run:
         self.info = info
         self.every = int(cfg.checkpoint.every)
         self.ckpt = self.writer = self.lock = None
+        self.saved: tuple[int, int] | None = None  # the newest checkpoint on disk
+        self.failed = False                         # a write failed (reported once)
         stored = load_run_config(self.workdir) if resume else None
-        try:
-            self.workdir.mkdir(parents=True, exist_ok=True)
-            self.lock = WorkdirLock(self.workdir)
-        except OSError as e:
-            raise RunDirError(f"cannot write to the work directory {self.workdir}: "
-                              f"{e.strerror or e}") from None
+        self.lock = claim_workdir(self.workdir)
         try:
             self.diff = check_resume_config(stored, cfg) if resume else []
             if not resume:
@@ -197,16 +226,22 @@ class Run:
 
     # -- before compiling ----------------------------------------------------------------------
     def stored_position(self) -> tuple[int, int] | None:
-        """The latest checkpoint's position (reads JSON only), or None."""
+        """The latest readable checkpoint's position (reads JSON only), or None. Raises
+        :class:`~bremen_jax.run.checkpoint.DamagedCheckpointError` (nothing moved) when there
+        are checkpoints but none has readable metadata."""
         if not self.resume or not (self.workdir / "checkpoints").is_dir():
             return None
+        damaged = []
         with ckpt_lib.Checkpointer(self.workdir / "checkpoints") as ck:
             for step in reversed(ck.steps()):
                 try:
-                    p = ck.read_meta(step)["position"]
-                    return int(p["deployment"]), int(p["chunk"])
-                except ckpt_lib.CheckpointError:
-                    continue
+                    return _position(ck.read_meta(step), ck.directory / str(step))
+                except ckpt_lib.CheckpointError as e:
+                    damaged.append(str(e))
+        if damaged:
+            raise ckpt_lib.DamagedCheckpointError(
+                f"no checkpoint of the run can be read: {'; '.join(damaged)}; nothing was "
+                f"changed (move {self.workdir / 'checkpoints'} aside to start the run again)")
         return None
 
     def finished(self) -> RunResult | None:
@@ -214,32 +249,55 @@ class Run:
         path = self.workdir / "summary.json"
         if self.stored_position() != (self.K, self.C) or not path.is_file():
             return None
+        summary = read_json_object(path, "the run's summary")
         self.log(f"the run in {self.workdir} is finished (deployment {self.K}/{self.K}); "
                  f"nothing to do")
-        return RunResult(state=None, metrics=[], summary=_read_json(path, "summary"))
+        return RunResult(state=None, metrics=[], summary=summary)
 
     # -- files ----------------------------------------------------------------------------------
     def open(self, abstract_state) -> tuple[Any, tuple[int, int], Book]:
         """Opens the files; returns (restored state or None, position, book)."""
-        self.ckpt = ckpt_lib.Checkpointer(self.workdir / "checkpoints",
-                                          int(self.cfg.checkpoint.max_to_keep))
+        with self.writing("the checkpoint folder"):
+            self.ckpt = ckpt_lib.Checkpointer(self.workdir / "checkpoints",
+                                              int(self.cfg.checkpoint.max_to_keep))
         state, pos, book = None, (0, self.C), Book()
         if self.resume and self.ckpt.latest_step() is not None:
             state, meta, skipped = self.ckpt.restore_intact(abstract_state,
                                                             expected_config=_cfg_dict(self.cfg))
             for line in skipped:
                 self.log(f"{line}; resuming from an older checkpoint")
-            pos = (int(meta["position"]["deployment"]), int(meta["position"]["chunk"]))
-            book = Book(**meta["extra"]["book"])
-        if self.resume:
-            truncate_logs(self.workdir, pos, self.C)
-            with open(self.workdir / "resumes.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps({"time": time.time(), "position": pos, "changed": self.diff})
-                        + "\n")
-        (self.workdir / "config.json").write_text(self.cfg.to_json(indent=2))
-        (self.workdir / "run.json").write_text(json.dumps(self.info, indent=2))
-        self.writer = MetricWriter(self.workdir)
+            pos = self.saved = _position(meta, self.ckpt.directory)
+            book = _book(meta, self.ckpt.directory)
+        with self.writing("the run's files"):
+            if self.resume:
+                truncate_logs(self.workdir, pos, self.C)
+                with open(self.workdir / "resumes.jsonl", "a", encoding="utf-8") as f:
+                    f.write(json.dumps({"time": time.time(), "position": pos,
+                                        "changed": self.diff}) + "\n")
+            atomic_write(self.workdir / "config.json", self.cfg.to_json(indent=2))
+            atomic_write(self.workdir / "run.json", json.dumps(self.info, indent=2))
+            self.writer = MetricWriter(self.workdir)
         return state, pos, book
+
+    @contextlib.contextmanager
+    def writing(self, what: str) -> Iterator[None]:
+        """A failed write in the body (disk full, permission lost) becomes one
+        :class:`RunWriteError` saying what failed, which checkpoint is intact and how to go on."""
+        try:
+            yield
+        except OSError as e:
+            self.failed = True
+            silence_background_errors()
+            d, c = self.saved or (0, 0)
+            kept = (f"its last checkpoint (deployment {d}, chunk {c}) is intact" if self.saved
+                    else "it has no checkpoint yet")
+            fix = {errno.ENOSPC: "free space", errno.EDQUOT: "free space"}.get(
+                e.errno, "make it writable again")
+            then = (f"continue with --resume --workdir {self.workdir}"
+                    if (self.workdir / "config.json").is_file() else "start it again")
+            raise RunWriteError(f"cannot write {what} in {self.workdir}: "
+                                f"{e.strerror or e}; the run stopped and {kept}; {fix}, then "
+                                f"{then}") from None
 
     def log(self, msg: str) -> None:
         if self.console is not None:
@@ -251,12 +309,14 @@ class Run:
     def end_chunk(self, d: int, c: int, improve, ev, book: Book) -> dict:
         """Writes chunk ``c``'s row (and, after the last chunk, the deployment's row)."""
         row = chunk_row(self.static, d, c, improve, ev)
-        self.writer.write("chunks", row["iteration"], row)
+        with self.writing("the chunk log"):
+            self.writer.write("chunks", row["iteration"], row)
         book.returns.append(metric(row, "eval/return_mean"))
         if c == self.C:
             rec = deployment_record(d, d * self.samples, book.pre, book.returns)
             times = {f"time/{k}_s": v for k, v in book.timings.items()}
-            self.writer.write("deployments", d, {**rec, **times})
+            with self.writing("the deployment log"):
+                self.writer.write("deployments", d, {**rec, **times})
             book.records.append(brief_record(rec, book.returns))
             self.log(f"deployment {d}/{self.K}: return {rec['return']:.2f} (BC init "
                      f"{rec['bc_return']:.2f}), {rec['env_steps']} real steps")
@@ -268,26 +328,39 @@ class Run:
         return c == 0 or c == self.C or c % self.every == 0
 
     def save(self, state, pos: tuple[int, int], book: Book) -> None:
-        with deferred_interrupt():
+        what = f"the checkpoint of deployment {pos[0]}, chunk {pos[1]}"
+        with deferred_interrupt(), self.writing(what):
             self.ckpt.save(pos[0] * (self.C + 1) + pos[1], state,
                            position={"deployment": pos[0], "chunk": pos[1]},
                            config=_cfg_dict(self.cfg),
                            extra={"book": dataclasses.asdict(book)})
+        self.saved = pos
 
     def close(self) -> None:
-        """Closes writers and checkpoints and frees the lock (idempotent; also after an error)."""
+        """Closes writers and checkpoints and frees the lock (idempotent; also after an error;
+        after a failed write, errors of the closing are not raised again)."""
+        failed_before = self.failed
         try:
-            if self.writer is not None:
-                self.writer.close()
-            if self.ckpt is not None:
-                self.ckpt.close()
+            with self.writing("the logs and checkpoints"):
+                try:
+                    if self.writer is not None:
+                        self.writer.close()
+                finally:
+                    if self.ckpt is not None:
+                        self.ckpt.close()
+        except RunWriteError:
+            if not failed_before:
+                raise
         finally:
             self.writer = self.ckpt = None
             if self.lock is not None:
                 self.lock.release()
 
     def finish(self, state, metrics, pos, book: Book, driver: str) -> RunResult:
-        self.close()
         summary = build_summary(self.static, book, pos, self.K, self.C, driver, self.samples)
-        (self.workdir / "summary.json").write_text(json.dumps(summary, indent=2))
+        try:
+            with self.writing("summary.json"):
+                atomic_write(self.workdir / "summary.json", json.dumps(summary, indent=2))
+        finally:
+            self.close()
         return RunResult(state=state, metrics=metrics, summary=summary)

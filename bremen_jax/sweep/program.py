@@ -47,6 +47,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from bremen_jax import config as config_lib
 from bremen_jax.algo.phases import Phases, make_phases
 from bremen_jax.algo.schedule import Schedule, make_train
+from bremen_jax.run.lock import LOCK_NAME, WorkdirLock
+from bremen_jax.run.workdir import claim_workdir
 from bremen_jax.sweep import report
 from bremen_jax.sweep.spec import (OuterPlan, SweepError, SweepSpec, build_plans, jsonable,
                                    load_sweep, parse_sweep)
@@ -299,10 +301,25 @@ class SweepResult:
 
 
 def check_new_sweep_dir(workdir: str | pathlib.Path) -> None:
+    """Refuses a directory that holds files (a lock file alone is another sweep's: the lock then
+    names it); a path through a regular file is refused by :func:`claim_workdir`."""
     w = pathlib.Path(workdir)
-    if w.exists() and (not w.is_dir() or any(w.iterdir())):
+    if w.is_dir() and any(p.name != LOCK_NAME for p in w.iterdir()):
         raise SweepExistsError(f"sweep directory {workdir} exists and is not empty; choose a new "
                                f"--workdir (nothing there was changed)")
+
+
+def claim_sweep_dir(workdir: str | pathlib.Path) -> WorkdirLock:
+    """Creates the sweep directory and takes its lock (before compiling): an unwritable path, a
+    directory in use by another sweep or run, or one that holds files is refused in one line."""
+    check_new_sweep_dir(workdir)
+    lock = claim_workdir(workdir)
+    try:
+        check_new_sweep_dir(workdir)  # again, holding the lock
+    except BaseException:
+        lock.release()
+        raise
+    return lock
 
 
 def device_info(mesh: Mesh) -> dict:
@@ -326,7 +343,8 @@ def run_sweep(sweep: Any, workdir: str | pathlib.Path, *, overrides: Sequence[st
         console: ``rich.console.Console`` for progress and the summary table; None = silent.
         num_deployments: run only the first K' deployments of each run (benchmarks).
     Raises:
-        SweepError / ConfigError (bad sweep), SweepExistsError, SweepMemoryError.
+        SweepError / ConfigError (bad sweep), SweepExistsError, SweepMemoryError, RunDirError
+        (a directory that cannot be written), WorkdirLocked (in use by another sweep or run).
     """
     cfg, spec = load_sweep(sweep, overrides)
     check_new_sweep_dir(workdir)
@@ -334,11 +352,23 @@ def run_sweep(sweep: Any, workdir: str | pathlib.Path, *, overrides: Sequence[st
     mesh = make_runs_mesh(devices)
     for plan in plans:  # every outer value's memory estimate before compiling or writing
         estimate_memory(plan, mesh)
+    lock = claim_sweep_dir(workdir) if jax.process_index() == 0 else None
+    try:
+        return _run_plans(sweep, cfg, spec, plans, mesh, pathlib.Path(workdir), overrides,
+                          console, num_deployments)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_plans(sweep, cfg, spec: SweepSpec, plans: list[OuterPlan], mesh: Mesh,
+               workdir: pathlib.Path, overrides: Sequence[str], console,
+               num_deployments: int | None) -> SweepResult:
+    """Compiles and runs every outer value in turn, writing the files (process 0)."""
     if "dynamics.num_active" in spec.fields and not jax.config.jax_threefry_partitionable:
         warnings.warn("jax_threefry_partitionable is off: members 0..k-1 of a masked ensemble "
                       "then get other random keys than a k-member ensemble (results are still "
                       "valid, but not equal to runs built with exactly k members)")
-    workdir = pathlib.Path(workdir)
     writer = jax.process_index() == 0
     meta = {"config": json.loads(cfg.to_json()), "sweep": spec.raw, "seeds": list(spec.seeds),
             "points": jsonable(list(spec.points)), "outer": jsonable(list(spec.outer)),
