@@ -31,6 +31,7 @@ from bremen_jax import sweep
 from bremen_jax.algo.phases import make_phases
 from bremen_jax.algo.schedule import Schedule
 from bremen_jax.datasets import scores
+from bremen_jax.run.compile import clear_cache
 from bremen_jax.run.compiled import run_compiled
 from bremen_jax.sweep import program
 from bremen_jax.sweep import report as sweep_report
@@ -106,7 +107,7 @@ def _stack(per_deployment):
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
     """The test sweep, compiled fresh; counts compiles and traces of the deployment step."""
-    program._PROGRAMS.clear()
+    clear_cache("sweep")
     traces = []
     step = Schedule.deployment
 

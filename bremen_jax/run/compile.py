@@ -34,6 +34,7 @@ class Compiled:
 
     fn: Callable
     seconds: float
+    cached: bool = False  # True when this call found it in the cache (nothing compiled)
 
 
 def abstract(tree: Any) -> Any:
@@ -49,24 +50,27 @@ def _signature(args: Sequence[Any]) -> Hashable:
 
 
 def compile_cached(key: Hashable, fn: Callable, *args: Any, precision: str = "default",
-                   donate_argnums: int | tuple[int, ...] = ()) -> Compiled:
-    """``jax.jit(fn).lower(*args).compile()``, cached per ``(key, shapes of args)``.
+                   donate_argnums: int | tuple[int, ...] = (), **jit_kwargs: Any) -> Compiled:
+    """``jax.jit(fn, **jit_kwargs).lower(*args).compile()``, cached per ``(key, shapes of args)``.
 
     Args:
-        key: hashable; must determine ``fn`` (e.g. ``(static, "fit_bc")``).
+        key: hashable; must determine ``fn`` and ``jit_kwargs`` (e.g. ``(static, "fit_bc")``; a
+            sharded program includes its devices).
         fn: the pure function to compile.
         *args: example arguments or ``ShapeDtypeStruct`` s (only shapes/dtypes are used).
         precision: ``jax.default_matmul_precision`` while tracing (``"default"``: none).
         donate_argnums: arguments whose buffers the executable may reuse.
+        **jit_kwargs: more ``jax.jit`` options (``in_shardings``, ``out_shardings``).
     """
     cache_key = (key, precision, donate_argnums, _signature(args))
     hit = _CACHE.get(cache_key)
     if hit is not None:
         _CACHE.move_to_end(cache_key)
-        return hit
+        return dataclasses.replace(hit, cached=True)
     t0 = time.perf_counter()
     with precision_context(precision):
-        exe = jax.jit(fn, donate_argnums=donate_argnums).lower(*abstract(args)).compile()
+        exe = jax.jit(fn, donate_argnums=donate_argnums, **jit_kwargs
+                      ).lower(*abstract(args)).compile()
     out = Compiled(exe, time.perf_counter() - t0)
     _CACHE[cache_key] = out
     while len(_CACHE) > _CACHE_SIZE:
@@ -74,9 +78,10 @@ def compile_cached(key: Hashable, fn: Callable, *args: Any, precision: str = "de
     return out
 
 
-def clear_cache() -> None:
-    """Drops every cached executable (tests; memory)."""
-    _CACHE.clear()
+def clear_cache(kind: Hashable | None = None) -> None:
+    """Drops the cached executables whose key starts with ``kind`` (e.g. ``"sweep"``), or all."""
+    for k in [k for k in _CACHE if kind is None or (isinstance(k[0], tuple) and k[0][:1] == (kind,))]:
+        del _CACHE[k]
 
 
 def default_cache_dir() -> pathlib.Path | None:

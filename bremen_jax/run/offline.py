@@ -11,7 +11,6 @@ by the task's ``reward_fn``.
 
 from __future__ import annotations
 
-import json
 import pathlib
 from typing import Any, Callable
 
@@ -77,16 +76,17 @@ def run_offline(cfg: ml_collections.ConfigDict, dataset_path: str | pathlib.Path
         raise
     run.samples = n
     schedule = Schedule(make_phases(static, task=task, capacity=n, max_segments=1), offline=True)
-    result = drive(run, schedule, (jax.random.key(cfg.seed), batch), stop_at=stop_at,
-                   progress=progress)
-    extra = offline_summary(result.summary, meta, n, str(dataset_path))
-    if score_fn is not None and result.summary.get("finished"):
-        extra["normalized_scores"] = score_fn(static.task, {
-            "behavior": extra["behavior_return"], "bc": extra["bc_return"],
-            "bremen": extra["bremen_return"]})
-    result.summary.update(extra)
-    (pathlib.Path(workdir) / "summary.json").write_text(json.dumps(result.summary, indent=2))
-    return result
+    def extra(summary: dict) -> dict:
+        out = offline_summary(summary, meta, n, str(dataset_path))
+        if score_fn is not None and summary.get("finished"):
+            out["normalized_scores"] = score_fn(static.task, {
+                "behavior": out["behavior_return"], "bc": out["bc_return"],
+                "bremen": out["bremen_return"]})
+        return out
+
+    run.summary_extra = extra
+    return drive(run, schedule, (jax.random.key(cfg.seed), batch), stop_at=stop_at,
+                 progress=progress)
 
 
 def offline_summary(summary: dict, meta: dict, n: int, dataset: str) -> dict[str, Any]:

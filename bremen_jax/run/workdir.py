@@ -24,7 +24,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Callable
 
 import ml_collections
 
@@ -210,6 +210,8 @@ class Run:
         self.K, self.C, self.resume, self.console = K, C, resume, console
         self.samples = samples_per_deployment
         self.info = info
+        # ``summary -> more fields`` added to summary.json (offline: dataset, BC and BREMEN returns)
+        self.summary_extra: Callable[[dict], dict] | None = None
         self.every = int(cfg.checkpoint.every)
         self.ckpt = self.writer = self.lock = None
         self.saved: tuple[int, int] | None = None  # the newest checkpoint on disk
@@ -358,6 +360,8 @@ class Run:
 
     def finish(self, state, metrics, pos, book: Book, driver: str) -> RunResult:
         summary = build_summary(self.static, book, pos, self.K, self.C, driver, self.samples)
+        if self.summary_extra is not None:
+            summary.update(self.summary_extra(summary))
         try:
             with self.writing("summary.json"):
                 atomic_write(self.workdir / "summary.json", json.dumps(summary, indent=2))

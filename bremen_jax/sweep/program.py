@@ -31,7 +31,6 @@ and :func:`run_sweep`.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import json
 import os
@@ -47,6 +46,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from bremen_jax import config as config_lib
 from bremen_jax.algo.phases import Phases, make_phases
 from bremen_jax.algo.schedule import Schedule, make_train
+from bremen_jax.run.compile import compile_cached
 from bremen_jax.run.lock import LOCK_NAME, WorkdirLock
 from bremen_jax.run.workdir import claim_workdir
 from bremen_jax.sweep import report
@@ -198,36 +198,21 @@ def make_sweep_program(phases: Phases, num_deployments: int | None = None):
     return bremen_sweep
 
 
-_PROGRAMS: collections.OrderedDict = collections.OrderedDict()
-
-
 def compile_sweep(phases: Phases, mesh: Mesh, hp: config_lib.HParams, num_runs_padded: int,
                   num_deployments: int | None = None) -> tuple[Any, float, bool]:
-    """AOT ``jit(program).lower().compile()`` with the runs axis sharded over ``mesh``.
-
-    Cached per (static config, deployments, R_pad, devices, HParams dtypes): returns
-    ``(compiled, compile_seconds, was_cached)``.
+    """AOT ``jit(program).lower().compile()`` with the runs axis sharded over ``mesh``, through
+    the one compile cache (:func:`bremen_jax.run.compile.compile_cached`; keyed by the static
+    config, deployments, devices and the argument shapes): ``(compiled, seconds, was_cached)``.
     """
     runs = NamedSharding(mesh, PartitionSpec("runs"))
     hp_abs = jax.tree.map(lambda x: jax.ShapeDtypeStruct((num_runs_padded,), np.asarray(x).dtype),
                           hp)
     seeds_abs = jax.ShapeDtypeStruct((num_runs_padded,), np.int32)
-    key = (phases.static, num_deployments, num_runs_padded,
-           tuple(d.id for d in mesh.devices.flat), jax.tree.structure(hp_abs),
-           tuple(x.dtype for x in jax.tree.leaves(hp_abs)))
-    if key in _PROGRAMS:
-        _PROGRAMS.move_to_end(key)
-        return _PROGRAMS[key][0], 0.0, True
-    program = make_sweep_program(phases, num_deployments)
-    t0 = time.perf_counter()
-    with config_lib.precision_context(phases.static.precision):
-        compiled = jax.jit(program, in_shardings=(runs, runs), out_shardings=runs
-                           ).lower(seeds_abs, hp_abs).compile()
-    secs = time.perf_counter() - t0
-    _PROGRAMS[key] = (compiled, secs)
-    while len(_PROGRAMS) > 4:
-        _PROGRAMS.popitem(last=False)
-    return compiled, secs, False
+    key = ("sweep", phases.static, num_deployments, tuple(d.id for d in mesh.devices.flat))
+    exe = compile_cached(key, make_sweep_program(phases, num_deployments), seeds_abs, hp_abs,
+                         precision=phases.static.precision, in_shardings=(runs, runs),
+                         out_shardings=runs)
+    return exe.fn, 0.0 if exe.cached else exe.seconds, exe.cached
 
 
 def compiled_bytes(compiled) -> int | None:
