@@ -163,4 +163,5 @@ def test_flipped_bytes_fail_the_checksum_and_resume_takes_the_newest_intact(setu
     _flip_bytes(pathlib.Path(ck.directory) / "1")
     with pytest.raises(DamagedCheckpointError, match="no intact checkpoint"):
         ck.restore_intact(abstract)
+    assert ck.steps() == [1, 2]  # a refusal moves nothing
     ck.close()

@@ -342,3 +342,36 @@ def test_workdir_lock_refuses_a_second_process_and_takes_over_stale_locks(tmp_pa
     (work / LOCK_NAME).write_text(json.dumps({"pid": 1, "host": "elsewhere", "time": 0}))
     with pytest.raises(WorkdirLocked, match=r"on elsewhere .*another host"):
         WorkdirLock(work)
+
+
+def _flip_latest_arrays(checkpoints: pathlib.Path, steps=None) -> None:
+    """Flips 64 bytes in the largest array file of the latest (or the given) checkpoint(s)."""
+    numbered = sorted((p for p in checkpoints.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    for step_dir in (numbered[-1:] if steps is None else [p for p in numbered if int(p.name) in steps]):
+        files = [f for f in (step_dir / "state").rglob("*") if f.is_file() and f.parent.name == "d"]
+        f = max(files, key=lambda q: q.stat().st_size)
+        data = bytearray(f.read_bytes())
+        mid = len(data) // 2
+        data[mid:mid + 64] = bytes(b ^ 0xFF for b in data[mid:mid + 64])
+        f.write_bytes(bytes(data))
+
+
+def test_resume_skips_a_damaged_latest_checkpoint_or_refuses(host_run, tmp_path, capsys):
+    work = tmp_path / "r"
+    run_host(_cfg(), work, progress=False, stop_at=(2, 1))
+    _flip_latest_arrays(work / "checkpoints")
+    capsys.readouterr()
+    assert main(["train", "--resume", "--workdir", str(work), "--no-progress"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "is damaged" in out or "is corrupt" in out
+    assert "resuming from an older checkpoint" in out
+    assert_rows_close(work, host_run[0])
+    # Every checkpoint damaged: refused in one line, nothing changed.
+    work2 = tmp_path / "r2"
+    run_host(_cfg(), work2, progress=False, stop_at=(1, 2))
+    _flip_latest_arrays(work2 / "checkpoints", steps=range(100))
+    before = _tree_hashes(work2)
+    assert main(["train", "--resume", "--workdir", str(work2), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no intact checkpoint" in err[0] and "Traceback" not in err[0]
+    assert _tree_hashes(work2) == before

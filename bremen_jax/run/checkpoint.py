@@ -284,22 +284,26 @@ class Checkpointer:
     def restore_intact(self, abstract_state: Any, expected_config: Mapping[str, Any] | None = None
                        ) -> tuple[Any, dict[str, Any], list[str]]:
         """The newest checkpoint that restores intact: ``(state, meta, skipped)`` where
-        ``skipped`` names each damaged newer checkpoint (one line each).
+        ``skipped`` names each damaged newer checkpoint (one line each); those are moved aside
+        (:meth:`quarantine`) only once an intact one is found, so a refusal moves nothing.
 
         Raises:
             CheckpointError: no checkpoint, a mismatching (not damaged) one, or none intact.
         """
-        skipped = []
+        damaged = []
         for step in reversed(self.steps()):
             try:
                 state, meta = self.restore(abstract_state, step, expected_config)
-                return state, meta, skipped
             except DamagedCheckpointError as e:
-                skipped.append(f"{e} (moved to {self.quarantine(step).name})")
-        if not skipped:
+                damaged.append((step, str(e)))
+                continue
+            skipped = [f"{msg} (moved to {self.quarantine(s).name})" for s, msg in damaged]
+            return state, meta, skipped
+        if not damaged:
             raise CheckpointError(f"no checkpoint in {self.directory}")
         raise DamagedCheckpointError(f"no intact checkpoint in {self.directory}: "
-                                     + "; ".join(skipped))
+                                     + "; ".join(msg for _, msg in damaged)
+                                     + " (nothing was moved or changed)")
 
     def quarantine(self, step: int) -> pathlib.Path:
         """Moves a damaged checkpoint aside (``damaged-<step>-<time>``; kept, never deleted) so
