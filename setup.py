@@ -41,5 +41,5 @@ setup(
         "dev": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5", "import-linter>=2.1"],
         "cuda": ["jax[cuda12]>=0.5.0,<0.13"],
     },
-    entry_points={"console_scripts": ["bremen=bremen_jax.cli:main"]},
+    entry_points={"console_scripts": ["bremen=bremen_jax.cli:console_main"]},
 )

@@ -63,8 +63,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             raise
         print(f"bremen {args.command}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        if getattr(e, "abandon_threads", False):
+            _STATE["abandon_threads"] = True
         return 2
 
 
+_STATE = {"abandon_threads": False}
+
+
+def console_main() -> None:
+    """The ``bremen`` executable: :func:`main`, then exit; after a failed checkpoint write it
+    exits without waiting for orbax's stuck background threads (they hold the exit for minutes)."""
+    rc = main()
+    if _STATE["abandon_threads"]:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    sys.exit(rc)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

@@ -1,7 +1,5 @@
 """``python -m bremen_jax.cli``: the ``bremen`` command."""
 
-import sys
+from bremen_jax.cli import console_main
 
-from bremen_jax.cli import main
-
-sys.exit(main())
+console_main()

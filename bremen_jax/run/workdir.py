@@ -51,6 +51,10 @@ class RunWriteError(RunDirError):
     """Writing the work directory failed mid-run (disk full, permission lost): the run stopped,
     its last checkpoint is intact and ``--resume`` continues (the message says from where)."""
 
+    # After a failed orbax save, orbax's non-daemon signalling threads wait minutes for signals
+    # that never come, holding the interpreter's exit: the command line exits at once instead.
+    abandon_threads = True
+
 
 def _blocking_file(path: pathlib.Path) -> pathlib.Path | None:
     """The first existing non-directory on the way to ``path`` (``path`` itself included)."""
