@@ -76,6 +76,22 @@ def _console(args: argparse.Namespace, what: str):
     return console
 
 
+def _write_curves(workdir: str, result, console) -> None:
+    """``RUN_DIR/curves.png`` (:mod:`bremen_jax.run.plots`) when this session ran something (or
+    the file is missing); a plotting failure never loses the run: one warning line."""
+    path = pathlib.Path(workdir) / "curves.png"
+    if result.state is None and path.is_file():
+        return
+    try:
+        from bremen_jax.run.plots import plot
+
+        plot([workdir], path)
+        console.print(f"learning curves: {path}")
+    except Exception as e:  # noqa: BLE001 - never lose a finished run to a plot
+        console.print(f"warning: could not draw {path}: {type(e).__name__}: "
+                      f"{' '.join(str(e).split())}")
+
+
 def cmd_offline(args: argparse.Namespace, overrides: Sequence[str]) -> int:
     from bremen_jax.datasets.scores import scores_or_none
     from bremen_jax.run import run_offline
@@ -88,6 +104,7 @@ def cmd_offline(args: argparse.Namespace, overrides: Sequence[str]) -> int:
     result = run_offline(cfg, dataset, args.workdir, max_rows=info.get("max_rows"),
                          resume=args.resume, console=console, progress=not args.no_progress,
                          score_fn=scores_or_none)
+    _write_curves(args.workdir, result, console)
     s = result.summary
     print(f"behavior return {fmt(s['behavior_return'])}  BC {fmt(s['bc_return'])}  "
           f"BREMEN {fmt(s['bremen_return'])}  (summary: {args.workdir}/summary.json)")
@@ -109,6 +126,7 @@ def cmd_train(args: argparse.Namespace, overrides: Sequence[str]) -> int:
     else:
         result = run_compiled(cfg, args.workdir, resume=args.resume, console=console)
     print_summary(result.summary, console)
+    _write_curves(args.workdir, result, console)
     console.print(f"summary: {pathlib.Path(args.workdir) / 'summary.json'}")
     return 0 if result.summary["finished"] else 1
 
@@ -118,9 +136,10 @@ def register(sub) -> None:
                     help="recursive (deployment-efficient) BREMEN in a Brax task",
         description="Run K deployments: collect real data with the current policy, fit the "
                     "ensemble, clone the policy, improve it with TRPO on imagined rollouts. "
-                    "Writes config.json, chunks/deployments.{csv,jsonl}, tb/, checkpoints/ and "
-                    "summary.json in --workdir. Override any config field with "
-                    "--config.FIELD=VALUE. Ctrl-C stops at once; --resume continues.")
+                    "Writes config.json, chunks/deployments.{csv,jsonl}, tb/, checkpoints/, "
+                    "summary.json and curves.png (`bremen plot`) in --workdir. Override any "
+                    "config field with --config.FIELD=VALUE. Ctrl-C stops at once; --resume "
+                    "continues.")
     _add_run_flags(p, "train")
     p.add_argument("--driver", choices=("host", "compiled"), default="host",
                    help="host: Python loop over compiled phases with progress, logs and "

@@ -10,11 +10,13 @@ import csv
 import json
 import math
 import pathlib
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
 NONFINITE = ("nan", "inf", "-inf")  # how a non-finite float is written (never a silent null)
+# Bookkeeping counters: TensorBoard's step (or the position in the run), never scalars there.
+COUNTERS = frozenset({"step", "deployment", "chunk", "iteration"})
 
 
 def _visible(x: Any) -> Any:
@@ -44,7 +46,9 @@ class MetricWriter:
 
     A CSV's columns are those of its rows so far: a row with a new key rewrites the file once with
     the wider header (earlier rows get empty cells there). Existing files are appended to, so a
-    resumed run keeps its history.
+    resumed run keeps its history. TensorBoard (``<workdir>/tb``) gets a row's finite numbers as
+    ``<stream>/<key>`` at the row's step, except the :data:`COUNTERS`; :meth:`write_series` adds
+    per-iteration arrays (every TRPO iteration, not only a chunk's last).
     """
 
     def __init__(self, workdir: str | pathlib.Path, tensorboard: bool = True):
@@ -59,7 +63,10 @@ class MetricWriter:
             except ImportError:  # pragma: no cover - tensorboardX is a dependency
                 self._tb = None
 
-    def write(self, stream: str, step: int, metrics: Mapping[str, Any]) -> dict[str, Any]:
+    def write(self, stream: str, step: int, metrics: Mapping[str, Any], *,
+              tb_skip: Iterable[str] = ()) -> dict[str, Any]:
+        """Appends ``{"step": step, **metrics}`` to the stream's JSONL and CSV (scalars); keys in
+        ``tb_skip`` are left out of TensorBoard (e.g. those :meth:`write_series` logs)."""
         row = {"step": int(step), **to_python(metrics)}
         with open(self.workdir / f"{stream}.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
@@ -79,10 +86,25 @@ class MetricWriter:
         with open(path, "a", newline="", encoding="utf-8") as f:
             csv.writer(f).writerow([scalars.get(c, "") for c in self._columns[stream]])
         if self._tb is not None:
+            skip = COUNTERS | set(tb_skip)
             for k, v in scalars.items():
-                if k != "step" and isinstance(v, (int, float)):  # not None, "nan", "inf"
+                if k not in skip and isinstance(v, (int, float)) and math.isfinite(v):
                     self._tb.add_scalar(f"{stream}/{k}", v, int(step))
         return row
+
+    def write_series(self, prefix: str, last_step: int, metrics: Mapping[str, Any]) -> None:
+        """TensorBoard only: entry ``i`` of each ``[n]`` metric as ``<prefix>/<key>`` at step
+        ``last_step - n + 1 + i`` (e.g. a chunk's TRPO iterations, ending at the global iteration
+        ``last_step``). Non-finite entries and other shapes are left out."""
+        if self._tb is None:
+            return
+        for k, v in metrics.items():
+            a = np.asarray(v)
+            if a.ndim != 1 or k in COUNTERS:
+                continue
+            for i, x in enumerate(a.astype(np.float64).tolist()):
+                if math.isfinite(x):
+                    self._tb.add_scalar(f"{prefix}/{k}", x, int(last_step) - a.size + 1 + i)
 
     def _widen(self, path: pathlib.Path, stream: str, new: list[str]) -> None:
         """Rewrites ``path`` (atomically) with ``new`` columns appended to its header."""

@@ -65,16 +65,27 @@ def deployment_record(d: int, env_steps: int, pre: dict, returns: list) -> dict[
 
 
 def brief_record(rec: dict, returns: list) -> dict[str, Any]:
-    """What ``summary.json`` keeps of a deployment record."""
+    """What ``summary.json`` keeps of a deployment record: ``deployment``, ``env_steps``,
+    ``bc_return``, ``return``, ``chunk_returns`` (each chunk's evaluation) and ``collect_return``:
+    the mean return of the episodes that collected the deployment's data, i.e. of the collecting
+    policy (deployment 1: uniform random; later: the previous deployment's target policy, with
+    its exploration noise; offline: None)."""
     return ({k: rec[k] for k in ("deployment", "env_steps", "bc_return", "return")}
-            | {"random_return": rec.get("collect/return_mean")}
+            | {"collect_return": rec.get("collect/return_mean")}
             | {"chunk_returns": list(returns)})
+
+
+def _current(rec: dict) -> dict:
+    """A record of a checkpoint written before ``random_return`` was named ``collect_return``."""
+    if "random_return" not in rec:
+        return rec
+    return {("collect_return" if k == "random_return" else k): v for k, v in rec.items()}
 
 
 def build_summary(static, book: Book, pos, K: int, C: int, driver: str,
                   samples_per_deployment: int) -> dict[str, Any]:
     """``summary.json``: returns per deployment, samples, wall time by phase, compile time."""
-    recs = book.records
+    recs = [_current(r) for r in book.records]
     return {
         "task": static.task, "backend": static.backend, "driver": driver,
         "finished": tuple(pos) == (K, C), "position": {"deployment": pos[0], "chunk": pos[1]},
@@ -83,7 +94,8 @@ def build_summary(static, book: Book, pos, K: int, C: int, driver: str,
         # The original's TotalSamples counts the model's training split only (reference §8).
         "train_samples": len(recs) * buffer_lib.split_sizes(samples_per_deployment,
                                                             static.dynamics.val_fraction)[0],
-        "random_policy_return": recs[0]["random_return"] if recs else None,
+        # Deployment 1's collection only: the later ones collect with the trained policy.
+        "random_policy_return": recs[0]["collect_return"] if recs else None,
         "returns": [r["return"] for r in recs], "bc_returns": [r["bc_return"] for r in recs],
         "per_deployment": recs,
         "wall_time_s": {"total": round(book.wall_s, 3),

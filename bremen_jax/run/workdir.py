@@ -315,8 +315,9 @@ class Run:
     def end_chunk(self, d: int, c: int, improve, ev, book: Book) -> dict:
         """Writes chunk ``c``'s row (and, after the last chunk, the deployment's row)."""
         row = chunk_row(self.static, d, c, improve, ev)
-        with self.writing("the chunk log"):
-            self.writer.write("chunks", row["iteration"], row)
+        with self.writing("the chunk log"):  # TensorBoard: every TRPO iteration of the chunk
+            self.writer.write("chunks", row["iteration"], row, tb_skip=improve)
+            self.writer.write_series("improve", row["iteration"], improve)
         book.returns.append(metric(row, "eval/return_mean"))
         if c == self.C:
             rec = deployment_record(d, d * self.samples, book.pre, book.returns)
