@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Sequence
 
-from bremen_jax.cli import datasets, runs, sweeps
+from bremen_jax.cli import datasets, plots, runs, sweeps
 from bremen_jax.cli.common import CliError, split_overrides
 
 __all__ = ["CliError", "build_parser", "main"]
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true",
                         help="show Python tracebacks for errors (also BREMEN_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (runs, sweeps, datasets):
+    for module in (runs, sweeps, datasets, plots):
         module.register(sub)
     return parser
 
