@@ -26,6 +26,7 @@ _API = {
     "run_compiled": "bremen_jax.run",
     "run_offline": "bremen_jax.run",
     "run_sweep": "bremen_jax.sweep",
+    "evaluate": "bremen_jax.cli.inspect",
     "plot": "bremen_jax.run.plots",
 }
 __all__ = sorted(_API)

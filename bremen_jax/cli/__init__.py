@@ -3,7 +3,8 @@
 Each subcommand's module registers its parser (``register(sub)``) with its handler
 (``set_defaults(handler=..., takes_overrides=...)``); heavy imports happen inside the handlers so
 that ``bremen --help`` is instant. User errors print one line (exit 2), Ctrl-C one line (exit 130);
-``--debug`` (or ``BREMEN_DEBUG=1``) shows the traceback instead.
+``--debug`` (or ``BREMEN_DEBUG=1``) shows the traceback instead. Third-party start-up notices
+(warp, MuJoCo and Brax deprecations) are silenced unless ``--verbose`` (:mod:`bremen_jax.cli.quiet`).
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import os
 import sys
 from typing import Sequence
 
-from bremen_jax.cli import datasets, plots, runs, sweeps
-from bremen_jax.cli.common import CliError, split_overrides
+from bremen_jax.cli import datasets, inspect, plots, runs, sweeps
+from bremen_jax.cli.common import CliError, add_global_flags, split_overrides
+from bremen_jax.cli.quiet import quiet_third_party
 
 __all__ = ["CliError", "build_parser", "main"]
 
@@ -28,20 +30,15 @@ USER_ERRORS = (CliError, ValueError, FileNotFoundError, FileExistsError, Permiss
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bremen", description="BREMEN (Behavior-Regularized Model-ENsemble) in JAX.")
-    parser.add_argument("--debug", action="store_true",
-                        help="show Python tracebacks for errors (also BREMEN_DEBUG=1)")
+    add_global_flags(parser, default=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (runs, sweeps, datasets, plots):
+    for module in (runs, sweeps, datasets, inspect, plots):
         module.register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["bench"]:  # every flag belongs to the benchmark runner
-        from bremen_jax.bench import suite
-
-        return suite.main(argv[1:], prog="bremen bench")
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if args.command is None:
@@ -50,10 +47,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.takes_overrides and unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     debug = args.debug or os.environ.get("BREMEN_DEBUG", "") not in ("", "0")
+    args.argv = argv
     try:
-        if args.takes_overrides:
-            return args.handler(args, split_overrides(unknown))
-        return args.handler(args)
+        with quiet_third_party(verbose=args.verbose):
+            if args.takes_overrides:
+                return args.handler(args, split_overrides(unknown))
+            return args.handler(args)
     except KeyboardInterrupt as e:
         if debug:
             raise
