@@ -4,7 +4,9 @@
 the policy acts (mean + sigma*N(0,1) "constant sampling" by default), the action is clipped to
 [-1, 1], one ensemble member (drawn uniformly among the *active* members, shared by the whole batch:
 the original) predicts the next observation, and the task's analytic ``reward_fn``/``done_fn`` score
-it. A path ends on termination or when it reaches ``H`` steps; ended rollouts restart from a fresh
+it. With learned heads (``dynamics.reward_model = "learned"``, forced for a task without analytic
+functions) the member that predicted the step also gives its reward and termination
+(``sigmoid(logit) > done_threshold``) instead. A path ends on termination or when it reaches ``H`` steps; ended rollouts restart from a fresh
 start state (the real env's reset distribution by default, or dataset states).
 
 Deviation from the original (documented): the original keeps sampling until >= 50K steps of
@@ -80,7 +82,17 @@ def make_imagined_rollout(task, dynamics, policy, *, horizon: int, num_rollouts:
         raise ValueError(f"exploration must be 'constant' or 'learned', got {exploration!r}")
     if horizon <= 0 or num_rollouts <= 0:
         raise ValueError(f"horizon and num_rollouts must be > 0, got {horizon}, {num_rollouts}")
+    if not dynamics.heads and (task.reward_fn is None or task.done_fn is None):
+        raise ValueError(f"task {task.name!r} has no analytic reward_fn/done_fn; build the "
+                         f"ensemble with dynamics.reward_model='learned' (or 'auto')")
     B, H = num_rollouts, horizon
+    threshold = dynamics.cfg.done_threshold
+
+    def score(obs, a_clip, next_obs, reward, logit):
+        """Reward and termination (float32) of the step: the heads' or the task's functions."""
+        if dynamics.heads:
+            return reward, (jax.nn.sigmoid(logit) > threshold).astype(jnp.float32)
+        return task.reward_fn(obs, a_clip, next_obs), task.done_fn(next_obs).astype(jnp.float32)
 
     def rollout(dyn_state, policy_params, explore_sigma, num_active, key, start_obs=None,
                 start_mask=None) -> ImaginedBatch:
@@ -98,15 +110,19 @@ def make_imagined_rollout(task, dynamics, policy, *, horizon: int, num_rollouts:
             a_clip = jnp.clip(action, -1.0, 1.0)
             if member_sampling == "per_step":
                 k = jax.random.randint(key_member, (), 0, num_active)
-                next_obs = dynamics.predict(dyn_state, obs, a_clip, k)
+                next_obs, r_head, logit = dynamics.predict_step(dyn_state, obs, a_clip, k)
             else:
-                all_next = dynamics.predict_all(dyn_state, obs, a_clip)  # [E, B, o]
-                next_obs = jnp.take_along_axis(all_next, member[None, :, None], axis=0)[0]
+                all_out = dynamics.predict_all_step(dyn_state, obs, a_clip)  # [E, B, ...] leaves
+                next_obs, r_head, logit = jax.tree.map(
+                    lambda v: jnp.take_along_axis(
+                        v, member.reshape((1, B) + (1,) * (v.ndim - 2)), axis=0)[0], all_out)
             finite = jnp.all(jnp.isfinite(next_obs), axis=-1)
+            if dynamics.heads:
+                finite = finite & jnp.isfinite(r_head) & jnp.isfinite(logit)
             next_obs = jnp.where(finite[:, None], next_obs, 0.0)
-            reward = jnp.where(finite, task.reward_fn(obs, a_clip, next_obs), 0.0)
-            terminated = jnp.maximum(task.done_fn(next_obs).astype(jnp.float32),
-                                     1.0 - finite.astype(jnp.float32))
+            reward, done = score(obs, a_clip, next_obs, r_head, logit)
+            reward = jnp.where(finite, reward, 0.0)
+            terminated = jnp.maximum(done, 1.0 - finite.astype(jnp.float32))
             end = jnp.maximum(terminated, (t + 1 >= H).astype(jnp.float32))
             fresh = _sample_starts(key_reset, B, task.reset_obs, start_obs, start_mask)
             new_member = jax.random.randint(key_rmember, (B,), 0, num_active)

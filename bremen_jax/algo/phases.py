@@ -34,7 +34,8 @@ from bremen_jax.data import buffer as buffer_lib
 from bremen_jax.envs.acting import count_nonfinite_actions, flatten_env_major, make_collector, \
     make_evaluator, summarize_episodes
 from bremen_jax.envs import Task, make_task
-from bremen_jax.models.dynamics import Dynamics, DynamicsState, make_dynamics
+from bremen_jax.models.dynamics import Dynamics, DynamicsState, make_dynamics, \
+    resolve_reward_model
 from bremen_jax.models.policy import Policy, PolicyConfig, make_policy
 from bremen_jax.types import Metrics, PRNGKey, Transition
 
@@ -179,7 +180,9 @@ def make_phases(static: StaticConfig, task=None, capacity: int | None = None,
     """Builds the phase functions for ``static`` (the task is made from it unless given)."""
     if task is None:
         task = make_task(static.task, backend=static.backend, episode_length=static.episode_length)
-    dynamics = make_dynamics(task.obs_size, task.action_size, static.dynamics)
+    # dynamics.reward_model "auto": the task's analytic functions, or learned heads without them.
+    dyn_cfg = resolve_reward_model(static.dynamics, task.analytic, task.name)
+    dynamics = make_dynamics(task.obs_size, task.action_size, dyn_cfg)
     policy = make_policy(PolicyConfig(obs_dim=task.obs_size, act_dim=task.action_size,
                                       hidden_sizes=static.policy.hidden_sizes,
                                       init_seed=static.policy.seed_or_none))

@@ -128,6 +128,12 @@ FIELDS: tuple[Field, ...] = (
        WEIGHT_DECAY),
     _f("dynamics.num_active", T, int, 5, "active members (<= num_members); the rest are masked out",
        POSITIVE),
+    _f("dynamics.reward_model", S, str, "auto",
+       "auto (the task's analytic reward/termination if it has them, else learned) | analytic | "
+       "learned (reward and termination heads on the ensemble)",
+       choices=("auto", "analytic", "learned")),
+    _f("dynamics.done_threshold", S, float, 0.5,
+       "learned termination fires when sigmoid(logit) > this", OPEN_UNIT),
     # policy
     _f("policy.hidden_sizes", S, tuple, (200, 200), "policy and BC MLP widths, ReLU"),
     _f("policy.init_seed", S, int, 1234,

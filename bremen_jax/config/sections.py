@@ -87,6 +87,8 @@ class DynamicsConfig(_Static):
     patience: int = _d("dynamics.patience")
     restore_best: bool = _d("dynamics.restore_best")
     val_fraction: float = _d("dynamics.val_fraction")
+    reward_model: str = _d("dynamics.reward_model")
+    done_threshold: float = _d("dynamics.done_threshold")
     obs_clip: float = 1e5               # predictions clipped to +-obs_clip
     activation: str = "relu"
     precision: str | None = _d("precision")  # matmul precision of the MLPs

@@ -55,7 +55,9 @@ def list_tasks() -> list[str]:
 
 def _check_name(name: str) -> None:
     if name not in _REGISTRY:
-        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(list_tasks())}")
+        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(list_tasks())} (a task "
+                         f"registered by a config file needs that file: --config FILE, also with "
+                         f"--resume)")
 
 
 def get_spec(name: str) -> TaskSpec:

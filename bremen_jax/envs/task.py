@@ -12,7 +12,10 @@ A :class:`Task` bundles
 * the reset distribution (``reset``/``reset_obs``).
 
 The real env's reward and termination ARE ``reward_fn``/``done_fn`` applied to the observations
-before/after the step, so each task defines them once. Built-in tasks are described by a
+before/after the step, so each task defines them once. A user task may have none
+(:func:`make_custom_task` without ``reward_fn``/``done_fn``): its reward and termination are then the
+wrapped env's own, ``Task.analytic`` is False, and imagined rollouts score steps with learned heads
+of the dynamics ensemble (``dynamics.reward_model``). Built-in tasks are described by a
 :class:`~bremen_jax.envs.spec.TaskSpec` (``bremen_jax/envs/tasks/<name>.py``); the registry
 (:mod:`bremen_jax.envs.registry`) maps names to factories. Arbitrary user envs become tasks with
 :func:`make_custom_task`.
@@ -61,14 +64,17 @@ class TaskEnv(brax.envs.Wrapper):
     * ``done = done_fn(obs1)``,
 
     where ``obs0``/``obs1`` are the task observations before/after the step: the very functions
-    that score imagined rollouts, so the real env and the model agree by construction.
+    that score imagined rollouts, so the real env and the model agree by construction. With
+    ``reward_fn``/``done_fn`` ``None`` (a task without analytic functions) the reward and
+    termination are the wrapped env's own.
 
     The wrapped env sees exactly the State it produced itself: its own observation is kept in
     ``info['native_obs']`` and its own reward/done in ``metrics['native_reward']``/
     ``['native_done']``.
     """
 
-    def __init__(self, env: brax.envs.Env, obs_fn: ObsFn, reward_fn: RewardFn, done_fn: DoneFn):
+    def __init__(self, env: brax.envs.Env, obs_fn: ObsFn, reward_fn: RewardFn | None = None,
+                 done_fn: DoneFn | None = None):
         super().__init__(env)
         self._obs_fn = obs_fn
         self._reward_fn = reward_fn
@@ -93,8 +99,10 @@ class TaskEnv(brax.envs.Wrapper):
                                   done=state.metrics[NATIVE_DONE], metrics=metrics, info=info)
         native = self.env.step(native_in, action)
         obs = _f32(self._obs_fn(native))
-        reward = self._reward_fn(state.obs, action, obs)
-        done = self._done_fn(obs)
+        if self._reward_fn is None:  # no analytic functions: the wrapped env's own
+            reward, done = native.reward, native.done
+        else:
+            reward, done = self._reward_fn(state.obs, action, obs), self._done_fn(obs)
         metrics = dict(native.metrics)
         metrics[NATIVE_REWARD] = _f32(native.reward)
         metrics[NATIVE_DONE] = _f32(native.done)
@@ -117,8 +125,8 @@ class Task:
         backend: Brax physics backend (``"custom"`` for user envs that have none).
         env: a :class:`TaskEnv`; ``reset(key) -> State``, ``step(State, action[a]) -> State``.
         reward_fn: ``(obs[..., o], action[..., a], next_obs[..., o]) -> [...]`` float32; pure;
-            clips the action to ``[-1, 1]`` itself.
-        done_fn: ``(next_obs[..., o]) -> [...]`` float32 in ``{0., 1.}``; pure.
+            clips the action to ``[-1, 1]`` itself. ``None``: no analytic form (see ``analytic``).
+        done_fn: ``(next_obs[..., o]) -> [...]`` float32 in ``{0., 1.}``; pure; or ``None``.
         episode_length: time limit (steps) of one real episode.
         obs_size: ``o``.
         action_size: ``a``.
@@ -130,12 +138,18 @@ class Task:
     name: str
     backend: str
     env: brax.envs.Env
-    reward_fn: RewardFn
-    done_fn: DoneFn
+    reward_fn: RewardFn | None
+    done_fn: DoneFn | None
     episode_length: int
     obs_size: int
     action_size: int
     reset_obs_fn: Optional[Callable[[PRNGKey], jax.Array]] = None
+
+    @property
+    def analytic(self) -> bool:
+        """Whether the task has analytic ``reward_fn``/``done_fn`` (else: learned heads score
+        imagined steps, and the env's reward/termination are the wrapped env's own)."""
+        return self.reward_fn is not None and self.done_fn is not None
 
     def reset(self, key: PRNGKey) -> State:
         """One env's initial State, freshly sampled from the reset distribution (vmap for many)."""
@@ -148,25 +162,34 @@ class Task:
         return self.env.reset(key).obs
 
 
-def make_custom_task(name: str, env: brax.envs.Env, reward_fn: Callable, done_fn: Callable,
-                     episode_length: int, obs_fn: Callable | None = None) -> Task:
-    """Turns any user Brax env into a Task scored by the given observation-space functions.
+def make_custom_task(name: str, env: brax.envs.Env, reward_fn: Callable | None = None,
+                     done_fn: Callable | None = None,
+                     episode_length: int = DEFAULT_EPISODE_LENGTH,
+                     obs_fn: Callable | None = None) -> Task:
+    """Turns any user Brax env into a Task, with or without observation-space functions.
 
-    The TaskEnv's reward/termination are ``reward_fn(obs, clip(a), next_obs)`` and
-    ``done_fn(next_obs)``, as for the built-in tasks.
+    With both functions the TaskEnv's reward/termination are ``reward_fn(obs, clip(a), next_obs)``
+    and ``done_fn(next_obs)``, as for the built-in tasks. With neither (``make_custom_task(name,
+    env, episode_length=200)``) they are the wrapped env's own (on the clipped action),
+    ``Task.analytic`` is False and training learns them (``dynamics.reward_model``: learned
+    reward and termination heads of the dynamics ensemble).
 
     Args:
         name: task name (used only for display; register a factory with :func:`register_task`).
         env: a ``brax.envs.Env`` with flat array observations.
-        reward_fn: ``(obs[..., o], action[..., a], next_obs[..., o]) -> [...]``.
-        done_fn: ``(next_obs[..., o]) -> [...]`` in {0, 1}.
-        episode_length: time limit of one episode.
+        reward_fn: ``(obs[..., o], action[..., a], next_obs[..., o]) -> [...]``, or ``None``.
+        done_fn: ``(next_obs[..., o]) -> [...]`` in {0, 1}, or ``None`` (both or neither).
+        episode_length: time limit of one episode (default 1000).
         obs_fn: optional ``pipeline_state -> obs[o]``; default: the env's own observation.
     """
     if not isinstance(env, brax.envs.Env):
         raise ValueError(f"env must be a brax.envs.Env, got {type(env).__name__}")
+    if (reward_fn is None) != (done_fn is None):
+        given, missing = ("reward_fn", "done_fn") if done_fn is None else ("done_fn", "reward_fn")
+        raise ValueError(f"custom task {name!r}: {given} given without {missing}; pass both "
+                         f"(analytic) or neither (learned from the env's own reward and done)")
     for field, fn in (("reward_fn", reward_fn), ("done_fn", done_fn)):
-        if not callable(fn):
+        if fn is not None and not callable(fn):
             raise ValueError(f"{field} must be callable, got {type(fn).__name__}")
     if obs_fn is not None and not callable(obs_fn):
         raise ValueError(f"obs_fn must be callable or None, got {type(obs_fn).__name__}")

@@ -26,6 +26,16 @@ Implementation (deviations: see :func:`fit_dynamics`): one ``fit`` is one XLA pr
 static position and never becomes a ``select`` under ``vmap``), an inner ``while_loop`` over epochs
 and one over the ``N_train // batch`` minibatches (a dynamic trip count: no masked, wasted steps).
 Members are vmapped; each has its own Adam state and no quantity couples members.
+
+Learned reward and termination heads (``dynamics.reward_model = "learned"``; not in the original,
+which scores imagined steps with the task's analytic functions, §6): every member gets two more
+outputs, the normalised reward ``(r - μ_r) / (σ_r + 1e-10)`` and a termination logit, fitted with
+the dynamics on the same rows (targets: the stored ``Transition.reward`` and ``Transition.done``).
+A row's loss is then ``mean_d (Δ̂ - Δ)² + (r̂ - r)² + CE(logit, done)`` (normalised units; the
+sigmoid cross-entropy has weight 1), and early stopping watches the sum of the three validation
+errors. Prediction: ``r = σ_r · r̂ + μ_r``; termination when ``sigmoid(logit) > done_threshold``
+(:mod:`bremen_jax.algo.imagine`). Without heads (the default for tasks with analytic functions)
+the parameters, the arithmetic and every number are those of the plain ensemble.
 """
 
 from __future__ import annotations
@@ -36,7 +46,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from bremen_jax.config import DynamicsConfig, DynamicsHParams
+from bremen_jax.config import ConfigError, DynamicsConfig, DynamicsHParams
 from bremen_jax.models.dynamics_fit import (  # noqa: F401 (compute_normalizer: re-exported)
     DynamicsState, Normalizer, compute_normalizer, fit_dynamics)
 from bremen_jax.models.networks import Network, hidden_kernels, make_mlp
@@ -73,6 +83,17 @@ class Dynamics:
     net: Network
     tx: optax.GradientTransformation  # scale_by_adam(ADAM_B*, ADAM_EPS); lr applied in fit
 
+    @property
+    def heads(self) -> bool:
+        """Whether the members have learned reward and termination heads (2 more outputs)."""
+        return self.cfg.reward_model == "learned"
+
+    def targets(self, norm: Normalizer, data: Transition) -> jax.Array:
+        """``[C, o]`` normalised delta targets, or ``[C, o + 2]`` with the heads' targets."""
+        if self.heads:
+            return norm.head_targets(data)
+        return norm.targets(data.obs, data.next_obs)
+
     # ---------------------------------------------------------------- init / predict
     def init(self, key: PRNGKey) -> DynamicsState:
         """Members from independent keys (Glorot-uniform, zero bias); identity normaliser."""
@@ -81,34 +102,66 @@ class Dynamics:
         o, a = self.obs_dim, self.act_dim
         norm = Normalizer(jnp.zeros(o), jnp.ones(o), jnp.zeros(a), jnp.ones(a),
                           jnp.zeros(o), jnp.ones(o))
+        if self.heads:  # the same pytree as after a fit
+            norm = norm.replace(reward_mean=jnp.zeros(()), reward_std=jnp.ones(()))
         return DynamicsState(params=params, opt_state=opt_state, norm=norm)
 
+    def _outputs(self, params: Params, norm: Normalizer, obs, action):
+        """``(next_obs [..., o], reward [...], done_logit [...])``; the last two ``None``
+        without heads."""
+        out = self.net.apply(params, norm.inputs(obs, action))
+        o, reward, logit = self.obs_dim, None, None
+        if self.heads:
+            reward = norm.reward_std * out[..., o] + norm.reward_mean
+            out, logit = out[..., :o], out[..., o + 1]
+        next_obs = obs + norm.delta_std * out + norm.delta_mean
+        return jnp.clip(next_obs, -self.cfg.obs_clip, self.cfg.obs_clip), reward, logit
+
     def _predict(self, params: Params, norm: Normalizer, obs, action):
-        delta_n = self.net.apply(params, norm.inputs(obs, action))
-        next_obs = obs + norm.delta_std * delta_n + norm.delta_mean
-        return jnp.clip(next_obs, -self.cfg.obs_clip, self.cfg.obs_clip)
+        return self._outputs(params, norm, obs, action)[0]
 
-    def predict(self, state: DynamicsState, obs: jax.Array, action: jax.Array,
-                member: jax.Array) -> jax.Array:
-        """Next observation from one member: ``[..., o], [..., a], int32 [] -> [..., o]``.
+    def predict_step(self, state: DynamicsState, obs: jax.Array, action: jax.Array,
+                     member: jax.Array) -> tuple[jax.Array, jax.Array | None, jax.Array | None]:
+        """One member's ``(next_obs [..., o], reward [...], done_logit [...])``.
 
-        ``s' = clip(s + σ_Δ · f(ŝ, â) + μ_Δ, ±obs_clip)``. ``action`` is used as given (callers
-        clip it to the action bounds first, like the original's model env, §5.1).
+        ``s' = clip(s + σ_Δ · f(ŝ, â) + μ_Δ, ±obs_clip)``; with heads ``r = σ_r · f_r + μ_r`` and
+        the termination logit (``None``, ``None`` without heads). ``action`` is used as given
+        (callers clip it to the action bounds first, like the original's model env, §5.1).
         """
         params = jax.tree.map(lambda p: jax.lax.dynamic_index_in_dim(p, member, keepdims=False),
                               state.params)
-        return self._predict(params, state.norm, obs, action)
+        return self._outputs(params, state.norm, obs, action)
+
+    def predict(self, state: DynamicsState, obs: jax.Array, action: jax.Array,
+                member: jax.Array) -> jax.Array:
+        """Next observation from one member: ``[..., o], [..., a], int32 [] -> [..., o]``
+        (:meth:`predict_step`'s first output)."""
+        return self.predict_step(state, obs, action, member)[0]
+
+    def predict_all_step(self, state: DynamicsState, obs: jax.Array, action: jax.Array):
+        """:meth:`predict_step` of every member: leaves with a leading ``[E]`` axis."""
+        return jax.vmap(self._outputs, in_axes=(0, None, None, None))(
+            state.params, state.norm, obs, action)
 
     def predict_all(self, state: DynamicsState, obs: jax.Array, action: jax.Array) -> jax.Array:
         """Next observation from every member: ``[..., o], [..., a] -> [E, ..., o]``."""
-        return jax.vmap(self._predict, in_axes=(0, None, None, None))(
-            state.params, state.norm, obs, action)
+        return self.predict_all_step(state, obs, action)[0]
 
     # ---------------------------------------------------------------- losses
-    def _masked_mse(self, params: Params, x: jax.Array, y: jax.Array,
-                    mask: jax.Array) -> jax.Array:
-        """Mean over the ``mask`` rows and dims of ``(f(x) - y)²`` per member. -> [E].
+    def _head_row_errors(self, pred: jax.Array, y: jax.Array) -> jax.Array:
+        """``[..., 4]`` per-row errors with heads: ``Σ_d (Δ̂ - Δ)²``, ``(r̂ - r)²``, the sigmoid
+        cross-entropy of the termination logit, and 1 where the thresholded termination is wrong."""
+        o = self.obs_dim
+        sq = jnp.square(pred[..., :o + 1] - y[..., :o + 1])
+        logit, done = pred[..., o + 1], y[..., o + 1]
+        ce = optax.sigmoid_binary_cross_entropy(logit, done)
+        wrong = (jax.nn.sigmoid(logit) > self.cfg.done_threshold) != (done > 0.5)
+        return jnp.stack([jnp.sum(sq[..., :o], -1), sq[..., o], ce, wrong.astype(jnp.float32)], -1)
 
+    def _masked_sums(self, params: Params, x: jax.Array, y: jax.Array, mask: jax.Array):
+        """Per-member sums over the ``mask`` rows of the row errors, and the row count ``n``.
+
+        Sums ``[E]`` of ``Σ_d (f(x) - y)²`` (``[E, 4]`` of :meth:`_head_row_errors` with heads).
         The selected rows are compacted (stable argsort) and evaluated in static chunks of
         ``eval_chunk`` rows with a dynamic chunk count, so the cost follows the row count.
         """
@@ -120,12 +173,39 @@ class Dynamics:
             pos = i * chunk + jnp.arange(chunk)
             rows = idx[jnp.minimum(pos, idx.shape[0] - 1)]
             pred = jax.vmap(self.net.apply, in_axes=(0, None))(params, x[rows])  # [E, chunk, o]
+            if self.heads:
+                err = self._head_row_errors(pred, y[rows])                      # [E, chunk, 4]
+                return total + jnp.sum(jnp.where((pos < n)[:, None], err, 0.0), axis=-2)
             err = jnp.sum(jnp.square(pred - y[rows]), axis=-1)                   # [E, chunk]
             return total + jnp.sum(jnp.where(pos < n, err, 0.0), axis=-1)
 
+        E = self.cfg.num_members
         total = jax.lax.fori_loop(0, (n + chunk - 1) // chunk, body,
-                                  jnp.zeros(self.cfg.num_members))
-        return total / (jnp.maximum(n, 1).astype(jnp.float32) * self.obs_dim)
+                                  jnp.zeros((E, 4) if self.heads else E))
+        return total, jnp.maximum(n, 1).astype(jnp.float32)
+
+    def _masked_mse(self, params: Params, x: jax.Array, y: jax.Array,
+                    mask: jax.Array) -> jax.Array:
+        """Mean over the ``mask`` rows and dims of ``(f(x) - y)²`` per member. -> [E].
+
+        With heads: the early-stopping criterion, the sum of the delta's normalised MSE, the
+        reward's normalised MSE and the termination cross-entropy (:meth:`head_errors`).
+        """
+        total, n = self._masked_sums(params, x, y, mask)
+        if self.heads:
+            return total[:, 0] / (n * self.obs_dim) + (total[:, 1] + total[:, 2]) / n
+        return total / (n * self.obs_dim)
+
+    def head_errors(self, params: Params, x: jax.Array, y: jax.Array,
+                    mask: jax.Array) -> Metrics:
+        """Validation error of each part (heads only), ``[E]`` each: ``val_obs_nmse``,
+        ``val_reward_nmse`` (MSE of the normalised reward: 1 = predicting the mean),
+        ``val_done_ce`` (sigmoid cross-entropy) and ``val_done_error`` (fraction of rows whose
+        thresholded termination is wrong)."""
+        total, n = self._masked_sums(params, x, y, mask)
+        return {"val_obs_nmse": total[:, 0] / (n * self.obs_dim),
+                "val_reward_nmse": total[:, 1] / n, "val_done_ce": total[:, 2] / n,
+                "val_done_error": total[:, 3] / n}
 
     def val_loss(self, state: DynamicsState, data: Transition, mask: jax.Array) -> jax.Array:
         """Normalised one-step MSE (mean over rows × dims, no L2) of every member. -> [E].
@@ -137,13 +217,20 @@ class Dynamics:
         """
         self._check_data(data, mask, "mask")
         x = state.norm.inputs(data.obs, data.action)
-        y = state.norm.targets(data.obs, data.next_obs)
-        return self._masked_mse(state.params, x, y, mask)
+        return self._masked_mse(state.params, x, self.targets(state.norm, data), mask)
 
     def _member_loss(self, params: Params, x, y, w, l2_coeff):
-        """One member: Σ_b w_b · mean_d (f(x_b) - y_b)² + l2_coeff · Σ_hidden ½‖W‖²."""
+        """One member: Σ_b w_b · mean_d (f(x_b) - y_b)² + l2_coeff · Σ_hidden ½‖W‖².
+
+        With heads the row term is ``mean_d (Δ̂ - Δ)² + (r̂ - r)² + CE(logit, done)``.
+        """
         pred = self.net.apply(params, x)
-        mse = jnp.sum(w * jnp.mean(jnp.square(pred - y), axis=-1))
+        if self.heads:
+            err = self._head_row_errors(pred, y)
+            row = err[..., 0] / self.obs_dim + err[..., 1] + err[..., 2]
+        else:
+            row = jnp.mean(jnp.square(pred - y), axis=-1)
+        mse = jnp.sum(w * row)
         l2 = sum(0.5 * jnp.sum(jnp.square(k)) for k in hidden_kernels(params))
         return mse + l2_coeff * l2, mse
 
@@ -220,7 +307,24 @@ def make_dynamics(obs_dim: int, act_dim: int, cfg: DynamicsConfig = DynamicsConf
         raise ValueError(f"act_dim: expected a positive int, got {act_dim!r}")
     if not isinstance(cfg, DynamicsConfig):
         raise ValueError(f"cfg: expected a DynamicsConfig, got {type(cfg).__name__}")
-    net = make_mlp(obs_dim + act_dim, cfg.hidden_sizes, obs_dim, activation=cfg.activation,
+    heads = 2 if cfg.reward_model == "learned" else 0   # reward, termination logit
+    net = make_mlp(obs_dim + act_dim, cfg.hidden_sizes, obs_dim + heads, activation=cfg.activation,
                    precision=cfg.precision)
     tx = optax.scale_by_adam(b1=ADAM_B1, b2=ADAM_B2, eps=ADAM_EPS)
     return Dynamics(obs_dim=obs_dim, act_dim=act_dim, cfg=cfg, net=net, tx=tx)
+
+
+def resolve_reward_model(cfg: DynamicsConfig, analytic: bool, task: str = "this task"
+                         ) -> DynamicsConfig:
+    """``cfg`` with ``reward_model`` ``"auto"`` resolved for a task with (``analytic``) or without
+    analytic ``reward_fn``/``done_fn``: ``"analytic"`` or ``"learned"``.
+
+    Raises:
+        ConfigError: ``reward_model="analytic"`` for a task without analytic functions.
+    """
+    if cfg.reward_model == "auto":
+        return dataclasses.replace(cfg, reward_model="analytic" if analytic else "learned")
+    if cfg.reward_model == "analytic" and not analytic:
+        raise ConfigError(f"task {task!r} has no analytic reward_fn/done_fn; set "
+                          f"dynamics.reward_model to 'learned' or 'auto'")
+    return cfg

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from bremen_jax.config import DynamicsConfig, DynamicsHParams
+from bremen_jax.config import DynamicsHParams
 from bremen_jax.types import Metrics, Params, PRNGKey, Transition
 
 if TYPE_CHECKING:  # the ensemble calls fit_dynamics; no import at run time (no cycle)
@@ -27,7 +27,12 @@ EPS = 1e-10  # the original's normalisation epsilon (model/dynamics.py: self.eps
 
 @flax.struct.dataclass
 class Normalizer:
-    """Per-dimension statistics of the training rows; ``[o]`` or ``[a]`` float32 each."""
+    """Per-dimension statistics of the training rows; ``[o]`` or ``[a]`` float32 each.
+
+    ``reward_mean`` / ``reward_std`` (``[]`` float32) exist only with learned reward and
+    termination heads (``dynamics.reward_model = "learned"``); otherwise they are ``None``, so the
+    analytic ensemble's pytree is unchanged.
+    """
 
     obs_mean: jax.Array
     obs_std: jax.Array
@@ -35,6 +40,8 @@ class Normalizer:
     act_std: jax.Array
     delta_mean: jax.Array
     delta_std: jax.Array
+    reward_mean: jax.Array | None = None
+    reward_std: jax.Array | None = None
 
     def inputs(self, obs: jax.Array, action: jax.Array) -> jax.Array:
         """``[..., o], [..., a] -> [..., o + a]`` normalised model input ``[ŝ, â]``."""
@@ -46,6 +53,13 @@ class Normalizer:
         """``[..., o] -> [..., o]`` normalised delta ``(s' - s - μ_Δ) / (σ_Δ + 1e-10)``."""
         return (next_obs - obs - self.delta_mean) / (self.delta_std + EPS)
 
+    def head_targets(self, data: Transition) -> jax.Array:
+        """``[C, o + 2]`` targets with learned heads: normalised delta, normalised reward
+        ``(r - μ_r) / (σ_r + 1e-10)`` and the termination flag ``done`` in {0, 1}."""
+        reward_n = (data.reward - self.reward_mean) / (self.reward_std + EPS)
+        return jnp.concatenate([self.targets(data.obs, data.next_obs), reward_n[:, None],
+                                data.done.astype(jnp.float32)[:, None]], axis=-1)
+
 
 @flax.struct.dataclass
 class DynamicsState:
@@ -56,12 +70,13 @@ class DynamicsState:
     norm: Normalizer
 
 
-def compute_normalizer(data: Transition, mask: jax.Array) -> Normalizer:
-    """Masked mean / population std (``np.std``, ddof 0) of obs, action and delta.
+def compute_normalizer(data: Transition, mask: jax.Array, reward: bool = False) -> Normalizer:
+    """Masked mean / population std (``np.std``, ddof 0) of obs, action and delta (and reward).
 
     Args:
         data: leaves ``[C, ...]``.
         mask: ``[C]`` bool, rows to use.
+        reward: also the reward's statistics (learned heads); else they stay ``None``.
     Returns:
         :class:`Normalizer` (zeros / ones where no row is selected: no NaN).
     """
@@ -76,7 +91,11 @@ def compute_normalizer(data: Transition, mask: jax.Array) -> Normalizer:
     obs_mean, obs_std = stats(data.obs)
     act_mean, act_std = stats(data.action)
     delta_mean, delta_std = stats(data.next_obs - data.obs)
-    return Normalizer(obs_mean, obs_std, act_mean, act_std, delta_mean, delta_std)
+    norm = Normalizer(obs_mean, obs_std, act_mean, act_std, delta_mean, delta_std)
+    if reward:
+        reward_mean, reward_std = stats(data.reward[:, None])
+        norm = norm.replace(reward_mean=reward_mean[0], reward_std=reward_std[0])
+    return norm
 
 
 @flax.struct.dataclass
@@ -84,7 +103,8 @@ class FitRows:
     """Per-fit constants of :func:`fit_dynamics` (computed once, read by every epoch).
 
     Attributes:
-        x: ``[C, o + a]`` normalised inputs; y: ``[C, o]`` normalised delta targets.
+        x: ``[C, o + a]`` normalised inputs; y: ``[C, o]`` normalised delta targets
+            (``[C, o + 2]`` with learned heads: :meth:`Normalizer.head_targets`).
         train_mask: ``[C]`` bool training rows; val_used: ``[C]`` bool validation rows used.
         n_train / n_val: ``[]`` int32 row counts (``n_val``: rows used by early stopping).
         n_batches: ``[]`` int32 minibatches per epoch (``N_train // B``, at least 1 if any row).
@@ -134,13 +154,14 @@ class FitCarry:
     best_params: Params | None = None
 
 
-def _fit_rows(cfg: DynamicsConfig, data: Transition, train_mask: jax.Array,
+def _fit_rows(dyn: Dynamics, data: Transition, train_mask: jax.Array,
               val_mask: jax.Array, hp: DynamicsHParams) -> tuple[Normalizer, FitRows]:
     """Normaliser of the train rows and the :class:`FitRows` of one fit (leaves ``[C, ...]``)."""
+    cfg = dyn.cfg
     B = min(cfg.batch_size, data.obs.shape[0])  # a larger batch could never be filled from C rows
-    norm = compute_normalizer(data, train_mask)
+    norm = compute_normalizer(data, train_mask, reward=dyn.heads)
     x = norm.inputs(data.obs, data.action)            # [C, o + a]
-    y = norm.targets(data.obs, data.next_obs)         # [C, o]
+    y = dyn.targets(norm, data)                       # [C, o] (or [C, o + 2] with heads)
     n_train = jnp.sum(train_mask.astype(jnp.int32))
     n_batches = jnp.where(n_train >= B, n_train // B, jnp.minimum(n_train, 1))
     n_eff = jnp.minimum(n_train, B)                    # rows per minibatch
@@ -232,7 +253,7 @@ def fit_dynamics(dyn: Dynamics, state: DynamicsState, data: Transition, train_ma
     ``RandomState(1)``), drawn independently per member and epoch.
     """
     cfg, E = dyn.cfg, dyn.cfg.num_members
-    norm, rows = _fit_rows(cfg, data, train_mask, val_mask, hp)
+    norm, rows = _fit_rows(dyn, data, train_mask, val_mask, hp)
     active = jnp.arange(E) < hp.num_active
     init_val = _validate(dyn, rows, state.params)
     carry = FitCarry(params=state.params, opt_state=state.opt_state, key=key,
@@ -255,4 +276,6 @@ def fit_dynamics(dyn: Dynamics, state: DynamicsState, data: Transition, train_ma
                "best_epoch": carry.best_epoch, "init_val_loss": init_val,
                "train_loss": carry.train_loss, "n_train": rows.n_train, "n_val": rows.n_val,
                "nonfinite_steps": jnp.sum(carry.rejected)}
+    if dyn.heads:  # the validation error of each part of the returned weights (learned heads)
+        metrics.update(dyn.head_errors(params, rows.x, rows.y, rows.val_used))
     return DynamicsState(params=params, opt_state=carry.opt_state, norm=norm), metrics
