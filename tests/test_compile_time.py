@@ -4,6 +4,10 @@ measurement: those run in ``benchmarks/compile_time.py``)."""
 from __future__ import annotations
 
 import json
+import os
+import pathlib
+import re
+import subprocess
 
 import pytest
 
@@ -105,3 +109,47 @@ def test_own_compile_seconds(tmp_path):
 def test_bad_command_is_refused(capsys):
     assert ct.main(["--commands", "train_host,fly"], prog="compile_time") == 2
     assert "--commands: expected a subset of" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- benchmarks/gpu_check.sh
+GPU_CHECK = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_check.sh"
+FAKE_PYTHON = r"""#!/usr/bin/env bash
+# records its arguments; makes the files the real commands would write
+echo "$*" >> "$CALLS"
+args=("$@")
+for i in "${!args[@]}"; do
+  case "${args[$i]}" in
+    --out) touch "${args[$((i + 1))]}" ;;
+    --workdir) mkdir -p "${args[$((i + 1))]}"
+               touch "${args[$((i + 1))]}/sweep.json" "${args[$((i + 1))]}/summary.json" ;;
+  esac
+done
+"""
+
+
+def test_gpu_check_script_parses():
+    r = subprocess.run(["bash", "-n", str(GPU_CHECK)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_gpu_check_tiny_mode_runs_every_part(tmp_path):
+    fake = tmp_path / "python"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    out, calls = tmp_path / "out", tmp_path / "calls.txt"
+    env = {**os.environ, "PYTHON": str(fake), "OUT": str(out), "CALLS": str(calls)}
+    r = subprocess.run(["bash", str(GPU_CHECK), "--dry-run"], env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    parts = (out / "parts.txt").read_text()
+    for name in ("bench", "compile", "sweep"):
+        assert re.search(rf"^{name} ok rc=0 seconds=\d+$", parts, re.M), parts
+    assert {p.name for p in out.iterdir()} == {"env.txt", "log.txt", "parts.txt", "bench.md",
+                                               "bench.json", "compile.json", "sweep.json",
+                                               "sweep_summary.json"}   # 8 files: all come back
+    lines = calls.read_text().splitlines()
+    bench = next(x for x in lines if "bremen_jax.cli bench" in x)
+    assert "--suite tiny" in bench and "--precision highest" in bench
+    assert any("-m benchmarks.compile_time --quick" in x for x in lines)
+    sweep = next(x for x in lines if "bremen_jax.cli sweep" in x)
+    assert "--config.deploy.num_deployments=1" in sweep
