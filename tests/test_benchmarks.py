@@ -233,6 +233,69 @@ def test_run_rejects_bad_arguments(capsys):
         "ensemble", "bc", "trpo"]
 
 
+def test_command_line_constants_match_the_library():
+    assert suite.PHASE_GROUPS == tuple(bench_phases.GROUPS)
+    assert suite.PRECISIONS == common.PRECISIONS
+    assert common.default_out_name({"platform": "cpu", "cpu_count": 2}, "tiny",
+                                   "2026-01-02") == "cpu-2core-2026-01-02-tiny.json"
+
+
+@pytest.fixture()
+def stub_runner(monkeypatch):
+    """suite.run_suite and report.render replaced: records the overrides, returns a small doc."""
+    seen = {}
+
+    def run_suite(name, groups, precisions, repeats, full, config, overrides):
+        seen.update(suite=name, groups=groups, overrides=list(overrides))
+        return {"device": {"platform": "cpu", "cpu_count": 2}, "date": "2026-01-02",
+                "phases": [], "overrides": list(overrides)}
+
+    monkeypatch.setattr(suite, "run_suite", run_suite)
+    monkeypatch.setattr(report, "render", lambda doc, source=None: f"REPORT {source}")
+    return seen
+
+
+def test_bench_writes_to_the_current_directory_or_out(tmp_path, monkeypatch, capsys,
+                                                      stub_runner):
+    from bremen_jax import cli
+
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["bench", "--suite", "tiny", "--phases", "bc", "--config.seed=3"]) == 0
+    name = "cpu-2core-2026-01-02-tiny.json"
+    doc = json.loads((tmp_path / name).read_text())
+    assert doc["overrides"] == ["seed=3"] and stub_runner["groups"] == ["bc"]
+    assert doc["command"] == ["bremen", "bench", "--suite", "tiny", "--phases", "bc",
+                              "--config.seed=3"]
+    assert capsys.readouterr().out == f"REPORT {name}\n"
+    assert cli.main(["bench", "--suite", "tiny", "--out", "res/deeper"]) == 0
+    assert (tmp_path / "res" / "deeper" / name).is_file()
+    assert cli.main(["bench", "--suite", "tiny", "--out", "x.json"]) == 0
+    assert (tmp_path / "x.json").is_file()
+
+
+def test_bench_override_is_a_deprecated_alias(tmp_path, capsys, stub_runner):
+    from bremen_jax import cli
+
+    out = tmp_path / "r.json"
+    assert cli.main(["bench", "--suite", "tiny", "--override", "seed=4", "--config.seed=5",
+                     "--out", str(out)]) == 0
+    assert stub_runner["overrides"] == ["seed=4", "seed=5"]   # the later one wins
+    assert capsys.readouterr().err.startswith(
+        "bremen bench: --override FIELD=VALUE is deprecated and will be removed; use "
+        "--config.FIELD=VALUE\n")
+
+
+def test_bench_refuses_an_unwritable_out_before_running(tmp_path, capsys, stub_runner):
+    from bremen_jax import cli
+
+    (tmp_path / "file").write_text("x")
+    assert cli.main(["bench", "--suite", "tiny", "--out", str(tmp_path / "file" / "r.json")]) == 2
+    assert capsys.readouterr().err == (
+        f"bremen bench: error: --out {tmp_path / 'file' / 'r.json'}: {tmp_path / 'file'} is "
+        f"not a writable directory; expected a directory or a .json file in one\n")
+    assert stub_runner == {}
+
+
 def _fake_deployment_step(phases, state, hp):
     """Stand-in for deployment_step with its metric structure (the fit 'ran' 7 epochs)."""
     del hp

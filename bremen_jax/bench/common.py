@@ -28,7 +28,8 @@ import jax
 import jax.numpy as jnp
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent.parent   # a checkout's root
-# results go to the checkout's benchmarks/results (an editable install), else ./benchmarks/results
+# a checkout's benchmarks/results (else ./benchmarks/results): where the repo's benchmark scripts
+# keep results; `bremen bench` itself writes to the current directory or --out
 RESULTS_DIR = ((REPO_ROOT if (REPO_ROOT / "benchmarks").is_dir() else pathlib.Path.cwd())
                / "benchmarks" / "results")
 PRECISIONS = ("highest", "tensorfloat32", "bfloat16")
@@ -231,6 +232,6 @@ def today() -> str:
     return datetime.date.today().isoformat()
 
 
-def default_out_path(info: dict, suite: str, date: str | None = None) -> pathlib.Path:
-    """``benchmarks/results/<device>-<date>-<suite>.json``."""
-    return RESULTS_DIR / f"{device_slug(info)}-{date or today()}-{suite}.json"
+def default_out_name(info: dict, suite: str, date: str | None = None) -> str:
+    """``<device>-<date>-<suite>.json``: the file name of a suite's results."""
+    return f"{device_slug(info)}-{date or today()}-{suite}.json"

@@ -1,4 +1,4 @@
-"""Benchmark suites: ``bremen bench --suite quick|paper [options]`` (issue 7; in a checkout also
+"""Benchmark suites: ``bremen bench --suite quick|paper [options]`` (in a checkout also
 ``python -m benchmarks.run``).
 
 * ``quick`` (a few minutes on a 2-core CPU): the ``quick`` config's sizes (3 x 200x200 ensemble,
@@ -13,8 +13,13 @@
 
 Every phase runs at each precision of ``--precision`` (default: all three on GPU/TPU, ``highest``
 on CPU); the matmul peak is measured per precision at the start (and again at the end, for
-information). Results go to ``benchmarks/results/<device>-<date>-<suite>.json`` unless ``--out``;
-the markdown report (:mod:`bremen_jax.bench.report`) is printed.
+information). Results go to ``<device>-<date>-<suite>.json`` in the current directory, or in
+``--out DIR`` (``--out FILE.json``: that file); the markdown report
+(:mod:`bremen_jax.bench.report`) is printed. Config fields are set with ``--config.FIELD=VALUE``
+(``--override FIELD=VALUE`` still works for one release, with a deprecation notice).
+
+Nothing heavy is imported with this module (``bremen bench --help`` is instant): JAX and the
+benchmarks are imported when a suite runs.
 """
 
 from __future__ import annotations
@@ -22,44 +27,39 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import difflib
 import json
+import os
 import pathlib
 import sys
 import time
 import traceback
 from typing import Any, Sequence
 
-import jax
-
-# mujoco prints notices about optional backends on import: keep stdout for the markdown report
-with contextlib.redirect_stdout(sys.stderr):
-    from bremen_jax import config as config_lib
-    from bremen_jax.algo.phases import make_phases
-    from bremen_jax.bench import common, projection, report
-    from bremen_jax.bench import phases as bench_phases
-    from bremen_jax.bench.targets import evaluate_targets
-    from bremen_jax.config import precision_context
+# bremen_jax.bench.phases.GROUPS and bench.common.PRECISIONS, named here so that the command
+# line is built without importing JAX (a test checks that they agree)
+PHASE_GROUPS = ("collection", "ensemble", "bc", "trpo", "evaluation", "deployment")
+PRECISIONS = ("highest", "tensorfloat32", "bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)
 class Suite:
     config: str
-    sizes: bench_phases.Sizes
+    sizes: dict        # keyword arguments of bremen_jax.bench.phases.Sizes
     deployment: bool   # run a real deployment_step (else only with --full-deployment)
     peak_n: int | None = None  # matmul size of the peak measurement (None: 2048 CPU, 8192 else)
 
 
 SUITES = {
-    "quick": Suite("quick", bench_phases.Sizes(collect_steps=250, fit_rows=16_000, fit_epochs=5,
-                                               fit_steps=20, bc_steps=1_000, bc_rows=16_000),
+    "quick": Suite("quick", dict(collect_steps=250, fit_rows=16_000, fit_epochs=5, fit_steps=20,
+                                 bc_steps=1_000, bc_rows=16_000),
                    deployment=True),
-    "paper": Suite("halfcheetah", bench_phases.Sizes(collect_steps=100, fit_rows=24_000,
-                                                     fit_epochs=5, fit_steps=20, bc_steps=2_000,
-                                                     bc_rows=200_000),
+    "paper": Suite("halfcheetah", dict(collect_steps=100, fit_rows=24_000, fit_epochs=5,
+                                       fit_steps=20, bc_steps=2_000, bc_rows=200_000),
                    deployment=False),
     # the tests' smoke suite: the tiny ``test`` config (inverted_pendulum), seconds per phase
-    "tiny": Suite("test", bench_phases.Sizes(collect_steps=10, fit_rows=400, fit_epochs=3,
-                                             fit_steps=5, bc_steps=20, bc_rows=200, repeats=1),
+    "tiny": Suite("test", dict(collect_steps=10, fit_rows=400, fit_epochs=3, fit_steps=5,
+                               bc_steps=20, bc_rows=200, repeats=1),
                   deployment=True, peak_n=256),
 }
 
@@ -79,10 +79,22 @@ def _summary(r: dict) -> str:
 
 def run_suite(suite: str, groups: Sequence[str], precisions: Sequence[str], repeats: int | None,
               full_deployment: bool = False, config: str | None = None,
-              overrides: Sequence[str] = (), sizes: bench_phases.Sizes | None = None) -> dict:
-    """Runs the suite and returns the result document (see the module docstring)."""
+              overrides: Sequence[str] = (), sizes: Any = None) -> dict:
+    """Runs the suite and returns the result document (see the module docstring). ``sizes``: a
+    :class:`bremen_jax.bench.phases.Sizes` instead of the suite's."""
+    import jax
+
+    # mujoco prints notices about optional backends on import: keep stdout for the report
+    with contextlib.redirect_stdout(sys.stderr):
+        from bremen_jax import config as config_lib
+        from bremen_jax.algo.phases import make_phases
+        from bremen_jax.bench import common, projection
+        from bremen_jax.bench import phases as bench_phases
+        from bremen_jax.bench.targets import evaluate_targets
+        from bremen_jax.config import precision_context
+
     spec = SUITES[suite]
-    sizes = sizes or spec.sizes
+    sizes = sizes or bench_phases.Sizes(**spec.sizes)
     if repeats is not None:
         sizes = dataclasses.replace(sizes, repeats=repeats)
     config = config or spec.config
@@ -130,57 +142,114 @@ def run_suite(suite: str, groups: Sequence[str], precisions: Sequence[str], repe
     return doc
 
 
-def _default_precisions() -> list[str]:
-    return ["highest"] if jax.default_backend() == "cpu" else list(common.PRECISIONS)
-
-
-def parse_args(argv: Sequence[str] | None, prog: str = "bremen bench"
-               ) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog=prog,
-                                description="Benchmark suites of bremen_jax (issue 7).")
-    p.add_argument("--suite", choices=sorted(SUITES), default="quick")
-    p.add_argument("--phases", default=",".join(bench_phases.GROUPS),
-                   help=f"comma-separated subset of {','.join(bench_phases.GROUPS)}")
-    p.add_argument("--precision", default=None,
-                   help="comma-separated subset of highest,tensorfloat32,bfloat16 (default: all "
+# --------------------------------------------------------------------------- the command line
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``bremen bench`` (besides ``--config.FIELD=VALUE``)."""
+    p.add_argument("--suite", choices=sorted(SUITES), default="quick",
+                   help="quick: the quick config, minutes on a CPU; paper: the paper's "
+                        "HalfCheetah sizes; tiny: the test config, checks the machinery")
+    p.add_argument("--phases", default=",".join(PHASE_GROUPS), metavar="LIST",
+                   help=f"comma-separated subset of {','.join(PHASE_GROUPS)} (default: all)")
+    p.add_argument("--precision", default=None, metavar="LIST",
+                   help=f"comma-separated subset of {','.join(PRECISIONS)} (default: all "
                         "three on GPU/TPU, highest on CPU)")
-    p.add_argument("--repeats", type=int, default=None, help="timed calls per phase after warm-up")
-    p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/"
-                                               "<device>-<date>-<suite>.json)")
+    p.add_argument("--repeats", type=int, default=None, metavar="N",
+                   help="timed calls per phase after the warm-up call (default: the suite's)")
+    p.add_argument("--out", default=None, metavar="DIR|FILE.json",
+                   help="where the JSON results go: a directory (file name "
+                        "<device>-<date>-<suite>.json) or a .json file (default: the current "
+                        "directory)")
     p.add_argument("--full-deployment", action="store_true",
                    help="also time one real deployment in the paper suite (hours on a CPU)")
-    p.add_argument("--config", default=None, help="config name or file instead of the suite's")
+    p.add_argument("--config", default=None,
+                   help="config name or .py file instead of the suite's (quick: quick, paper: "
+                        "halfcheetah, tiny: test)")
     p.add_argument("--override", action="append", default=[], metavar="FIELD=VALUE",
-                   help="config override (repeatable), e.g. backend=spring")
-    return p.parse_args(argv)
+                   help="deprecated spelling of --config.FIELD=VALUE (removed in the next "
+                        "release)")
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "bremen bench") -> int:
-    """Runs a suite, writes the JSON, prints the markdown report. Returns 0, or 1 if a phase
-    failed, or 2 on bad arguments (``bremen bench ARGS`` is ``main(ARGS)``)."""
-    args = parse_args(argv, prog)
-    try:
-        groups = bench_phases.resolve_groups([x for x in args.phases.split(",") if x])
-        precisions = ([x for x in args.precision.split(",") if x] if args.precision
-                      else _default_precisions())
-        for x in precisions:
-            if x not in common.PRECISIONS:
-                raise ValueError(f"--precision: {x!r} is not one of {common.PRECISIONS}")
-        if args.repeats is not None and args.repeats < 1:
-            raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
-        if not groups or not precisions:
-            raise ValueError("--phases and --precision must name at least one entry")
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+def _out_path(out: str | None, name: str) -> pathlib.Path:
+    """``--out``: a ``.json`` file, else a directory that gets ``name`` (default: the cwd)."""
+    if out is not None and out.endswith(".json"):
+        return pathlib.Path(out)
+    return pathlib.Path(out or ".") / name
+
+
+def _check_out(out: str | None) -> None:
+    """Raises ValueError if ``--out`` cannot be written (before anything runs)."""
+    path = pathlib.Path(out or ".")
+    folder = path.parent if path.suffix == ".json" else path
+    while not folder.exists() and folder != folder.parent:   # the part that exists
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise ValueError(f"--out {out}: {folder} is not a writable directory; expected a "
+                         f"directory or a .json file in one")
+
+
+def check_args(args: argparse.Namespace, overrides: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``(phase groups, precisions)`` of ``args``; ValueError for bad flags, config fields, an
+    unknown task or an unwritable ``--out``, before anything is measured."""
+    from bremen_jax import config as config_lib
+    from bremen_jax import envs
+    from bremen_jax.bench.phases import resolve_groups
+
+    groups = resolve_groups([x for x in args.phases.split(",") if x])
+    precisions = [x for x in args.precision.split(",") if x] if args.precision else None
+    for x in precisions or ():
+        if x not in PRECISIONS:
+            raise ValueError(f"--precision: {x!r} is not one of {PRECISIONS}")
+    if args.repeats is not None and args.repeats < 1:
+        raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
+    if not groups or precisions == []:
+        raise ValueError("--phases and --precision must name at least one entry")
+    cfg = config_lib.apply_overrides(config_lib.load_config(args.config
+                                                            or SUITES[args.suite].config),
+                                     overrides)
+    config_lib.validate(cfg)
+    if cfg.task not in envs.list_tasks():
+        close = difflib.get_close_matches(str(cfg.task), envs.list_tasks(), n=1)
+        raise ValueError(f"unknown task {cfg.task!r}; valid tasks: {', '.join(envs.list_tasks())}"
+                         + (f"; did you mean {close[0]!r}?" if close else ""))
+    _check_out(args.out)
+    import jax
+
+    default = ["highest"] if jax.default_backend() == "cpu" else list(PRECISIONS)
+    return groups, precisions or default
+
+
+def run(args: argparse.Namespace, overrides: Sequence[str], command: Sequence[str]) -> int:
+    """Runs the suite of ``args``, writes the JSON, prints the markdown report. Returns 0, or 1
+    if a phase failed; bad arguments raise ValueError (nothing runs)."""
+    if args.override:
+        print("bremen bench: --override FIELD=VALUE is deprecated and will be removed; use "
+              "--config.FIELD=VALUE", file=sys.stderr)
+    overrides = [*args.override, *overrides]
+    groups, precisions = check_args(args, overrides)
+    from bremen_jax.bench import common, report
+
     doc = run_suite(args.suite, groups, precisions, args.repeats, args.full_deployment,
-                    args.config, args.override)
-    doc["command"] = [*prog.split(), *(sys.argv[1:] if argv is None else argv)]
-    out = args.out or common.default_out_path(doc["device"], args.suite, doc["date"])
+                    args.config, overrides)
+    doc["command"] = list(command)
+    out = _out_path(args.out, common.default_out_name(doc["device"], args.suite, doc["date"]))
     write_json(doc, out)
     print(report.render(doc, source=str(out)))
     print(f"wrote {out}", file=sys.stderr)
     return 1 if any("error" in r for r in doc["phases"]) else 0
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "bremen bench") -> int:
+    """:func:`run` from a list of flags (no ``--config.FIELD=VALUE``: ``bremen bench`` takes
+    those). Returns 0, 1 if a phase failed, or 2 on bad arguments (one line on stderr)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = argparse.ArgumentParser(prog=prog, description="Benchmark suites of bremen_jax.")
+    add_arguments(p)
+    args = p.parse_args(argv)
+    try:
+        return run(args, [], [*prog.split(), *argv])
+    except (ValueError, FileNotFoundError) as e:
+        print(f"{prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
 
 
 def _json_default(x):
@@ -193,15 +262,3 @@ def write_json(doc: dict, path) -> None:
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=2, default=_json_default) + "\n")
-
-
-def main_group(group: str, argv: Sequence[str] | None = None, prog: str = "bremen bench") -> int:
-    """:func:`main` for one phase group, at the paper suite's sizes unless ``--suite`` is given
-    (the single-benchmark scripts ``benchmarks/dynamics_fit.py``, ``trpo_iteration.py``)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    suite = [] if "--suite" in argv else ["--suite", "paper"]
-    return main([*suite, "--phases", group, *argv], prog=prog)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -4,7 +4,8 @@ Each subcommand's module registers its parser (``register(sub)``) with its handl
 (``set_defaults(handler=..., takes_overrides=...)``); heavy imports happen inside the handlers so
 that ``bremen --help`` is instant. User errors print one line (exit 2), Ctrl-C one line (exit 130);
 ``--debug`` (or ``BREMEN_DEBUG=1``) shows the traceback instead. Third-party start-up notices
-(warp, MuJoCo and Brax deprecations) are silenced unless ``--verbose`` (:mod:`bremen_jax.cli.quiet`).
+(warp, MuJoCo and Brax deprecations) are silenced unless ``--verbose``
+(:mod:`bremen_jax.cli.quiet`).
 """
 
 from __future__ import annotations

@@ -10,10 +10,44 @@ class CliError(Exception):
     """A user error: printed as one line, exit status 2."""
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Each option's help ends with its default when it has one (not for flags, ``None`` or
+    empty defaults, or help that already says "default")."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        d = action.default
+        if (action.option_strings and d not in (None, False, [], argparse.SUPPRESS)
+                and "default" not in text):
+            text += f" (default: {d})"
+        return text
+
+
+OVERRIDES_EPILOG = ("Any config field can be set with --config.FIELD=VALUE (repeatable), e.g. "
+                    "--config.trpo.target_kl=0.05 --config.dynamics.num_members=3; the fields, "
+                    "their defaults and ranges: bremen_jax/config/schema.py.")
+
+
+def add_global_flags(parser: argparse.ArgumentParser, default) -> None:
+    """``--debug`` and ``--verbose``: on ``bremen`` itself (``default=False``) and on every
+    subcommand (``default=argparse.SUPPRESS``, so that ``bremen --debug train`` keeps it)."""
+    group = parser.add_argument_group("general options")
+    group.add_argument("--debug", action="store_true", default=default,
+                       help="show Python tracebacks for errors (also BREMEN_DEBUG=1)")
+    group.add_argument("--verbose", action="store_true", default=default,
+                       help="also show third-party start-up notices (warp, MuJoCo and Brax "
+                            "deprecation warnings), silenced by default")
+
+
 def add_command(sub, name: str, handler, *, overrides: bool, help: str,
                 description: str | None = None, **kwargs) -> argparse.ArgumentParser:
-    """Adds subcommand ``name`` run by ``handler(args[, overrides])``; returns its parser."""
-    p = sub.add_parser(name, help=help, description=description or help, **kwargs)
+    """Adds subcommand ``name`` run by ``handler(args[, overrides])``; returns its parser. Its
+    ``--help`` shows each option's default; with ``overrides`` it explains --config.FIELD=VALUE."""
+    if overrides:
+        kwargs.setdefault("epilog", OVERRIDES_EPILOG)
+    p = sub.add_parser(name, help=help, description=description or help,
+                       formatter_class=HelpFormatter, **kwargs)
+    add_global_flags(p, default=argparse.SUPPRESS)
     p.set_defaults(handler=handler, takes_overrides=overrides)
     return p
 
@@ -43,10 +77,26 @@ def split_overrides(unknown: Sequence[str]) -> list[str]:
     return out
 
 
+def check_task(cfg) -> None:
+    """Raises ValueError (naming the valid tasks) unless ``cfg.task`` is registered: called before
+    anything is printed or compiled."""
+    import difflib
+
+    from bremen_jax import envs
+
+    try:
+        envs.task_info(cfg.task)
+    except ValueError as e:
+        close = difflib.get_close_matches(str(cfg.task), envs.list_tasks(), n=1)
+        raise ValueError(f"{e}; did you mean {close[0]!r}?" if close else str(e)) from None
+
+
 def load_cfg(args: argparse.Namespace, overrides: Sequence[str]):
+    """``--config`` with the ``--config.F=V`` overrides, validated, its task checked."""
     from bremen_jax import config as config_lib
 
     cfg = config_lib.load_config(args.config)
     cfg = config_lib.apply_overrides(cfg, overrides)
     config_lib.validate(cfg)
+    check_task(cfg)
     return cfg

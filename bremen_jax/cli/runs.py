@@ -7,7 +7,7 @@ import pathlib
 import time
 from typing import Sequence
 
-from bremen_jax.cli.common import CliError, add_command, fmt, load_cfg
+from bremen_jax.cli.common import CliError, add_command, check_task, fmt, load_cfg
 
 
 def _add_run_flags(p: argparse.ArgumentParser, command: str) -> None:
@@ -46,6 +46,7 @@ def _resumed_config(args: argparse.Namespace, overrides: Sequence[str], kind: st
                 f"or change fields explicitly with --config.FIELD=VALUE")
     cfg = config_lib.apply_overrides(stored, overrides)
     config_lib.validate(cfg)
+    check_task(cfg)
     return cfg, info
 
 
@@ -100,6 +101,8 @@ def cmd_offline(args: argparse.Namespace, overrides: Sequence[str]) -> int:
     dataset = args.dataset or info.get("dataset")
     if dataset is None:
         raise CliError("--dataset FILE is required (unless --resume)")
+    if not pathlib.Path(dataset).is_file():   # before the banner and the compile
+        raise FileNotFoundError(f"{dataset}: no such dataset file")
     console = _console(args, f"offline: {cfg.task} ({cfg.backend}) on {dataset}")
     result = run_offline(cfg, dataset, args.workdir, max_rows=info.get("max_rows"),
                          resume=args.resume, console=console, progress=not args.no_progress,

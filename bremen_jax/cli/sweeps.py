@@ -1,10 +1,12 @@
-"""``bremen sweep`` and ``bremen bench``."""
+"""``bremen sweep`` and ``bremen bench`` (its flags: :func:`bremen_jax.bench.suite.add_arguments`,
+which imports no JAX)."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Sequence
 
+from bremen_jax.bench import suite
 from bremen_jax.cli.common import CliError, add_command
 
 
@@ -32,6 +34,10 @@ def cmd_sweep(args: argparse.Namespace, overrides: Sequence[str]) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace, overrides: Sequence[str]) -> int:
+    return suite.run(args, overrides, ["bremen", *args.argv])
+
+
 def register(sub) -> None:
     p = add_command(sub, "sweep", cmd_sweep, overrides=True,
                     help="many runs (seeds x hyperparameters x ensemble sizes) as one program",
@@ -41,10 +47,18 @@ def register(sub) -> None:
                     "plots/ in --workdir. --config.FIELD=VALUE changes the base config.")
     p.add_argument("--config", required=True,
                    help="sweep file (.py) or a name in bremen_jax/configs/sweeps")
-    p.add_argument("--workdir", required=True, help="new or empty output directory")
-    p.add_argument("--num-devices", type=int, default=None,
+    p.add_argument("--workdir", required=True, metavar="DIR",
+                   help="new or empty output directory")
+    p.add_argument("--num-devices", type=int, default=None, metavar="N",
                    help="use only the first N devices (default: all)")
     p.add_argument("--distributed", action="store_true",
                    help="call jax.distributed.initialize() first (multi-host; see docs/sweeps.md)")
-    sub.add_parser("bench", help="benchmark suites of bremen_jax.bench (bremen bench --help)",
-                   add_help=False)
+    p = add_command(sub, "bench", cmd_bench, overrides=True,
+                    help="time every phase of a deployment against the matmul peak",
+        description="Benchmark suites: each phase of a BREMEN deployment (collection, ensemble "
+                    "fit, BC, TRPO with imagined rollouts, evaluation, one deployment) compiled "
+                    "and timed at each matmul precision, against the measured matmul peak, and "
+                    "the paper run's wall time projected from them. Writes the results as JSON "
+                    "and prints a markdown report. --config.FIELD=VALUE changes the suite's "
+                    "config.")
+    suite.add_arguments(p)

@@ -110,11 +110,14 @@ def summarize(rows: list[dict], spec, timings: Sequence[dict] = ()) -> dict:
         g["rank"], g["best"] = i + 1, i == 0 and g["final_return_mean"] is not None
     compile_s = sum(t.get("compile_s", 0.0) for t in timings)
     run_s = sum(t.get("run_s", 0.0) for t in timings)
+    excl = len(rows) / run_s * 3600 if run_s > 0 else None
+    incl = len(rows) / (run_s + compile_s) * 3600 if run_s + compile_s > 0 else None
     return {"metric": "final_return", "std": "sample std over seeds (ddof=1; 0 for one seed)",
             "num_runs": len(rows), "num_points": len(out), "seeds": list(spec.seeds),
             "fields": fields, "points": out, "best": out[0] if out and out[0]["best"] else None,
             "timings": {"compile_s": round(compile_s, 3), "run_s": round(run_s, 3),
-                        "runs_per_hour": len(rows) / run_s * 3600 if run_s > 0 else None,
+                        "runs_per_hour_excluding_compile": excl,
+                        "runs_per_hour_including_compile": incl,
                         "padded_runs": sum(t.get("padded_runs", 0) for t in timings)}}
 
 
@@ -135,11 +138,20 @@ def summary_markdown(summary: dict) -> str:
         best = _pm(g["best_return_mean"], g["best_return_std"])
         lines.append(f"| {g['rank']} | {g['label']} | {final} | {best} | {per} | {g['n']} "
                      f"| {'**best**' if g['best'] else ''} |")
-    t = summary["timings"]
-    lines += ["", f"Compile {t['compile_s']:.1f} s, run {t['run_s']:.1f} s"
-              + (f" ({t['runs_per_hour']:.0f} runs/hour)" if t["runs_per_hour"] else "")
-              + f", padded runs {t['padded_runs']}.", ""]
+    padded = summary["timings"]["padded_runs"]
+    lines += ["", f"{throughput_line(summary)}; padded runs {padded}.", ""]
     return "\n".join(lines)
+
+
+def throughput_line(summary: dict) -> str:
+    """``Compile C s, run R s; N runs/hour excluding compile, M including it``."""
+    t = summary["timings"]
+    text = f"Compile {t['compile_s']:.1f} s, run {t['run_s']:.1f} s"
+    excl, incl = t["runs_per_hour_excluding_compile"], t["runs_per_hour_including_compile"]
+    if excl is not None:
+        text += (f"; {excl:,.0f} runs/hour excluding compile, {incl:,.0f} runs/hour including "
+                 f"it")
+    return text
 
 
 def print_summary(summary: dict, console) -> None:
@@ -153,6 +165,7 @@ def print_summary(summary: dict, console) -> None:
                       _pm(g["final_return_mean"], g["final_return_std"]),
                       _pm(g["best_return_mean"], g["best_return_std"]), str(g["n"]))
     console.print(table)
+    console.print(throughput_line(summary))
 
 
 # ------------------------------------------------------------------------ files
