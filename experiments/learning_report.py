@@ -1,0 +1,189 @@
+"""Learning-curve results: the JSON schema and its validator, the plots and the markdown table.
+
+Document (``benchmarks/results/learning-<device>-<date>.json``)::
+
+    {"device": str, "date": "YYYY-MM-DD", "commit": str, "protocol": str,
+     "tasks": {task: {algorithm: {
+         "samples": [int, ...],             # real environment steps, increasing, same for every
+                                            #   algorithm of a task
+         "returns": [[float per seed] per sample count],
+         "seeds": [int, ...],
+         "deployments": int | null,         # BREMEN: its number of deployments; SAC/PPO: null
+         "deployments_at": [int per sample count],  # policies deployed to collect data so far
+         "wall_s": [float, ...],            # seconds of each program run (see "wall_s_covers")
+         "wall_s_covers": str,
+         "config": {...}}}}}
+
+``deployments_at`` counts the distinct policies that collected real data up to each sample count:
+BREMEN k after deployment k; SAC one per actor step after its prefill (each follows a gradient
+update) plus the prefill's initial policy; PPO one per training step (each collects its batch with
+the policy of the previous update).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import pathlib
+
+import numpy as np
+
+ENTRY_KEYS = ("samples", "returns", "seeds", "deployments", "deployments_at", "wall_s", "config")
+COLORS = {"bremen": "tab:blue", "sac": "tab:orange", "ppo": "tab:green"}
+
+
+def _fail(where: str, what: str):
+    raise ValueError(f"learning-curves JSON: {where}: {what}")
+
+
+def _check_entry(where: str, e: dict) -> None:
+    if not isinstance(e, dict) or set(ENTRY_KEYS) - set(e):
+        _fail(where, f"expected a dict with keys {list(ENTRY_KEYS)}, got "
+                     f"{sorted(e) if isinstance(e, dict) else type(e).__name__}")
+    samples, returns, seeds = e["samples"], e["returns"], e["seeds"]
+    if (not samples or not all(isinstance(s, int) and s > 0 for s in samples)
+            or any(b <= a for a, b in itertools.pairwise(samples))):
+        _fail(where, f"samples must be increasing positive ints, got {samples}")
+    if not seeds or not all(isinstance(s, int) for s in seeds) or len(set(seeds)) != len(seeds):
+        _fail(where, f"seeds must be distinct ints, got {seeds}")
+    if (not isinstance(returns, list) or len(returns) != len(samples)
+            or not all(isinstance(r, list) and len(r) == len(seeds) for r in returns)):
+        _fail(where, f"returns must be [[per seed] per sample count]: {len(samples)} lists of "
+                     f"{len(seeds)}")
+    if not all(isinstance(x, (int, float)) for r in returns for x in r):
+        _fail(where, "returns must be numbers")
+    d = e["deployments"]
+    if d is not None and (not isinstance(d, int) or isinstance(d, bool) or d <= 0):
+        _fail(where, f"deployments must be a positive int or null, got {d!r}")
+    da = e["deployments_at"]
+    if (len(da) != len(samples) or not all(isinstance(x, int) and x >= 1 for x in da)
+            or any(b < a for a, b in itertools.pairwise(da))):
+        _fail(where, f"deployments_at must be non-decreasing ints >= 1 per sample count, "
+                     f"got {da}")
+    if not e["wall_s"] or not all(isinstance(w, (int, float)) and w >= 0 for w in e["wall_s"]):
+        _fail(where, f"wall_s must be a non-empty list of seconds, got {e['wall_s']}")
+    if not isinstance(e["config"], dict):
+        _fail(where, "config must be a dict")
+
+
+def validate(doc: dict) -> None:
+    """Raises ValueError (naming the entry) unless ``doc`` follows the schema above, including
+    equal ``samples`` across the algorithms of each task."""
+    for key in ("device", "date", "commit", "tasks"):
+        if key not in doc:
+            _fail("top level", f"missing key {key!r}")
+    if not isinstance(doc["tasks"], dict) or not doc["tasks"]:
+        _fail("tasks", "expected a non-empty dict task -> {algorithm: entry}")
+    for task, algos in doc["tasks"].items():
+        if not isinstance(algos, dict) or not algos:
+            _fail(task, "expected a non-empty dict algorithm -> entry")
+        for algo, e in algos.items():
+            _check_entry(f"{task}/{algo}", e)
+        samples = {algo: tuple(e["samples"]) for algo, e in algos.items()}
+        if len(set(samples.values())) != 1:
+            _fail(task, f"samples differ across algorithms: {samples}")
+
+
+def stats(returns: list) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and sample std (ddof=1; 0 for one seed) over seeds, per sample count."""
+    a = np.asarray(returns, np.float64)
+    std = a.std(axis=1, ddof=1) if a.shape[1] > 1 else np.zeros(a.shape[0])
+    return a.mean(axis=1), std
+
+
+def _fmt(m: float, s: float) -> str:
+    return "n/a" if math.isnan(m) else f"{m:,.1f} ± {s:,.1f}"
+
+
+def markdown_table(doc: dict) -> str:
+    """Task x algorithm, mean ± std over seeds at each sample count."""
+    lines = []
+    for task, algos in doc["tasks"].items():
+        samples = next(iter(algos.values()))["samples"]
+        lines += [f"### {task}", "",
+                  "| algorithm | seeds | " + " | ".join(f"{s:,}" for s in samples) + " |",
+                  "|---|---|" + "---|" * len(samples)]
+        for algo, e in algos.items():
+            m, s = stats(e["returns"])
+            lines.append(f"| {algo} | {len(e['seeds'])} | "
+                         + " | ".join(_fmt(a, b) for a, b in zip(m, s)) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _band(ax, x, e, algo, marker="o"):
+    m, s = stats(e["returns"])
+    c = COLORS.get(algo)
+    ax.plot(x, m, marker=marker, ms=4, color=c, label=f"{algo} ({len(e['seeds'])} seeds)")
+    ax.fill_between(x, m - s, m + s, color=c, alpha=0.2, lw=0)
+
+
+def plot_task(task: str, algos: dict, path: pathlib.Path) -> None:
+    """Return vs real samples (mean ± std) with BREMEN's deployment ends marked; and return vs
+    deployments (log x)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for algo, e in algos.items():
+        _band(ax1, e["samples"], e, algo)
+        _band(ax2, e["deployments_at"], e, algo)
+        if algo == "bremen":
+            for s in e["samples"]:
+                ax1.axvline(s, color=COLORS["bremen"], ls=":", lw=0.8, alpha=0.6)
+    ax1.set(xlabel="real environment steps", ylabel="deterministic return (mean ± std)",
+            title=f"{task}: return vs samples (dotted: BREMEN deployments)")
+    ax2.set_xscale("log")
+    ax2.set(xlabel="policies deployed (log; SAC/PPO: one per update)", ylabel="return",
+            title=f"{task}: return vs deployments")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_deployments(doc: dict, path: pathlib.Path) -> None:
+    """The paper's signature plot: every task in one figure, return vs deployments (log x)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(doc["tasks"])
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 4), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for algo, e in doc["tasks"][task].items():
+            _band(ax, e["deployments_at"], e, algo)
+        ax.set_xscale("log")
+        ax.set(title=task, xlabel="policies deployed (log)", ylabel="return")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_outputs(doc: dict, out: pathlib.Path) -> list[pathlib.Path]:
+    """Writes the JSON (validated), ``<stem>.md``, ``<stem>-<task>.png`` and
+    ``<stem>-deployments.png`` next to it; returns the paths."""
+    import json
+
+    validate(doc)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=1) + "\n")
+    md = out.with_suffix(".md")
+    md.write_text(f"# Learning curves ({doc['device']}, {doc['date']}, {doc['commit']})\n\n"
+                  "Deterministic return, mean ± std over seeds, at each number of real "
+                  "environment steps.\n\n" + markdown_table(doc))
+    paths = [out, md]
+    for task, algos in doc["tasks"].items():
+        p = out.with_name(f"{out.stem}-{task}.png")
+        plot_task(task, algos, p)
+        paths.append(p)
+    p = out.with_name(f"{out.stem}-deployments.png")
+    plot_deployments(doc, p)
+    return paths + [p]

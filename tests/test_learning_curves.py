@@ -1,0 +1,124 @@
+"""The learning-curves harness (experiments/learning_curves.py): schedules and the JSON validator
+(fast), the tiny protocol end to end (BREMEN, SAC and PPO each give a curve at the same sample
+counts) and same-seed determinism of BREMEN on one machine (slow: they compile Brax programs)."""
+
+import copy
+import json
+import math
+
+import numpy as np
+import pytest
+
+from experiments import learning_baselines as lb
+from experiments import learning_curves as lc
+from experiments import learning_report as lr
+
+
+def _entry(samples, seeds, deployments=None):
+    return {"samples": samples, "returns": [[1.0] * len(seeds) for _ in samples],
+            "seeds": seeds, "deployments": deployments,
+            "deployments_at": list(range(1, len(samples) + 1)), "wall_s": [1.0], "config": {}}
+
+
+def _doc():
+    return {"device": "cpu2", "date": "2026-01-01", "commit": "abc", "tasks": {"t": {
+        "bremen": _entry([400, 800], [0, 1], 2), "sac": _entry([400, 800], [0, 1])}}}
+
+
+def test_validator_accepts_the_schema_and_names_what_is_wrong():
+    lr.validate(_doc())
+    bad = _doc()
+    bad["tasks"]["t"]["sac"]["samples"] = [500, 800]
+    with pytest.raises(ValueError, match=r"t: samples differ across algorithms"):
+        lr.validate(bad)
+    bad = _doc()
+    bad["tasks"]["t"]["sac"]["returns"] = [[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]]
+    with pytest.raises(ValueError, match=r"t/sac: returns must be \[\[per seed\]"):
+        lr.validate(bad)
+    bad = _doc()
+    del bad["commit"]
+    with pytest.raises(ValueError, match="missing key 'commit'"):
+        lr.validate(bad)
+    bad = _doc()
+    bad["tasks"]["t"]["bremen"]["deployments"] = 0
+    with pytest.raises(ValueError, match="deployments must be a positive int or null"):
+        lr.validate(bad)
+
+
+def test_stats_and_table_by_hand():
+    m, s = lr.stats([[1.0, 3.0], [2.0, 2.0]])
+    np.testing.assert_allclose(m, [2.0, 2.0])
+    np.testing.assert_allclose(s, [math.sqrt(2.0), 0.0])  # sample std (ddof=1)
+    doc = _doc()
+    doc["tasks"]["t"]["sac"]["returns"] = [[1.0, 3.0], [2.0, 2.0]]
+    table = lr.markdown_table(doc)
+    assert "| sac | 2 | 2.0 ± 1.4 | 2.0 ± 0.0 |" in table
+    assert "| algorithm | seeds | 400 | 800 |" in table
+
+
+def test_baseline_schedules_line_up_with_the_grid():
+    # SAC: prefill 1000 of a 5000 grid -> reports every gcd = 1000 steps: (50000-1000)/1000 + 1.
+    assert lb.sac_schedule(5000, 50_000, {"min_replay_size": 1000, "num_envs": 1}) == (1000, 50)
+    assert lb.sac_schedule(400, 800, {"min_replay_size": 0, "num_envs": 1}) == (400, 3)
+    with pytest.raises(ValueError, match="must divide into the evaluation grid 400"):
+        lb.sac_schedule(400, 800, {"min_replay_size": 100, "num_envs": 3})
+    # PPO: 10 x 4 x b divides 400 and 4 divides 4b -> b = 10 (the largest <= 64).
+    cfg = {"unroll_length": 10, "num_minibatches": 4, "num_envs": 4, "batch_size": None}
+    assert lb.ppo_batch_size(400, cfg) == 10
+    assert lb.ppo_batch_size(10_000, {**cfg, "num_minibatches": 8, "num_envs": 8}) == 25
+    with pytest.raises(ValueError, match="no batch_size makes"):
+        lb.ppo_batch_size(401, cfg)
+    # The latest evaluation at or before each grid point.
+    assert lb._align(400, 1200, {0: "a", 100: "b", 800: "c", 900: "d"}) == ["b", "c", "d"]
+
+
+def test_unknown_task_or_algorithm_is_one_line(capsys):
+    assert lc.main(["--protocol", "tiny", "--algorithms", "bremen,dqn"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "algorithms must be some of" in err[0]
+
+
+@pytest.mark.slow
+def test_tiny_protocol_gives_three_curves_at_equal_samples(tmp_path):
+    out = tmp_path / "learning.json"
+    assert lc.main(["--protocol", "tiny", "--out", str(out), "--workdir",
+                    str(tmp_path / "runs")]) == 0
+    doc = json.loads(out.read_text())
+    lr.validate(doc)
+    algos = doc["tasks"]["inverted_pendulum"]
+    assert sorted(algos) == ["bremen", "ppo", "sac"]
+    for name, e in algos.items():
+        # test config: 2 deployments x 400 real steps; every algorithm at 400 and 800.
+        assert e["samples"] == [400, 800], name
+        assert e["seeds"] == [0, 1]
+        r = np.asarray(e["returns"])
+        assert r.shape == (2, 2) and np.isfinite(r).all()
+        assert (r >= 1.0).all() and (r <= 50.0).all(), name  # +1 per step, 50-step episodes
+    assert algos["bremen"]["deployments"] == 2 and algos["bremen"]["deployments_at"] == [1, 2]
+    # SAC: prefill 100 steps, then one policy per actor step; PPO: b = 10, 400 steps per update.
+    assert algos["sac"]["deployments_at"] == [301, 701]
+    assert algos["ppo"]["deployments_at"] == [1, 2]
+    assert algos["ppo"]["config"]["batch_size"] == 10
+    for suffix in (".md", "-inverted_pendulum.png", "-deployments.png"):
+        assert out.with_name(out.stem + suffix).stat().st_size > 0
+    # A partial document (BREMEN alone) still validates.
+    part = copy.deepcopy(doc)
+    part["tasks"]["inverted_pendulum"] = {"bremen": algos["bremen"]}
+    lr.validate(part)
+
+
+@pytest.mark.slow
+def test_same_seed_same_config_same_machine_is_identical(tmp_path):
+    """Issue 11 item 5: two runs of the test config on one machine give the very same numbers
+    (exact equality of every deployments row, wall-clock fields aside)."""
+    from bremen_jax import config as config_lib
+    from bremen_jax.run import run_host
+    from bremen_jax.run.logs import read_jsonl
+
+    rows = []
+    for name in ("a", "b"):
+        run_host(config_lib.load_config("test"), tmp_path / name, progress=False)
+        rows.append([{k: v for k, v in r.items() if not k.startswith("time/")}
+                     for r in read_jsonl(tmp_path / name / "deployments.jsonl")])
+    assert len(rows[0]) == 2 and "return" in rows[0][0]
+    assert rows[0] == rows[1]
