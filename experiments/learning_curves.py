@@ -39,28 +39,32 @@ import time
 ALGORITHMS = ("bremen", "sac", "ppo")
 
 # BREMEN at CPU size (quick-config style: the paper's networks and iteration counts are far
-# beyond a 2-core CPU; see bremen_jax/configs/quick.py for why target_kl is 0.5).
+# beyond a 2-core CPU; see bremen_jax/configs/quick.py for why target_kl is 0.5). One TRPO chunk
+# per deployment: BREMEN is evaluated after BC and after the deployment's last iteration only.
 _CPU_BREMEN = [
     "dynamics.num_members=3", "dynamics.num_active=3", "dynamics.hidden_sizes=(200, 200)",
     "dynamics.batch_size=256", "dynamics.max_epochs=50", "dynamics.patience=10",
     "policy.hidden_sizes=(64, 64)", "bc.num_steps=2000", "imagine.horizon=100",
-    "imagine.batch_size=5000", "trpo.target_kl=0.5", "trpo.iterations=40", "trpo.chunk=20",
-    "deploy.num_envs=10", "eval.num_episodes=10"]
+    "imagine.batch_size=5000", "trpo.target_kl=0.5", "trpo.iterations=40", "trpo.chunk=40",
+    "deploy.num_envs=8", "eval.num_episodes=10"]
 
 
-def _cpu_task(task: str, deployments: int, batch: int) -> dict:
+def _cpu_task(task: str, deployments: int, batch: int, ppo_batch: int) -> dict:
+    """``deployments x batch`` real steps; PPO collects ``ppo_batch x 10 x 4`` steps per update
+    (5 updates per BREMEN deployment)."""
     return {"config": task,
             "overrides": _CPU_BREMEN + [f"deploy.num_deployments={deployments}",
                                         f"deploy.batch_size={batch}"],
-            "sac": {"min_replay_size": 1000}, "ppo": {}}
+            "sac": {"min_replay_size": 1000},
+            "ppo": {"num_minibatches": 4, "unroll_length": 10, "batch_size": ppo_batch}}
 
 
 PROTOCOLS = {
     "cpu": {"seeds": [0, 1, 2, 3, 4], "episodes": 10, "tasks": {
-        "halfcheetah": _cpu_task("halfcheetah", 5, 10_000),
-        "hopper": _cpu_task("hopper", 10, 5_000),
-        "walker2d": _cpu_task("walker2d", 10, 5_000),
-        "ant": _cpu_task("ant", 5, 10_000)}},
+        "halfcheetah": _cpu_task("halfcheetah", 5, 3_200, 16),
+        "hopper": _cpu_task("hopper", 10, 1_600, 8),
+        "walker2d": _cpu_task("walker2d", 10, 1_600, 8),
+        "ant": _cpu_task("ant", 5, 3_200, 16)}},
     "tiny": {"seeds": [0, 1], "episodes": 10, "tasks": {
         "inverted_pendulum": {
             "config": "test",  # positional backend, 50-step episodes
@@ -70,8 +74,19 @@ PROTOCOLS = {
                     "num_updates_per_batch": 2, "policy_hidden_sizes": (16, 16),
                     "value_hidden_sizes": (32, 32)}}}},
 }
-# How the cpu protocol's wall time was estimated (see the module's report in the commit).
-CPU_ESTIMATE = "about 2 h on 2 cores, extrapolated linearly from short measured runs"
+# The cpu protocol's wall time on an idle 2-core CPU, estimated (not measured: this machine was
+# shared by 7 jobs) from the unit costs the quick benchmark suite measured
+# (benchmarks/results/cpu-2core-2026-12-01-quick.md) and, for SAC, a FLOP count:
+# * BREMEN per seed: collection 0.32 ms/step, ensemble fit 2.3 ms/minibatch step (<= 50 epochs
+#   on the growing data), TRPO 0.08 s/iteration at 5K imagined, ~4 s per 10-episode evaluation,
+#   BC 0.25 ms/step -> ~75 s (halfcheetah, ant) / ~140 s (hopper, walker2d; 10 deployments);
+#   5 seeds vmapped (sweep scaling: ~linear in runs) + ~1.5 min compile -> ~40 min for 4 tasks;
+# * SAC: one update of 256 x (2 Q + policy, 256-256) ~0.74 GFLOP -> ~10 ms at ~75 GFLOP/s, so
+#   16K steps ~160 s + ~40 s compile/evaluations per seed -> 20 task-seeds ~67 min;
+# * PPO: 16K env steps + 25-50 small updates + ~1 min compile per task -> ~10 min.
+# Total ~2 h. Time `--tasks halfcheetah --algorithms sac --seeds 1` first (~3-4 min predicted)
+# and rescale the batch sizes above if it is far off.
+CPU_ESTIMATE = "about 2 h on an idle 2-core CPU (estimated from unit costs, see the comment)"
 
 
 def _parse(argv) -> argparse.Namespace:
