@@ -115,14 +115,14 @@ def _positive(text: str) -> int:
     return value
 
 
-def _common(p: argparse.ArgumentParser, episodes: int) -> None:
+def _shared(p: argparse.ArgumentParser, episodes: int) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="a `bremen train` / `bremen offline` "
                                                       "work directory")
     p.add_argument("--deployment", type=_positive, default=None, metavar="K",
                    help="the checkpoint at the end of deployment K (default: the latest "
                         "checkpoint); only the latest checkpoint.max_to_keep are kept")
     p.add_argument("--episodes", type=_positive, default=episodes,
-                   help=f"episodes per policy (default {episodes})")
+                   help="episodes per policy")
     p.add_argument("--seed", type=int, default=0, help="seed of the episodes' keys (default 0)")
 
 
@@ -133,7 +133,7 @@ def register(sub) -> None:
                     "episode length) of its target policy and of its behaviour clone, with the "
                     "same episode keys. Prints a table; writes per-episode returns, mean ± std, "
                     "lengths and normalised scores (tasks with reference returns) as JSON.")
-    _common(p, 10)
+    _shared(p, 10)
     p.add_argument("--stochastic", action="store_true",
                    help="sample actions from the policy's Gaussian (default: its mean action)")
     p.add_argument("--out", default=None, metavar="FILE.json",
@@ -144,13 +144,13 @@ def register(sub) -> None:
                     "is Brax's interactive viewer (the page loads its viewer scripts from the "
                     "web, cdn.jsdelivr.net); .gif draws frames with MuJoCo's offscreen renderer "
                     "(headless: MUJOCO_GL=egl unless set; needs libEGL, see the README).")
-    _common(p, 1)
+    _shared(p, 1)
     p.add_argument("--out", required=True, metavar="FILE", help="output file: .html or .gif")
     p.add_argument("--policy", choices=("target", "bc"), default="target",
-                   help="the target policy (default) or the behaviour clone")
+                   help="the target policy or the behaviour clone (bc)")
     p.add_argument("--steps", type=_positive, default=None,
                    help="at most N steps per episode (default: the episode length, at most 1000)")
-    p.add_argument("--width", type=_positive, default=320, help="GIF width in pixels (320)")
-    p.add_argument("--height", type=_positive, default=240, help="GIF height in pixels (240)")
+    p.add_argument("--width", type=_positive, default=320, help="GIF width in pixels")
+    p.add_argument("--height", type=_positive, default=240, help="GIF height in pixels")
     p.add_argument("--every", type=_positive, default=1, metavar="K",
-                   help="keep every K-th frame (default 1)")
+                   help="keep every K-th frame")
