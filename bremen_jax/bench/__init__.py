@@ -1,7 +1,7 @@
 """Benchmarks of every phase of a BREMEN deployment (``bremen bench``; issue 7).
 
-* :mod:`~bremen_jax.bench.suite`: the suites (``quick``, ``paper``, ``tiny``), :func:`run_suite`
-  and :func:`main` (the ``bremen bench`` command line);
+* :mod:`~bremen_jax.bench.suite`: the suites (``quick``, ``paper``, ``tiny``), :func:`run_suite`,
+  and the ``bremen bench`` command line (``add_arguments``, ``run``; imports no JAX until it runs);
 * :mod:`~bremen_jax.bench.phases`: one benchmark per phase (collection, ensemble, bc, trpo,
   evaluation, deployment); the TRPO benchmark times the stages of
   :func:`bremen_jax.algo.trpo.trpo_step` one by one;
