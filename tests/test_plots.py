@@ -15,7 +15,6 @@ import pytest
 import bremen_jax
 from bremen_jax import config as config_lib
 from bremen_jax.cli import main
-from bremen_jax.cli import runs as cli_runs
 from bremen_jax.run import plots
 from bremen_jax.run.rows import Book, brief_record, build_summary
 from bremen_jax.run.workdir import Run, RunResult
@@ -97,7 +96,8 @@ def test_mean_std_over_runs_on_the_union_of_x():
     np.testing.assert_allclose(s, [1.0, 2.0, 0.0])    # population std over the runs there
     np.testing.assert_array_equal(n, [2, 2, 1])
     x, m, s, n = plots.mean_std([np.array([1, 2])], [np.array([np.nan, 4.0])])
-    np.testing.assert_array_equal(x, [2]) and np.testing.assert_array_equal(m, [4.0])
+    np.testing.assert_array_equal(x, [2])  # a NaN is no value
+    np.testing.assert_array_equal(m, [4.0])
 
 
 def test_runs_group_by_config_up_to_the_seed_and_host_fields(tmp_path):
@@ -128,6 +128,7 @@ def test_plot_overlays_two_seeds_as_mean_and_std(tmp_path):
     assert ax_c.get_xlabel() == "deployment" and ax_c.get_yscale() == "log"
     assert [ax.get_title()[:3] for ax in fig.axes] == ["(a)", "(b)", "(c)"]
     assert "2 runs in 1 config(s)" in fig._suptitle.get_text()
+    assert not fig.legends  # one config: no legend of configs
     # Returns after deployments 1, 2: seeds give 12/36 and 16/48 -> mean 24, 32; std 12, 16.
     line = _line(ax_a, "after the deployment")
     np.testing.assert_allclose(line.get_xdata(), [100, 200])
@@ -158,8 +159,13 @@ def test_plot_draws_different_configs_as_separate_labelled_lines(tmp_path):
                                .get_ydata(), [12, 16])
     np.testing.assert_allclose(_line(ax_a, "trpo.target_kl=0.05: after the deployment")
                                .get_ydata(), [24, 32])
-    assert not ax_a.collections or all(  # one run per config: no std band
-        len(c.get_paths()) == 0 for c in ax_a.collections if c.get_label().startswith("_"))
+    from matplotlib.collections import PolyCollection
+    assert not [p for p in ax_a.collections if isinstance(p, PolyCollection)]  # 1 run: no band
+    # Colours name the configs (figure legend); each panel's legend names the styles.
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["trpo.target_kl=0.1",
+                                                                  "trpo.target_kl=0.05"]
+    assert [t.get_text() for t in ax_a.get_legend().get_texts()] == [
+        "after the deployment", "BC-init (start of its TRPO)", "each TRPO chunk"]
 
 
 def test_offline_run_is_drawn_against_trpo_iterations(tmp_path):
@@ -224,7 +230,6 @@ def test_train_draws_curves_at_the_end_and_a_plot_failure_loses_nothing(tmp_path
     flat = "".join(capsys.readouterr().out.split())
     assert f"warning:couldnotdraw{other / 'curves.png'}:RuntimeError:nofonts" in flat
     assert (other / "chunks.jsonl").is_file() and not (other / "curves.png").exists()
-    assert cli_runs._write_curves  # the hook both commands call
 
 
 def _summary():

@@ -52,8 +52,9 @@ def _panel_samples(ax, groups, labels, colors) -> None:
         x, m, s, _ = _stats(g, "env_steps", "returns")
         _band(ax, x, m, s, c, marker="o", label=f"{name}after the deployment")
         x, m, s, _ = _stats(g, "env_steps", "bc_return")
-        ax.errorbar(x, m, yerr=s if np.any(s > 0) else None, fmt="v", mfc="none", color=c,
-                    capsize=3, label=f"{name}BC-init (start of its TRPO)")
+        ax.plot(x, m, "v", mfc="none", color=c, label=f"{name}BC-init (start of its TRPO)")
+        if np.any(s > 0):
+            ax.errorbar(x, m, yerr=s, fmt="none", ecolor=c, elinewidth=1, capsize=2, alpha=0.8)
         it, m, _, _ = _stats(g, "iteration", "eval_return")
         where = {i: x for r in g for i, x in zip(r.iteration.tolist(),
                                                  chunk_env_steps(r).tolist())}
@@ -64,6 +65,7 @@ def _panel_samples(ax, groups, labels, colors) -> None:
     if len(groups) == 1:
         _reference(ax, [r.collect_return[0] for r in groups[0] if r.collect_return.size],
                    "uniform-random policy (deployment 1's data)")
+    ax.set_xlim(left=0)
     ax.set_xlabel("real environment steps (transitions collected)")
     ax.set_title("(a) Real return vs real samples")
 
@@ -118,20 +120,36 @@ def _panel_validation(ax, groups, labels, colors) -> None:
     v = np.concatenate(values)
     if v.size and np.all(v[np.isfinite(v)] > 0):
         ax.set_yscale("log")
-    from matplotlib.ticker import MaxNLocator
-
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ds = sorted({int(d) for g in groups for r in g for d in r.deployment.tolist()})
+    if ds:  # one tick per deployment (a lone deployment too), up to 20
+        ax.set_xlim(ds[0] - 0.5, ds[-1] + 0.5)
+        ax.set_xticks(ds if len(ds) <= 20 else ds[::-(-len(ds) // 20)])
     ax.set_xlabel("deployment")
     ax.set_ylabel("validation MSE (mean over active members)")
     ax.set_title("(c) Dynamics ensemble validation error")
 
 
-def _finish(ax, empty: bool, what: str) -> None:
+def _finish(ax, empty: bool, what: str, prefix: str, many: bool) -> None:
+    """Grid and the panel's legend: what each style means, from the first config's artists
+    (``prefix``: its label prefix), in gray when several configs are drawn (their colours are in
+    the figure's legend)."""
     if empty:
         _empty(ax, what)
     ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize="x-small", loc="best")
+    pairs = [(h, t[len(prefix):]) for h, t in zip(*ax.get_legend_handles_labels())
+             if t.startswith(prefix)]
+    if pairs:
+        legend = ax.legend(*zip(*pairs), fontsize="x-small", loc="best")
+        for h in legend.legend_handles if many else ():
+            h.set_color("0.3")
+
+
+def _config_legend(fig, names: Sequence[str]) -> None:
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=f"C{i % 10}", lw=3, label=n) for i, n in enumerate(names)]
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(names), 3),
+               fontsize="small", title="config (line: mean over its runs, band: ± std)")
 
 
 def _title(runs: Sequence[RunCurves], groups) -> str:
@@ -149,9 +167,11 @@ def draw(runs: Sequence[RunCurves], *, title: str | None = None):
     from matplotlib.figure import Figure
 
     groups = group_runs(runs)
-    labels = [""] if len(groups) == 1 else [f"{n}: " for n in group_labels(groups)]
+    names = group_labels(groups)
+    many = len(groups) > 1
+    labels = [f"{n}: " for n in names] if many else [""]
     colors = [f"C{i % 10}" for i in range(len(groups))]
-    fig = Figure(figsize=(18, 5.4), layout="constrained")
+    fig = Figure(figsize=(18, 5.4 + 0.25 * len(groups) * many), layout="constrained")
     ax_a, ax_b, ax_c = fig.subplots(1, 3)
     online = all(r.kind == "train" for r in runs)
     (_panel_samples if online else _panel_offline)(ax_a, groups, labels, colors)
@@ -159,8 +179,12 @@ def draw(runs: Sequence[RunCurves], *, title: str | None = None):
     _panel_imagined(ax_b, groups, labels, colors)
     ax_b.set_ylabel("episode return")
     _panel_validation(ax_c, groups, labels, colors)
-    _finish(ax_a, not any(r.eval_return.size or r.returns.size for r in runs), "evaluations")
-    _finish(ax_b, not any(r.iteration.size for r in runs), "TRPO chunks")
-    _finish(ax_c, not any(r.deployment.size for r in runs), "finished deployments")
+    _finish(ax_a, not any(r.eval_return.size or r.returns.size for r in runs), "evaluations",
+            labels[0], many)
+    _finish(ax_b, not any(r.iteration.size for r in runs), "TRPO chunks", labels[0], many)
+    _finish(ax_c, not any(r.deployment.size for r in runs), "finished deployments", labels[0],
+            many)
+    if many:
+        _config_legend(fig, names)
     fig.suptitle(title or _title(runs, groups))
     return fig
