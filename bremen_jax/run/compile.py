@@ -13,6 +13,7 @@ compile either; ``BREMEN_JAX_CACHE=off`` disables it and ``BREMEN_JAX_CACHE=DIR`
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import dataclasses
 import os
 import pathlib
@@ -49,6 +50,21 @@ def _signature(args: Sequence[Any]) -> Hashable:
     return treedef, tuple((tuple(x.shape), str(x.dtype)) for x in flat)
 
 
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One program for :func:`compile_many` (the arguments of :func:`compile_cached`)."""
+
+    key: Hashable
+    fn: Callable
+    args: tuple
+    precision: str = "default"
+    donate_argnums: int | tuple[int, ...] = ()
+    jit_kwargs: dict = dataclasses.field(default_factory=dict)
+
+    def cache_key(self) -> Hashable:
+        return (self.key, self.precision, self.donate_argnums, _signature(self.args))
+
+
 def compile_cached(key: Hashable, fn: Callable, *args: Any, precision: str = "default",
                    donate_argnums: int | tuple[int, ...] = (), **jit_kwargs: Any) -> Compiled:
     """``jax.jit(fn, **jit_kwargs).lower(*args).compile()``, cached per ``(key, shapes of args)``.
@@ -62,17 +78,48 @@ def compile_cached(key: Hashable, fn: Callable, *args: Any, precision: str = "de
         donate_argnums: arguments whose buffers the executable may reuse.
         **jit_kwargs: more ``jax.jit`` options (``in_shardings``, ``out_shardings``).
     """
-    cache_key = (key, precision, donate_argnums, _signature(args))
-    hit = _CACHE.get(cache_key)
-    if hit is not None:
-        _CACHE.move_to_end(cache_key)
-        return dataclasses.replace(hit, cached=True)
+    return compile_many([Job(key, fn, args, precision, donate_argnums, jit_kwargs)])[0]
+
+
+def compile_many(jobs: Sequence[Job], threads: int | None = None) -> list[Compiled]:
+    """:func:`compile_cached` for several independent programs, XLA-compiling them in parallel.
+
+    Programs not in the cache are traced and lowered one after the other (Python work), then
+    compiled by XLA in up to ``threads`` threads (default: one per CPU core; XLA releases the
+    GIL), so a driver's phases compile side by side. The executables are the ones
+    :func:`compile_cached` makes (same programs, same numbers). A program's ``seconds`` are its
+    lowering plus its share of the parallel compile's wall time (in proportion to its own XLA
+    seconds), so the seconds of one call add up to its wall time.
+    """
+    out: list[Compiled | None] = [None] * len(jobs)
+    todo = []
+    for i, job in enumerate(jobs):
+        ck = job.cache_key()
+        hit = _CACHE.get(ck)
+        if hit is not None:
+            _CACHE.move_to_end(ck)
+            out[i] = dataclasses.replace(hit, cached=True)
+            continue
+        t0 = time.perf_counter()
+        with precision_context(job.precision):
+            jitted = jax.jit(job.fn, donate_argnums=job.donate_argnums, **job.jit_kwargs)
+            lowered = jitted.lower(*abstract(job.args))
+        todo.append((i, ck, lowered, time.perf_counter() - t0))
+
+    def xla(item):
+        t0 = time.perf_counter()
+        return item[2].compile(), time.perf_counter() - t0
+
+    workers = max(1, min(len(todo), threads or os.cpu_count() or 1))
     t0 = time.perf_counter()
-    with precision_context(precision):
-        exe = jax.jit(fn, donate_argnums=donate_argnums, **jit_kwargs
-                      ).lower(*abstract(args)).compile()
-    out = Compiled(exe, time.perf_counter() - t0)
-    _CACHE[cache_key] = out
+    if workers > 1:
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            done = list(pool.map(xla, todo))
+    else:
+        done = [xla(item) for item in todo]
+    share = (time.perf_counter() - t0) / max(sum(s for _, s in done), 1e-9)
+    for (i, ck, _, lower_s), (exe, xla_s) in zip(todo, done):
+        out[i] = _CACHE[ck] = Compiled(exe, lower_s + xla_s * share)
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
     return out

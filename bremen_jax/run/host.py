@@ -25,7 +25,7 @@ from bremen_jax.algo.phases import make_phases
 from bremen_jax.algo.schedule import Schedule, collect_metrics
 from bremen_jax.data import buffer as buffer_lib
 from bremen_jax.run import display
-from bremen_jax.run.compile import compile_cached
+from bremen_jax.run.compile import Job, compile_many
 from bremen_jax.run.errors import check_actions, nonfinite_lines
 from bremen_jax.run.rows import Book, metric, preamble_row
 from bremen_jax.run.workdir import Interrupted, Run, RunResult
@@ -39,19 +39,19 @@ def schedule_key(schedule: Schedule) -> tuple:
 
 def compile_steps(schedule: Schedule, hp, init_args: tuple, console=None
                   ) -> tuple[dict[str, Callable], dict[str, float]]:
-    """AOT-compiles ``init`` and every step (each name once); returns (executables, seconds)."""
+    """AOT-compiles ``init`` and every step (each name once; XLA compiles them in parallel
+    threads, :func:`~bremen_jax.run.compile.compile_many`); returns (executables, seconds)."""
     key, precision = schedule_key(schedule), schedule.phases.static.precision
     state_abs = jax.eval_shape(schedule.init, *init_args)
     todo = {"init": (schedule.init, init_args, ())}
     for step in schedule.preamble_steps() + schedule.chunk_steps():
         todo.setdefault(step.name, (step.fn, (state_abs, hp), 0))
-    fns, seconds = {}, {}
-    for name, (fn, args, donate) in todo.items():
-        with display.compiling(console, name):
-            out = compile_cached((key, name), fn, *args, precision=precision,
-                                 donate_argnums=donate)
-        fns[name], seconds[name] = out.fn, round(out.seconds, 3)
-    return fns, seconds
+    jobs = [Job((key, name), fn, args, precision, donate)
+            for name, (fn, args, donate) in todo.items()]
+    with display.compiling(console, f"{len(jobs)} programs ({', '.join(todo)})"):
+        out = compile_many(jobs)
+    return ({name: c.fn for name, c in zip(todo, out)},
+            {name: round(c.seconds, 3) for name, c in zip(todo, out)})
 
 
 def _stack(xs: list) -> Any:
