@@ -7,6 +7,7 @@ settings); :meth:`TaskSpec.make` turns it into a :class:`~bremen_jax.envs.task.T
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import types
@@ -20,6 +21,27 @@ from bremen_jax.types import PRNGKey
 
 class UnstablePhysicsWarning(UserWarning):
     """A task/backend pair whose real rollouts are known to reach NaN (``TaskSpec.unstable_backends``)."""
+
+
+@contextlib.contextmanager
+def mjx_on_local_device():
+    """Within the block, MJX places a Brax system on this process's first device.
+
+    ``mujoco.mjx.put_model`` defaults to ``jax.devices()[0]``, which in a multi-process run
+    (``jax.distributed``) is a device of process 0: the other processes' systems would then live
+    on a device they cannot address, and compiling a program that closes over them fails.
+    """
+    if jax.process_count() == 1:
+        yield
+        return
+    from mujoco import mjx
+
+    put_model = mjx.put_model
+    mjx.put_model = functools.partial(put_model, device=jax.local_devices()[0])
+    try:
+        yield
+    finally:
+        mjx.put_model = put_model
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -66,7 +88,8 @@ class TaskSpec:
     def make(self, backend: str = "generalized", **env_kwargs) -> Task:
         """The task on Brax ``backend``; ``env_kwargs`` go to the Brax env's constructor (e.g.
         ``reset_noise_scale``). Does not validate the backend (:func:`make_task` does)."""
-        env = brax.envs.get_environment(self.brax_env, backend=backend, **env_kwargs)
+        with mjx_on_local_device():
+            env = brax.envs.get_environment(self.brax_env, backend=backend, **env_kwargs)
         obs_fn = self.obs_fn
         task_env = TaskEnv(env, lambda native: obs_fn(native.pipeline_state), self.reward_fn,
                            self.done_fn)

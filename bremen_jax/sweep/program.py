@@ -94,6 +94,10 @@ def initialize_distributed(coordinator_address: str | None = None,
                                         local_device_ids=local_device_ids).items()
                   if v is not None}
         jax.distributed.initialize(**kwargs)
+        if "JAX_SHARE_BINARY_BETWEEN_HOSTS" not in os.environ:
+            # one process compiles and sends the executable to the others (with a persistent
+            # compilation cache in use), instead of every process compiling the same program
+            jax.config.update("jax_share_binary_between_hosts", True)
     return jax.process_index(), jax.process_count()
 
 
@@ -123,6 +127,13 @@ def pad_runs(tree: Any, size: int) -> Any:
 def _global_array(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
     """A global ``[R_pad, ...]`` array sharded over runs; each process fills its own shards."""
     return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
+
+def local_runs(tree: Any, num_runs: int) -> list[int]:
+    """The real runs (padding excluded) whose results this process's devices computed."""
+    leaf = jax.tree.leaves(tree)[0]
+    rows = {i for s in leaf.addressable_shards for i in range(*s.index[0].indices(leaf.shape[0]))}
+    return sorted(i for i in rows if i < num_runs)
 
 
 def _gather(tree: Any) -> Any:
@@ -262,12 +273,16 @@ def execute_plan(plan: OuterPlan, mesh: Mesh, num_deployments: int | None = None
     metrics = jax.tree.map(lambda x: x[:R], _gather(out))
     info = {"outer": plan.index, "values": jsonable(plan.values), "runs": R,
             "padded_runs": R_pad - R, "devices": n_dev, "runs_per_device": per_dev,
+            "process": jax.process_index(), "process_runs": local_runs(out, R),
             "compile_s": round(compile_s, 3), "compile_cached": cached, "run_s": round(run_s, 3),
             "runs_per_hour": R / run_s * 3600 if run_s > 0 else None,
             "memory_estimate": pre, "memory_compiled": post}
     if log is not None:
+        where = "" if jax.process_count() == 1 else (
+            f" (process {jax.process_index()} of {jax.process_count()}: runs "
+            f"{','.join(map(str, info['process_runs']))})")
         log(f"outer {plan.index + 1}: {R} runs (+{R_pad - R} padding) on {n_dev} "
-            f"{devices[0].platform} device(s): compile {compile_s:.1f} s"
+            f"{devices[0].platform} device(s){where}: compile {compile_s:.1f} s"
             f"{' (cached)' if cached else ''}, run {run_s:.1f} s")
     return metrics, info
 
