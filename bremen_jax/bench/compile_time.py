@@ -1,5 +1,5 @@
-"""The compile-time suite: what each command compiles, cold and warm (``benchmarks/compile_time.py``,
-``bremen bench --suite compile``).
+"""The compile-time suite: what each command compiles, cold and warm
+(``python -m benchmarks.compile_time``; the library part lives here, next to the other suites).
 
 Every measurement runs a real command in a subprocess (``python -m bremen_jax.cli ...``) with
 ``JAX_LOG_COMPILES=1`` and its own persistent compilation cache (``BREMEN_JAX_CACHE=DIR``, see
