@@ -142,3 +142,13 @@ def test_bad_input_is_one_line(run_dir, tmp_path, capsys, argv, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert message in err[-1]
 
+
+
+def test_stochastic_samples_actions(run_dir):
+    det = bremen_jax.evaluate(run_dir, episodes=3, seed=5)
+    sto = bremen_jax.evaluate(run_dir, episodes=3, seed=5, stochastic=True)
+    assert (det["mode"], sto["mode"]) == ("deterministic", "stochastic")
+    again = bremen_jax.evaluate(run_dir, episodes=3, seed=5, stochastic=True)
+    assert again["policies"] == sto["policies"]  # the action noise comes from the seed
+    # same reset states, other actions: the clone's returns change
+    assert sto["policies"]["bc"]["returns"] != det["policies"]["bc"]["returns"]
