@@ -86,3 +86,20 @@ def test_options_run(overrides):
     state, _ = jax.jit(phases.fit_dynamics)(state, hp)
     state, m = jax.jit(phases.improve, static_argnums=2)(state, hp, 2)
     chex.assert_tree_all_finite(m)
+
+
+def test_advantage_policy_passes_in_row_chunks_equal_the_whole_batch(setup):
+    """The advantages' policy passes run ROW_CHUNK rows at a time: the same numbers as one
+    dist_net over the whole [H, B, o] batch (2500 rows: one full chunk and a remainder)."""
+    from bremen_jax.algo import policy_opt
+    from bremen_jax.models.policy import dist_net
+
+    phases, _, state = setup
+    policy = state.learner.policy
+    assert 2500 > policy_opt.ROW_CHUNK
+    obs = jax.random.normal(jax.random.key(3), (50, 50, phases.task.obs_size))
+    got = policy_opt._dist_rows(policy, obs)
+    want = dist_net(policy.net, policy.obs_norm, obs)
+    for g, w in zip(got, want):
+        assert g.shape == w.shape
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)

@@ -412,3 +412,67 @@ def test_natural_step_is_zero_when_xfx_is_not_positive():
                                           dist_fn, params, batch, old, zero)
     chex.assert_trees_all_equal(step, zero)
     assert float(expected) == 0.0 and float(m["shs"]) == 0.0
+
+
+# --- row chunks (natural_gradient.row_chunked): the same arithmetic, chunk by chunk ----------
+
+def row_mlp_dist_fn(params, obs):
+    """:func:`mlp_dist_fn` that also takes one row ``[o]`` (row_chunked vmaps over rows)."""
+    h = jnp.tanh(obs @ params["w1"] + params["b1"])
+    out = h @ params["w2"] + params["b2"]
+    return jnp.tanh(out[..., :ACT_DIM]), jnp.clip(out[..., ACT_DIM:] - 0.5, -5.0, 0.0)
+
+
+def test_row_chunked_gradient_and_fvp_equal_the_whole_batch():
+    params, (_, obs, _, _, mask) = _mlp_params(), _toy(n=40)
+    mask = mask.at[::3].set(0.0)
+    chunked = ng.row_chunked(row_mlp_dist_fn, 16)          # 2 chunks of 16 + a remainder of 8
+    for a, b in zip(chunked(params, obs), row_mlp_dist_fn(params, obs)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    mean0, log_std0 = row_mlp_dist_fn(params, obs)
+    v = jax.tree.map(lambda p: jnp.ones_like(p) * 0.3, params)
+    fvps, grads = [], []
+    for fn in (row_mlp_dist_fn, chunked):
+        fvps.append(jax.jit(ng.make_gauss_newton_fvp(fn, params, obs, mask, mean0, log_std0,
+                                                     0.1))(v))
+        grads.append(jax.grad(lambda p, fn=fn: ng.mean_kl(fn, p, obs, mask, mean0 + 0.1,
+                                                          log_std0))(params))
+    chex.assert_trees_all_close(fvps[0], fvps[1], rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(grads[0], grads[1], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(grads[0]["w1"], 0.0)
+    # At most `chunk` rows (and chunk None): dist_fn itself.
+    assert ng.row_chunked(row_mlp_dist_fn, None) is row_mlp_dist_fn
+    for a, b in zip(ng.row_chunked(row_mlp_dist_fn, 40)(params, obs),
+                    row_mlp_dist_fn(params, obs)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_row_chunked_step_equals_the_step_before_chunking_in_float64():
+    """trpo_step with row chunks (128 rows: 4 chunks + a remainder) and without, in float64,
+    against the output stored from the code before row chunking: equal to 1e-10 relative."""
+    import json
+    import pathlib
+    import subprocess
+    import sys
+
+    here = pathlib.Path(__file__).parent
+    out = here / "data" / "_x64_trpo_case_out.json"
+    try:
+        subprocess.run([sys.executable, str(here / "x64_trpo_case.py"), str(out), "128",
+                        "none"], check=True, timeout=600)
+        got = json.loads(out.read_text())
+    finally:
+        out.unlink(missing_ok=True)
+    want = json.loads((here / "data" / "trpo_step_x64_before_row_chunks.json").read_text())
+    want = want["none"]["parallel"]
+    assert want["metrics"]["ls_accepted"] == 1.0       # a real step, not the old params
+    for chunk in ("128", "none"):
+        for ls in ("sequential", "parallel"):       # the faithful default and the batched one
+            res = got[chunk][ls]
+            for k, w in want["params"].items():
+                np.testing.assert_allclose(res["params"][k], w, rtol=1e-10, atol=1e-12,
+                                           err_msg=f"{chunk} {ls} {k}")
+            for k, w in want["metrics"].items():
+                atol = 1e-12 if k == "cg_residual" else 0.0   # r·r at the tolerance 1e-10
+                np.testing.assert_allclose(res["metrics"][k], w, rtol=1e-10, atol=atol,
+                                           err_msg=f"{chunk} {ls} {k}")

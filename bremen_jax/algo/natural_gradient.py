@@ -26,6 +26,39 @@ from bremen_jax.types import Params
 
 DistFn = Callable[[Params, jax.Array], tuple[jax.Array, jax.Array]]
 FVP_METHODS = SCHEMA["trpo.fvp"].choices            # ("gauss_newton", "hessian")
+# Rows per chunk of a batched policy pass (row_chunked): [2000, 200] float32 activations are
+# 1.6 MB and stay in cache; on a 2-core CPU the whole-batch passes over 50K rows ran 2-4x slower.
+ROW_CHUNK = 2000
+
+
+def row_chunked(dist_fn: DistFn, chunk: int | None = ROW_CHUNK) -> DistFn:
+    """``dist_fn`` evaluated ``chunk`` rows at a time (``lax.map(..., batch_size=chunk)``).
+
+    The same rows and the same arithmetic, so the same result up to float rounding (sums over
+    rows are taken per chunk, then over chunks). What changes is the memory traffic: each
+    chunk's activations stay in cache, and differentiating (``jax.grad``, ``jax.linearize``,
+    ``jax.linear_transpose``) gives a scan over the same chunks, so the gradient, the
+    Fisher-vector products and the line search all run chunk by chunk. Batches of at most
+    ``chunk`` rows (and ``chunk=None`` or 0) call ``dist_fn`` directly.
+
+    Args:
+        dist_fn: ``(params, obs [N, o]) -> (mean [N, a], log_std [N, a] or [a])``; it must
+            also accept one row ``[o]`` (it is vmapped over the rows of a chunk).
+        chunk: rows per chunk (static).
+
+    Returns:
+        ``(params, obs [N, o]) -> (mean [N, a], log_std [N, a])`` (a shared log_std comes
+        back broadcast to ``[N, a]`` when chunked).
+    """
+    if not chunk:
+        return dist_fn
+
+    def chunked(params: Params, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        if obs.ndim != 2 or obs.shape[0] <= chunk:
+            return dist_fn(params, obs)
+        return lax.map(lambda o: dist_fn(params, o), obs, batch_size=chunk)
+
+    return chunked
 
 
 # --- pytree linear algebra -------------------------------------------------------------

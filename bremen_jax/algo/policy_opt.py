@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from bremen_jax.algo import baseline as baseline_lib
 from bremen_jax.algo import returns as returns_lib
 from bremen_jax.algo.imagine import ImaginedBatch, make_imagined_rollout
+from bremen_jax.algo.natural_gradient import ROW_CHUNK, row_chunked
 from bremen_jax.algo.trpo import trpo_step
 from bremen_jax.config import HParams, StaticConfig, ValueHParams
 from bremen_jax.envs import Task
@@ -85,8 +86,8 @@ class PolicyOptimizer:
         next_hat = normalize(norm, batch.next_obs)
         values = self._values(learner, obs_hat, batch.t)
         next_values = self._values(learner, next_hat, batch.t + 1)
-        mean, log_std = dist_net(learner.policy.net, norm, batch.obs)
-        b_mean, b_log_std = dist_net(learner.behavior.net, learner.behavior.obs_norm, batch.obs)
+        mean, log_std = _dist_rows(learner.policy, batch.obs)
+        b_mean, b_log_std = _dist_rows(learner.behavior, batch.obs)
         kl_behavior = distributions.kl(mean, log_std, b_mean, b_log_std)  # KL(pi || pi_beta)
         rewards = returns_lib.penalized_rewards(batch.reward, kl_behavior, hp.trpo.kl_penalty)
         adv, targets = returns_lib.gae(rewards, values, next_values, batch.terminated,
@@ -154,6 +155,15 @@ class PolicyOptimizer:
         m["nonfinite/trpo_steps"] = jnp.cumsum(m.pop("trpo/nonfinite"))
         m["nonfinite/baseline_fits"] = jnp.cumsum(m.pop("baseline/nonfinite"))
         return learner, m
+
+
+def _dist_rows(policy: PolicyParams, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """:func:`dist_net` on ``obs [H, B, o]``, :data:`ROW_CHUNK` rows at a time (same numbers;
+    the activations stay in cache). Returns ``(mean, log_std)``, each ``[H, B, a]``."""
+    flat = obs.reshape((-1, obs.shape[-1]))
+    dist_fn = row_chunked(lambda net, o: dist_net(net, policy.obs_norm, o), ROW_CHUNK)
+    return jax.tree.map(lambda x: x.reshape(obs.shape[:-1] + x.shape[-1:]),
+                        dist_fn(policy.net, flat))
 
 
 def make_policy_optimizer(static: StaticConfig, task: Task, dynamics: Dynamics,

@@ -35,8 +35,17 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from bremen_jax.algo.natural_gradient import (DistFn, conjugate_gradient_tracked, make_trpo_fvp,
-                                              masked_mean, mean_kl, tree_axpy, tree_vdot)
+from bremen_jax.algo.natural_gradient import (
+    ROW_CHUNK,
+    DistFn,
+    conjugate_gradient_tracked,
+    make_trpo_fvp,
+    masked_mean,
+    mean_kl,
+    row_chunked,
+    tree_axpy,
+    tree_vdot,
+)
 from bremen_jax.config import SCHEMA, TRPOConfig, TRPOHParams
 from bremen_jax.models import distributions
 from bremen_jax.types import Metrics, Params, all_finite, keep_if
@@ -49,7 +58,9 @@ LINE_SEARCHES = SCHEMA["trpo.line_search"].choices  # ("sequential", "parallel")
 def line_search(loss_fn: Callable[[Params], jax.Array], kl_fn: Callable[[Params], jax.Array],
                 params: Params, full_step: Params, expected_improve: jax.Array,
                 cfg: TRPOConfig, hp: TRPOHParams,
-                loss_before: jax.Array | None = None) -> tuple[Params, Metrics]:
+                loss_before: jax.Array | None = None,
+                eval_fn: Callable[[Params], tuple[jax.Array, jax.Array]] | None = None
+                ) -> tuple[Params, Metrics]:
     """Branch-free backtracking line search over ``params + backtrack**k · full_step``.
 
     All ``cfg.ls_steps`` candidates are evaluated at once (``jax.vmap`` over fractions).
@@ -67,6 +78,9 @@ def line_search(loss_fn: Callable[[Params], jax.Array], kl_fn: Callable[[Params]
         cfg: static config.
         hp: traced hparams (``target_kl``).
         loss_before: ``loss_fn(params)`` if already known (saves one evaluation).
+        eval_fn: ``params -> (loss_fn(params), kl_fn(params))`` in one pass (e.g.
+            :func:`objective_pair`: one policy forward per candidate instead of two);
+            default: the two functions one after the other.
 
     Returns:
         ``(new_params, metrics)`` with metrics ``ls_accepted`` (float 0/1), ``ls_index``
@@ -78,9 +92,11 @@ def line_search(loss_fn: Callable[[Params], jax.Array], kl_fn: Callable[[Params]
         loss_before = loss_fn(params)
     fracs = cfg.ls_backtrack ** jnp.arange(cfg.ls_steps, dtype=jnp.float32)  # [K]
 
+    if eval_fn is None:
+        eval_fn = lambda p: (loss_fn(p), kl_fn(p))  # noqa: E731
+
     def evaluate(frac: jax.Array) -> tuple[jax.Array, jax.Array]:
-        candidate = tree_axpy(frac, full_step, params)
-        return loss_fn(candidate), kl_fn(candidate)
+        return eval_fn(tree_axpy(frac, full_step, params))
 
     def acceptable(loss, kl_value, frac):
         improvement = loss_before - loss
@@ -107,7 +123,7 @@ def line_search(loss_fn: Callable[[Params], jax.Array], kl_fn: Callable[[Params]
             found = acceptable(loss, kl_value, fracs[k])
             return k + jnp.where(found, 0, 1), found, loss, kl_value
 
-        zero = jnp.zeros((), jnp.float32)
+        zero = jnp.zeros((), jnp.result_type(loss_before))  # float64 under x64
         k_end, accepted, loss_k, kl_k = lax.while_loop(
             cond, body, (jnp.int32(0), jnp.bool_(False), zero + loss_before, zero))
         idx = jnp.minimum(k_end, cfg.ls_steps - 1)
@@ -219,6 +235,21 @@ def objectives(dist_fn: DistFn, batch: TRPOBatch, old: OldDistribution
     return loss_fn, kl_fn
 
 
+def objective_pair(dist_fn: DistFn, batch: TRPOBatch, old: OldDistribution
+                   ) -> Callable[[Params], tuple[jax.Array, jax.Array]]:
+    """``params -> (surrogate, mean KL)`` from one ``dist_fn`` pass: the same two numbers as
+    :func:`objectives`' ``(loss_fn, kl_fn)`` (the line search's fused candidate evaluation)."""
+
+    def pair(params: Params) -> tuple[jax.Array, jax.Array]:
+        out = dist_fn(params, batch.obs)
+        fixed = lambda _, __: out  # noqa: E731  the pass already made
+        return (surrogate_loss(fixed, None, batch.obs, batch.actions, batch.advantages,
+                               batch.mask, old.logp),
+                mean_kl(fixed, None, batch.obs, batch.mask, old.mean, old.log_std))
+
+    return pair
+
+
 def policy_gradient(dist_fn: DistFn, params: Params, batch: TRPOBatch, old: OldDistribution
                     ) -> tuple[jax.Array, Params]:
     """``(L(params), ∇L)`` of the surrogate; the gradient is a pytree like ``params``."""
@@ -255,7 +286,7 @@ def natural_step(cfg: TRPOConfig, hp: TRPOHParams, dist_fn: DistFn, params: Para
 
 def trpo_step(dist_fn: DistFn, params: Params, obs: jax.Array, actions: jax.Array,
               advantages: jax.Array, mask: jax.Array, cfg: TRPOConfig,
-              hp: TRPOHParams) -> tuple[Params, Metrics]:
+              hp: TRPOHParams, row_chunk: int | None = ROW_CHUNK) -> tuple[Params, Metrics]:
     """One TRPO update (§5.3) on a flat batch of ``N`` transitions.
 
     The stages: :func:`prepare_batch` (zero ignored rows), :func:`old_distribution` (π_old =
@@ -272,6 +303,10 @@ def trpo_step(dist_fn: DistFn, params: Params, obs: jax.Array, actions: jax.Arra
         mask: ``[N]`` 1 for real rows.
         cfg: static :class:`TRPOConfig`.
         hp: traced :class:`TRPOHParams`.
+        row_chunk: static; every policy pass over the batch (old distribution, gradient,
+            Fisher-vector products, line-search candidates) runs this many rows at a time
+            (:func:`~bremen_jax.algo.natural_gradient.row_chunked`; same result up to float
+            rounding); ``None`` = the whole batch at once.
 
     Returns:
         ``(new_params, metrics)``: metrics of :func:`line_search` plus ``surrogate_before``,
@@ -280,6 +315,7 @@ def trpo_step(dist_fn: DistFn, params: Params, obs: jax.Array, actions: jax.Arra
         ``nonfinite`` (int32 1 when the surrogate, its gradient or the new params were not
         finite: the step is rejected and the old params kept; else 0).
     """
+    dist_fn = row_chunked(dist_fn, row_chunk)
     batch = prepare_batch(obs, actions, advantages, mask)
     old = old_distribution(dist_fn, params, batch)
     loss_before, grad = policy_gradient(dist_fn, params, batch, old)
@@ -287,7 +323,8 @@ def trpo_step(dist_fn: DistFn, params: Params, obs: jax.Array, actions: jax.Arra
                                                              old, grad)
     loss_fn, kl_fn = objectives(dist_fn, batch, old)
     new_params, metrics = line_search(loss_fn, kl_fn, params, full_step, expected_improve,
-                                      cfg, hp, loss_before=loss_before)
+                                      cfg, hp, loss_before=loss_before,
+                                      eval_fn=objective_pair(dist_fn, batch, old))
     # Reject a step computed from, or ending in, non-finite numbers: the old params are kept.
     ok = jnp.isfinite(loss_before) & all_finite(grad) & all_finite(new_params)
     new_params = keep_if(ok, new_params, params)

@@ -32,6 +32,7 @@ import numpy as np
 from bremen_jax.algo import baseline as baseline_lib
 from bremen_jax.algo import trpo as trpo_lib
 from bremen_jax.algo.bc import make_bc
+from bremen_jax.algo.natural_gradient import row_chunked
 from bremen_jax.algo.phases import Phases, RunState
 from bremen_jax.algo.schedule import Schedule
 from bremen_jax.bench.common import (
@@ -226,7 +227,8 @@ def _trpo_batch(batch, adv_std) -> trpo_lib.TRPOBatch:
 
 
 def _dist_fn(norm):
-    return lambda n, x: dist_net(n, norm, x)
+    """The policy as :func:`~bremen_jax.algo.trpo.trpo_step` evaluates it (row chunks)."""
+    return row_chunked(lambda n, x: dist_net(n, norm, x))
 
 
 def trpo_gradient(net, norm, data: trpo_lib.TRPOBatch):
@@ -249,7 +251,8 @@ def trpo_line_search(cfg, net, norm, data: trpo_lib.TRPOBatch, step, expected, l
     old = trpo_lib.old_distribution(_dist_fn(norm), net, data)
     loss_fn, kl_fn = trpo_lib.objectives(_dist_fn(norm), data, old)
     return trpo_lib.line_search(loss_fn, kl_fn, net, step, expected, cfg, hp_trpo,
-                                loss_before=loss0)
+                                loss_before=loss0,
+                                eval_fn=trpo_lib.objective_pair(_dist_fn(norm), data, old))
 
 
 def _bench_step_stages(b: Bench, add: Callable, policy, data: trpo_lib.TRPOBatch
