@@ -306,5 +306,5 @@ def test_cli_rejects_bad_config_before_compiling_or_writing(tmp_path, capsys):
     assert "imagine.horizon (100) must be <= episode_length" in capsys.readouterr().err
     rc = main(["train", "--config", "test", "--workdir", str(workdir), "--config.nope=1"])
     assert rc == 2 and "unknown config field 'nope'" in capsys.readouterr().err
-    rc = main(["train", "--config", "test", "--workdir", str(workdir), "--verbose"])
-    assert rc == 2 and "unrecognized argument '--verbose'" in capsys.readouterr().err
+    rc = main(["train", "--config", "test", "--workdir", str(workdir), "--verbosity"])
+    assert rc == 2 and "unrecognized argument '--verbosity'" in capsys.readouterr().err
