@@ -208,6 +208,11 @@ SCHEMA: dict[str, Field] = {f.name: f for f in FIELDS}
 SECTIONS: tuple[str, ...] = tuple(dict.fromkeys(f.section for f in FIELDS if f.section))
 
 
+# Fields added to the schema after runs were stored whose defaults reproduce what those runs did:
+# a stored config without them takes the default (host fields always do), so older runs resume.
+BACKWARD_COMPATIBLE = frozenset({"dynamics.reward_model", "dynamics.done_threshold"})
+
+
 def suggest(name: str) -> str:
     """``"; did you mean 'trpo.target_kl'?"`` for a near miss, else a pointer to the schema."""
     leaf = name.rpartition(".")[2]

@@ -29,6 +29,7 @@ from typing import Any, Callable
 import ml_collections
 
 from bremen_jax import config as config_lib
+from bremen_jax.config.schema import BACKWARD_COMPATIBLE
 from bremen_jax.run import checkpoint as ckpt_lib
 from bremen_jax.run.files import (STREAMS, RunFileError, atomic_write, read_json_object,
                                   truncate_logs)
@@ -116,9 +117,11 @@ def load_run_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
         raise FileNotFoundError(f"no run to resume in {workdir} (no config.json)")
     data = read_json_object(path, "the run's config")
     flat = config_lib.flatten(data)
-    # Sections added to the schema later (e.g. checkpoint.*) take their defaults.
+    # Fields added to the schema later take their defaults where those change nothing of the run:
+    # host fields (e.g. checkpoint.*) and the schema's BACKWARD_COMPATIBLE ones.
     defaults = {k: v for k, v in config_lib.flatten(config_lib.default_config()).items()
-                if k not in flat and config_lib.kind_of(k) == "host"}
+                if k not in flat and (config_lib.kind_of(k) == "host"
+                                      or k in BACKWARD_COMPATIBLE)}
     try:
         cfg = config_lib.override(ml_collections.ConfigDict(data), defaults)
         config_lib.validate(cfg)
