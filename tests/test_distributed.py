@@ -6,8 +6,7 @@ with 2 fake CPU devices (``XLA_FLAGS=--xla_force_host_platform_device_count=2``)
 ``test`` sweep are sharded over the 4 global devices, process 0 computes runs 0-1, process 1 runs
 2-3, and process 0 writes the files. One process with 4 fake devices runs the same per-device
 program, so its files must hold the same numbers exactly. Both sides share the test session's
-persistent compilation cache; the two processes compile once (process 0 sends the executable to
-process 1, ``jax_share_binary_between_hosts``). Every process runs in its own process group with a
+persistent compilation cache (only process 0 writes to it). Every process runs in its own process group with a
 timeout, and the groups are killed whatever happens, so a hung coordinator cannot hang the suite.
 """
 

@@ -32,6 +32,7 @@ and :func:`run_sweep`.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import pathlib
@@ -60,6 +61,7 @@ __all__ = ["OuterPlan", "SweepError", "SweepExistsError", "SweepMemoryError", "S
            "run_state_bytes", "run_sweep"]
 
 PROGRAM_NAME = "bremen_sweep"   # the jitted program's name (compile logs / monitoring events)
+_BARRIERS = itertools.count()   # barrier names: every process calls them in the same order
 STATE_COPIES = 2                # pre-compile estimate: the scan carries the state in and out
 
 
@@ -94,11 +96,23 @@ def initialize_distributed(coordinator_address: str | None = None,
                                         local_device_ids=local_device_ids).items()
                   if v is not None}
         jax.distributed.initialize(**kwargs)
-        if "JAX_SHARE_BINARY_BETWEEN_HOSTS" not in os.environ:
-            # one process compiles and sends the executable to the others (with a persistent
-            # compilation cache in use), instead of every process compiling the same program
-            jax.config.update("jax_share_binary_between_hosts", True)
     return jax.process_index(), jax.process_count()
+
+
+def wait_for_all_processes(name: str, timeout_s: float = 3600.0) -> None:
+    """A barrier of the distributed runtime's coordination service (no device collective).
+
+    Each process compiles (or loads from its cache) the sweep program at its own pace; the program's
+    first collective must then start in every process within gloo's 30 s, so the processes
+    meet here first. Nothing to do in a one-process run.
+    """
+    if jax.process_count() == 1:
+        return
+    from jax._src import distributed
+
+    client = distributed.global_state.client
+    if client is not None:
+        client.wait_at_barrier(name, int(timeout_s * 1000))
 
 
 def make_runs_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
@@ -267,6 +281,7 @@ def execute_plan(plan: OuterPlan, mesh: Mesh, num_deployments: int | None = None
     runs = NamedSharding(mesh, PartitionSpec("runs"))
     seeds = _global_array(pad_runs(plan.seeds, R_pad), runs)
     hp = jax.tree.map(lambda x: _global_array(x, runs), pad_runs(plan.hp, R_pad))
+    wait_for_all_processes(f"bremen_sweep_compiled_{next(_BARRIERS)}")
     t0 = time.perf_counter()
     out = jax.block_until_ready(compiled(seeds, hp))
     run_s = time.perf_counter() - t0
