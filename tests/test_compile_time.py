@@ -111,7 +111,7 @@ def test_bad_command_is_refused(capsys):
     assert "--commands: expected a subset of" in capsys.readouterr().err
 
 
-# ----------------------------------------------------------------------------- benchmarks/gpu_check.sh
+# ------------------------------------------------------------------- benchmarks/gpu_check.sh
 GPU_CHECK = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_check.sh"
 FAKE_PYTHON = r"""#!/usr/bin/env bash
 # records its arguments; makes the files the real commands would write
