@@ -55,7 +55,9 @@ def cmd_dataset_info(args: argparse.Namespace) -> int:
 
 def cmd_collect(args: argparse.Namespace) -> int:
     from bremen_jax.datasets.make import collect_dataset
+    from bremen_jax.run.compile import enable_persistent_cache
 
+    enable_persistent_cache()
     extra = {} if args.num_envs is None else {"num_envs": args.num_envs}
     info = collect_dataset(args.task, args.policy, args.noise, args.size, args.out,
                            seed=args.seed, backend=args.backend,

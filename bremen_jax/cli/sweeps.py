@@ -14,7 +14,9 @@ def cmd_sweep(args: argparse.Namespace, overrides: Sequence[str]) -> int:
     from rich.console import Console
 
     from bremen_jax import sweep
+    from bremen_jax.run.compile import enable_persistent_cache
 
+    enable_persistent_cache()
     if args.distributed:
         pid, count = sweep.initialize_distributed()
         print(f"bremen sweep: process {pid} of {count}")
