@@ -126,6 +126,15 @@ def _check_options(policy, episodes, steps, width, height, every) -> None:
         check_positive_int(steps, "steps")
 
 
+def tracking_camera(mj_model) -> str | None:
+    """``"track"`` where the model has the tracking camera of the MuJoCo locomotion XMLs
+    (halfcheetah, hopper, walker2d, ant: it follows the body), else None (MuJoCo's free camera)."""
+    import mujoco
+
+    found = mujoco.mj_name2id(mj_model, mujoco.mjtObj.mjOBJ_CAMERA, "track") >= 0
+    return "track" if found else None
+
+
 def _write_gif(path: pathlib.Path, sys_, frames: list, width: int, height: int,
                frame_ms: float) -> None:
     from brax.io import image
@@ -134,7 +143,8 @@ def _write_gif(path: pathlib.Path, sys_, frames: list, width: int, height: int,
     vis = sys_.mj_model.vis.global_
     vis.offwidth, vis.offheight = max(vis.offwidth, width), max(vis.offheight, height)
     try:
-        arrays = image.render_array(sys_, frames, height=height, width=width)
+        arrays = image.render_array(sys_, frames, height=height, width=width,
+                                    camera=tracking_camera(sys_.mj_model))
     except Exception as e:  # mujoco/PyOpenGL raise many types when no GL context starts
         raise OffscreenGLError(f"offscreen rendering failed (MUJOCO_GL="
                                f"{os.environ.get('MUJOCO_GL')}): {type(e).__name__}: {e}") from None
