@@ -14,7 +14,7 @@ Original behaviour (``algos/trpo.py``, ``libs/misc/misc_utils.py``):
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -59,6 +59,113 @@ def row_chunked(dist_fn: DistFn, chunk: int | None = ROW_CHUNK) -> DistFn:
         return lax.map(lambda o: dist_fn(params, o), obs, batch_size=chunk)
 
     return chunked
+
+
+class RowLinearization(NamedTuple):
+    """The policy linearised at ``params`` on a batch, chunk by chunk (:func:`linearize_rows`).
+
+    Attributes:
+        outputs: ``(mean [N, a], log_std [N, a])`` at ``params``.
+        vjps: the ``C`` chunks' VJP closures (``jax.vjp`` of one chunk's pass, stacked over the
+            chunks; their residuals are the chunk's activations); transposed, each is the
+            chunk's JVP.
+        chunk: rows per chunk (the last chunk zero-padded); ``N = outputs[0].shape[0]``.
+        params: the linearisation point.
+    """
+
+    outputs: tuple[jax.Array, jax.Array]
+    vjps: Any
+    chunk: int
+    params: Params
+
+
+def _chunks(x: jax.Array, chunk: int) -> jax.Array:
+    """``[N, ...] -> [C, chunk, ...]``, the last chunk zero-padded."""
+    pad = -x.shape[0] % chunk
+    x = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1))
+    return x.reshape((-1, chunk) + x.shape[1:])
+
+
+def _rows(x: jax.Array, n: int) -> jax.Array:
+    """``[C, chunk, ...] -> [n, ...]`` (inverse of :func:`_chunks`)."""
+    return x.reshape((-1,) + x.shape[2:])[:n]
+
+
+def linearize_rows(dist_fn: DistFn, params: Params, obs: jax.Array,
+                   chunk: int | None = ROW_CHUNK) -> RowLinearization:
+    """One forward pass over ``obs``, ``chunk`` rows at a time, keeping each chunk's VJP.
+
+    The pass gives π at ``params`` (the old distribution), the surrogate's gradient (one VJP
+    per chunk, :func:`rows_vjp`) and the Gauss-Newton Fisher-vector products
+    (:func:`make_rows_gauss_newton_fvp`: per chunk its JVP then its VJP, the chunk's residuals
+    read once per product) without another forward pass. Same arithmetic as differentiating
+    :func:`row_chunked` ``dist_fn``; a shared ``log_std [a]`` comes back broadcast.
+
+    Args:
+        dist_fn: ``(params, obs [n, o]) -> (mean [n, a], log_std [n, a] or [a])``.
+        params: the linearisation point; obs: ``[N, o]``.
+        chunk: rows per chunk (static); ``None`` or 0: the whole batch as one chunk.
+
+    Returns:
+        :class:`RowLinearization`.
+    """
+    n = obs.shape[0]
+    chunk = min(chunk or n, n)
+
+    def one(o: jax.Array):
+        def f(p):
+            mean, log_std = dist_fn(p, o)
+            return mean, jnp.broadcast_to(log_std, mean.shape)
+        return jax.vjp(f, params)
+
+    outs, vjps = lax.map(one, _chunks(obs, chunk))
+    return RowLinearization(jax.tree.map(lambda x: _rows(x, n), outs), vjps, chunk, params)
+
+
+def rows_vjp(lin: RowLinearization, cotangent: tuple[jax.Array, jax.Array]) -> Params:
+    """``Jᵀ u`` for output cotangents ``u = (d_mean [N, a], d_log_std [N, a])``: the chunks'
+    VJPs, summed (a pytree like the params)."""
+    cot = jax.tree.map(lambda x: _chunks(x, lin.chunk), cotangent)
+
+    def body(acc, xs):
+        vjp, u = xs
+        return jax.tree.map(jnp.add, acc, vjp(u)[0]), None
+
+    return lax.scan(body, jax.tree.map(jnp.zeros_like, lin.params), (lin.vjps, cot))[0]
+
+
+def make_rows_gauss_newton_fvp(lin: RowLinearization, mask: jax.Array, mean_old: jax.Array,
+                               log_std_old: jax.Array, damping: jax.Array | float
+                               ) -> Callable[[Params], Params]:
+    """:func:`make_gauss_newton_fvp` on a :class:`RowLinearization`: ``v -> Jᵀ H_out J v +
+    damping·v`` in one scan over the chunks (per chunk: JVP, the mean KL's output Hessian,
+    VJP), so each chunk's activations are read once per product and stay in cache.
+
+    Args:
+        lin: :func:`linearize_rows` at the current params; mask: ``[N]``.
+        mean_old, log_std_old: ``[N, a]``, the old distribution (``lin.outputs``).
+        damping: added multiple of the identity.
+    """
+    count = jnp.maximum(jnp.sum(mask.astype(bool)), 1).astype(jnp.float32)
+    per_chunk = jax.tree.map(lambda x: _chunks(x, lin.chunk),
+                             (mask, mean_old, log_std_old) + tuple(lin.outputs))
+
+    def kl_sum(out, m, mu0, ls0):  # this chunk's share of the mean KL
+        rows = distributions.kl(mu0, ls0, *out)
+        return jnp.sum(jnp.where(m.astype(bool), rows, 0.0)) / count
+
+    def fvp(v: Params) -> Params:
+        def body(acc, xs):
+            vjp, (m, mu0, ls0, mean, log_std) = xs
+            (jv,) = jax.linear_transpose(vjp, (mean, log_std))((v,))
+            grad_kl = jax.grad(lambda out: kl_sum(out, m, mu0, ls0))
+            _, h_jv = jax.jvp(grad_kl, ((mean, log_std),), (jv,))
+            return jax.tree.map(jnp.add, acc, vjp(h_jv)[0]), None
+
+        jtj = lax.scan(body, jax.tree.map(jnp.zeros_like, v), (lin.vjps, per_chunk))[0]
+        return jax.tree.map(lambda h, x: h + damping * x, jtj, v)
+
+    return fvp
 
 
 # --- pytree linear algebra -------------------------------------------------------------

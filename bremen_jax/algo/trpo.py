@@ -38,11 +38,15 @@ from jax import lax
 from bremen_jax.algo.natural_gradient import (
     ROW_CHUNK,
     DistFn,
+    RowLinearization,
     conjugate_gradient_tracked,
+    linearize_rows,
+    make_rows_gauss_newton_fvp,
     make_trpo_fvp,
     masked_mean,
     mean_kl,
     row_chunked,
+    rows_vjp,
     tree_axpy,
     tree_vdot,
 )
@@ -257,12 +261,35 @@ def policy_gradient(dist_fn: DistFn, params: Params, batch: TRPOBatch, old: OldD
     return jax.value_and_grad(loss_fn)(params)
 
 
+def linearized_gradient(lin: RowLinearization, batch: TRPOBatch
+                        ) -> tuple[OldDistribution, jax.Array, Params]:
+    """:func:`old_distribution` and :func:`policy_gradient` from one linearisation
+    (:func:`~bremen_jax.algo.natural_gradient.linearize_rows` at the current params): π_old is
+    its forward pass, ``∇L`` the chunks' VJPs of ``∂L/∂(mean, log_std)``; no pass of its own.
+
+    Returns:
+        ``(old, L(params), ∇L)``.
+    """
+    mean_old, log_std_old = jax.tree.map(lax.stop_gradient, lin.outputs)
+    old = OldDistribution(mean_old, log_std_old,
+                          distributions.log_prob(mean_old, log_std_old, batch.actions))
+
+    def loss_of_outputs(out):
+        return surrogate_loss(lambda _, __: out, None, batch.obs, batch.actions,
+                              batch.advantages, batch.mask, old.logp)
+
+    loss, d_out = jax.value_and_grad(loss_of_outputs)(lin.outputs)
+    return old, loss, rows_vjp(lin, d_out)
+
+
 def natural_step(cfg: TRPOConfig, hp: TRPOHParams, dist_fn: DistFn, params: Params,
-                 batch: TRPOBatch, old: OldDistribution, grad: Params
-                 ) -> tuple[Params, jax.Array, Metrics]:
+                 batch: TRPOBatch, old: OldDistribution, grad: Params,
+                 lin: RowLinearization | None = None) -> tuple[Params, jax.Array, Metrics]:
     """The full step to the trust-region boundary: ``x = CG(F, −g)``, ``x·sqrt(δ / (½ xᵀF x))``.
 
-    ``F`` is the damped Fisher-vector product chosen by ``cfg.fvp`` (:func:`make_trpo_fvp`).
+    ``F`` is the damped Fisher-vector product chosen by ``cfg.fvp`` (:func:`make_trpo_fvp`;
+    Gauss-Newton with ``lin``, the linearisation at ``params``: chunk by chunk from its stored
+    activations, :func:`~bremen_jax.algo.natural_gradient.make_rows_gauss_newton_fvp`).
     The step is zero when ``½xᵀFx`` is not a finite positive number (``jnp.where`` per leaf, so
     a non-finite ``x`` never leaks in; cast back to each leaf's dtype), and the line search
     then keeps the old params.
@@ -271,8 +298,11 @@ def natural_step(cfg: TRPOConfig, hp: TRPOHParams, dist_fn: DistFn, params: Para
         ``(full_step, expected_improve, metrics)``: a pytree like ``params``, the scalar
         ``−g·full_step``, and ``cg_residual`` (final r·r) and ``shs`` (½xᵀFx).
     """
-    fvp = make_trpo_fvp(cfg, dist_fn, params, batch.obs, batch.mask, old.mean, old.log_std,
-                        hp.cg_damping)
+    if lin is not None and cfg.fvp == "gauss_newton":
+        fvp = make_rows_gauss_newton_fvp(lin, batch.mask, old.mean, old.log_std, hp.cg_damping)
+    else:
+        fvp = make_trpo_fvp(cfg, dist_fn, params, batch.obs, batch.mask, old.mean, old.log_std,
+                            hp.cg_damping)
     neg_grad = jax.tree.map(jnp.negative, grad)
     x, cg_residual, fx = conjugate_gradient_tracked(fvp, neg_grad, cfg.cg_iters,
                                                     cfg.cg_residual_tol)
@@ -289,11 +319,13 @@ def trpo_step(dist_fn: DistFn, params: Params, obs: jax.Array, actions: jax.Arra
               hp: TRPOHParams, row_chunk: int | None = ROW_CHUNK) -> tuple[Params, Metrics]:
     """One TRPO update (§5.3) on a flat batch of ``N`` transitions.
 
-    The stages: :func:`prepare_batch` (zero ignored rows), :func:`old_distribution` (π_old =
-    ``dist_fn(params, obs)`` at entry, stop_gradient'ed: the batch was sampled by the current
-    policy), :func:`policy_gradient` (``g = ∇L``), :func:`natural_step` (``x = CG(F, −g)``,
-    ``step = x·sqrt(δ / (½ xᵀF x))``, zero when ``xᵀFx`` is not a finite positive number),
-    :func:`line_search`.
+    The stages: :func:`prepare_batch` (zero ignored rows),
+    :func:`~bremen_jax.algo.natural_gradient.linearize_rows` (one forward pass, chunk by chunk,
+    keeping the activations), :func:`linearized_gradient` (π_old = that pass at entry,
+    stop_gradient'ed: the batch was sampled by the current policy; ``g = ∇L``; the same numbers
+    as :func:`old_distribution` + :func:`policy_gradient`), :func:`natural_step` (``x = CG(F,
+    −g)`` with the Fisher-vector products from the same activations, ``step = x·sqrt(δ / (½
+    xᵀF x))``, zero when ``xᵀFx`` is not a finite positive number), :func:`line_search`.
 
     Args:
         dist_fn: ``(params, obs [N, o]) -> (mean [N, a], log_std [N, a])``; static.
@@ -315,12 +347,12 @@ def trpo_step(dist_fn: DistFn, params: Params, obs: jax.Array, actions: jax.Arra
         ``nonfinite`` (int32 1 when the surrogate, its gradient or the new params were not
         finite: the step is rejected and the old params kept; else 0).
     """
-    dist_fn = row_chunked(dist_fn, row_chunk)
     batch = prepare_batch(obs, actions, advantages, mask)
-    old = old_distribution(dist_fn, params, batch)
-    loss_before, grad = policy_gradient(dist_fn, params, batch, old)
+    lin = linearize_rows(dist_fn, params, batch.obs, row_chunk)
+    dist_fn = row_chunked(dist_fn, row_chunk)
+    old, loss_before, grad = linearized_gradient(lin, batch)
     full_step, expected_improve, step_metrics = natural_step(cfg, hp, dist_fn, params, batch,
-                                                             old, grad)
+                                                             old, grad, lin)
     loss_fn, kl_fn = objectives(dist_fn, batch, old)
     new_params, metrics = line_search(loss_fn, kl_fn, params, full_step, expected_improve,
                                       cfg, hp, loss_before=loss_before,
