@@ -365,7 +365,7 @@ def test_cg_tracks_a_times_x():
 # --- the named stages -------------------------------------------------------------------
 
 def test_stages_composed_by_hand_equal_trpo_step():
-    """prepare_batch -> old_distribution -> policy_gradient -> natural_step -> line_search is
+    """prepare_batch -> linearize_rows -> linearized_gradient -> natural_step -> line_search is
     trpo_step, bit for bit (what the benchmarks time one by one)."""
     params, obs, actions, adv, mask = _toy(n=64)
     mask = mask.at[:5].set(0.0)
@@ -374,9 +374,9 @@ def test_stages_composed_by_hand_equal_trpo_step():
 
     def by_stages(params, obs, actions, adv, mask):
         batch = trpo.prepare_batch(obs, actions, adv, mask)
-        old = trpo.old_distribution(dist_fn, params, batch)
-        loss0, grad = trpo.policy_gradient(dist_fn, params, batch, old)
-        step, expected, m = trpo.natural_step(cfg, hp, dist_fn, params, batch, old, grad)
+        lin = ng.linearize_rows(dist_fn, params, batch.obs)
+        old, loss0, grad = trpo.linearized_gradient(lin, batch)
+        step, expected, m = trpo.natural_step(cfg, hp, dist_fn, params, batch, old, grad, lin)
         loss_fn, kl_fn = trpo.objectives(dist_fn, batch, old)
         new, m_ls = trpo.line_search(loss_fn, kl_fn, params, step, expected, cfg, hp,
                                      loss_before=loss0)
@@ -476,3 +476,51 @@ def test_row_chunked_step_equals_the_step_before_chunking_in_float64():
                 atol = 1e-12 if k == "cg_residual" else 0.0   # r·r at the tolerance 1e-10
                 np.testing.assert_allclose(res["metrics"][k], w, rtol=1e-10, atol=atol,
                                            err_msg=f"{chunk} {ls} {k}")
+
+
+# --- one linearisation (natural_gradient.linearize_rows): π_old, gradient and FVPs ----------
+
+@pytest.mark.parametrize("chunk", [16, None])
+def test_linearized_gradient_and_fvp_equal_separate_passes(chunk):
+    """linearize_rows (2 chunks of 16 + a zero-padded remainder of 8, or one chunk): its
+    outputs, linearized_gradient and make_rows_gauss_newton_fvp equal old_distribution,
+    policy_gradient and make_gauss_newton_fvp on the whole batch (float rounding)."""
+    params, (_, obs, actions, adv, mask) = _mlp_params(), _toy(n=40)
+    mask = mask.at[::3].set(0.0)
+    mean0, log_std0 = row_mlp_dist_fn(params, obs)
+    actions = mean0 + 0.3 * actions                    # near the policy: ratios near 1
+    batch = trpo.prepare_batch(obs, actions, adv, mask)
+    v = jax.tree.map(lambda p: jnp.ones_like(p) * 0.3, params)
+
+    def separate(params):
+        old = trpo.old_distribution(row_mlp_dist_fn, params, batch)
+        loss, grad = trpo.policy_gradient(row_mlp_dist_fn, params, batch, old)
+        fvp = ng.make_gauss_newton_fvp(row_mlp_dist_fn, params, batch.obs, mask, old.mean,
+                                       old.log_std, 0.1)
+        return old, loss, grad, fvp(v)
+
+    def linearized(params):
+        lin = ng.linearize_rows(row_mlp_dist_fn, params, batch.obs, chunk)
+        old, loss, grad = trpo.linearized_gradient(lin, batch)
+        fvp = ng.make_rows_gauss_newton_fvp(lin, mask, old.mean, old.log_std, 0.1)
+        return old, loss, grad, fvp(v)
+
+    want, got = jax.jit(separate)(params), jax.jit(linearized)(params)
+    chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(want[2]["w1"], 0.0) and not np.allclose(want[3]["w1"], 0.3)
+
+
+def test_rows_fvp_broadcasts_a_shared_log_std():
+    """A dist_fn with one log_std [a] for all rows (the toy's, unbroadcast): the chunked
+    Gauss-Newton FVP equals the Hessian-vector product of the mean KL."""
+    params, obs, _, _, mask = _toy(n=40)
+    shared = lambda p, o: (o @ p["w"] + p["b"], p["log_std"])  # noqa: E731
+    mean0, log_std0 = shared(params, obs)
+    lin = ng.linearize_rows(shared, params, obs, 16)
+    np.testing.assert_array_equal(lin.outputs[1], jnp.broadcast_to(log_std0, mean0.shape))
+    v = jax.tree.map(lambda p: jnp.ones_like(p) * 0.3, params)
+    got = ng.make_rows_gauss_newton_fvp(lin, mask, *lin.outputs, 0.0)(v)
+    kl_fn = lambda p: ng.mean_kl(shared, p, obs, mask, mean0, log_std0)  # noqa: E731
+    want = jax.jvp(jax.grad(kl_fn), (params,), (v,))[1]
+    chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got["log_std"], 2.0 * 0.3, rtol=1e-6)   # ∂²KL/∂(log σ)² = 2

@@ -32,7 +32,7 @@ import numpy as np
 from bremen_jax.algo import baseline as baseline_lib
 from bremen_jax.algo import trpo as trpo_lib
 from bremen_jax.algo.bc import make_bc
-from bremen_jax.algo.natural_gradient import row_chunked
+from bremen_jax.algo.natural_gradient import ROW_CHUNK, linearize_rows, row_chunked
 from bremen_jax.algo.phases import Phases, RunState
 from bremen_jax.algo.schedule import Schedule
 from bremen_jax.bench.common import (
@@ -226,23 +226,22 @@ def _trpo_batch(batch, adv_std) -> trpo_lib.TRPOBatch:
                                   flat(batch.mask))
 
 
-def _dist_fn(norm):
+def _dist_fn(norm, chunk=ROW_CHUNK):
     """The policy as :func:`~bremen_jax.algo.trpo.trpo_step` evaluates it (row chunks)."""
-    return row_chunked(lambda n, x: dist_net(n, norm, x))
+    return row_chunked(lambda n, x: dist_net(n, norm, x), chunk)
 
 
 def trpo_gradient(net, norm, data: trpo_lib.TRPOBatch):
-    """Stages :func:`~bremen_jax.algo.trpo.old_distribution` + ``policy_gradient``."""
-    old = trpo_lib.old_distribution(_dist_fn(norm), net, data)
-    return trpo_lib.policy_gradient(_dist_fn(norm), net, data, old)
+    """Stages ``natural_gradient.linearize_rows`` + ``trpo.linearized_gradient``."""
+    lin = linearize_rows(_dist_fn(norm, None), net, data.obs)
+    return trpo_lib.linearized_gradient(lin, data)[1:]
 
 
 def trpo_fvp_cg(cfg, net, norm, data: trpo_lib.TRPOBatch, grad, hp_trpo):
-    """Stages ``old_distribution`` + :func:`~bremen_jax.algo.trpo.natural_step` (Fisher-vector
-    products, CG and the step scaling)."""
-    old = trpo_lib.old_distribution(_dist_fn(norm), net, data)
-    step, expected, _ = trpo_lib.natural_step(cfg, hp_trpo, _dist_fn(norm), net, data, old, grad)
-    return step, expected
+    """Stages ``linearize_rows`` + ``trpo.natural_step`` (FVPs, CG, step scaling)."""
+    lin = linearize_rows(_dist_fn(norm, None), net, data.obs)
+    old = trpo_lib.linearized_gradient(lin, data)[0]
+    return trpo_lib.natural_step(cfg, hp_trpo, _dist_fn(norm), net, data, old, grad, lin)[:2]
 
 
 def trpo_line_search(cfg, net, norm, data: trpo_lib.TRPOBatch, step, expected, loss0, hp_trpo):
@@ -264,15 +263,17 @@ def _bench_step_stages(b: Bench, add: Callable, policy, data: trpo_lib.TRPOBatch
     N, F = b.static.imagine.batch_size, mlp_forward_flops(b.pol_sizes)
     net, norm = policy.net, policy.obs_norm
     t_grad, (loss0, grad) = time_jitted(trpo_gradient, net, norm, data, repeats=rep)
-    add("trpo_gradient", t_grad, 4 * N * F, "N*(F_pol + 3*F_pol): old policy + value_and_grad")
+    add("trpo_gradient", t_grad, 3 * N * F,
+        "N*(F_pol + 2*F_pol): one linearised pass (old policy) + its transpose (gradient)")
     hvp = fvp_flops(t.fvp, b.pol_sizes)
     k_fvp = 6 if t.fvp == "hessian" else 4
     t_cg, (step, expected) = time_jitted(functools.partial(trpo_fvp_cg, t), net, norm, data,
                                          grad, hp.trpo, repeats=rep)
     n_fvp = t.cg_iters + (0 if t.shs_from_cg else 1)
-    add("trpo_fvp_cg", t_cg, N * (2 * F + n_fvp * hvp),
-        f"N*(2*F_pol + {n_fvp}*{k_fvp}*F_pol): old policy, linearize, {n_fvp} Fisher-vector "
-        f"products ({t.fvp}; x'Fx {'from CG' if t.shs_from_cg else 'by one more product'})")
+    n_lin = 1 if t.fvp == "gauss_newton" else 2  # hessian: linearize(grad KL) of its own
+    add("trpo_fvp_cg", t_cg, N * (n_lin * F + n_fvp * hvp),
+        f"N*({n_lin}*F_pol + {n_fvp}*{k_fvp}*F_pol): linearised pass (old policy), {n_fvp} FVPs"
+        f" ({t.fvp}; x'Fx {'from CG' if t.shs_from_cg else 'by one more product'})")
     t_ls, (_, ls_m) = time_jitted(functools.partial(trpo_line_search, t), net, norm, data,
                                   step, expected, loss0, hp.trpo, repeats=rep)
     # candidates evaluated: every one (parallel), else up to the accepted one
@@ -282,9 +283,9 @@ def _bench_step_stages(b: Bench, add: Callable, policy, data: trpo_lib.TRPOBatch
     add("trpo_line_search", t_ls, N * F * (1 + n_cand),
         f"N*F_pol*(1 + candidates): old policy + {n_cand} candidate(s) evaluated "
         f"({t.line_search})", {"candidates_evaluated": n_cand})
-    return (N * (5 * F + n_fvp * hvp + n_cand * F),
-            f"N*F_pol*(5 + candidates) + N*{n_fvp}*{k_fvp}*F_pol: old policy, "
-            "value_and_grad, linearize, FVPs, line search (+ baseline refit, not counted)")
+    return (N * ((2 + n_lin) * F + n_fvp * hvp + n_cand * F),
+            f"N*F_pol*({2 + n_lin} + candidates) + N*{n_fvp}*{k_fvp}*F_pol: linearised pass, "
+            "its transpose (gradient), FVPs, line search (+ baseline refit, not counted)")
 
 
 def bench_trpo(b: Bench) -> list[dict]:
