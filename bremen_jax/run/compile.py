@@ -8,6 +8,10 @@ another seed reuses it (a sweep's HParams are traced, never baked in).
 :func:`enable_persistent_cache` turns on JAX's on-disk cache (``$XDG_CACHE_HOME/bremen_jax``, default
 ``~/.cache/bremen_jax``) so that a second *process* with the same config does not pay the XLA
 compile either; ``BREMEN_JAX_CACHE=off`` disables it and ``BREMEN_JAX_CACHE=DIR`` moves it.
+A :class:`Job` marked ``persist`` (its key determines its function, whose code is this package's)
+also stores its whole executable there (:mod:`jax.experimental.serialize_executable`), keyed by its
+key, argument shapes, this package's source, the library versions and XLA flags: a second process
+loads it without tracing or lowering (JAX's own cache needs both to find its key).
 """
 
 from __future__ import annotations
@@ -15,8 +19,13 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
+import functools
+import hashlib
+import importlib.metadata
 import os
 import pathlib
+import pickle
+import sys
 import time
 from typing import Any, Callable, Hashable, Sequence
 
@@ -60,13 +69,15 @@ class Job:
     precision: str = "default"
     donate_argnums: int | tuple[int, ...] = ()
     jit_kwargs: dict = dataclasses.field(default_factory=dict)
+    persist: bool = False  # key + shapes determine fn, fn's code is bremen_jax's: store it on disk
 
     def cache_key(self) -> Hashable:
         return (self.key, self.precision, self.donate_argnums, _signature(self.args))
 
 
 def compile_cached(key: Hashable, fn: Callable, *args: Any, precision: str = "default",
-                   donate_argnums: int | tuple[int, ...] = (), **jit_kwargs: Any) -> Compiled:
+                   donate_argnums: int | tuple[int, ...] = (), persist: bool = False,
+                   **jit_kwargs: Any) -> Compiled:
     """``jax.jit(fn, **jit_kwargs).lower(*args).compile()``, cached per ``(key, shapes of args)``.
 
     Args:
@@ -76,9 +87,12 @@ def compile_cached(key: Hashable, fn: Callable, *args: Any, precision: str = "de
         *args: example arguments or ``ShapeDtypeStruct`` s (only shapes/dtypes are used).
         precision: ``jax.default_matmul_precision`` while tracing (``"default"``: none).
         donate_argnums: arguments whose buffers the executable may reuse.
+        persist: ``key`` and the shapes determine ``fn`` and its code is this package's (see
+            :class:`Job`): the executable is stored with the persistent cache and loaded from it.
         **jit_kwargs: more ``jax.jit`` options (``in_shardings``, ``out_shardings``).
     """
-    return compile_many([Job(key, fn, args, precision, donate_argnums, jit_kwargs)])[0]
+    return compile_many([Job(key, fn, args, precision, donate_argnums, jit_kwargs,
+                             persist)])[0]
 
 
 def compile_many(jobs: Sequence[Job], threads: int | None = None) -> list[Compiled]:
@@ -100,15 +114,17 @@ def compile_many(jobs: Sequence[Job], threads: int | None = None) -> list[Compil
             _CACHE.move_to_end(ck)
             out[i] = dataclasses.replace(hit, cached=True)
             continue
+        path = _stored_path(job)
+        if path is not None and path.is_file():  # loaded (or, failing that, built) in a thread
+            todo.append((i, ck, functools.partial(_load_or_build, path, job), 0.0, None))
+            continue
         t0 = time.perf_counter()
-        with precision_context(job.precision):
-            jitted = jax.jit(job.fn, donate_argnums=job.donate_argnums, **job.jit_kwargs)
-            lowered = jitted.lower(*abstract(job.args))
-        todo.append((i, ck, lowered, time.perf_counter() - t0))
+        lowered = _lower(job)
+        todo.append((i, ck, lowered.compile, time.perf_counter() - t0, path))
 
     def xla(item):
         t0 = time.perf_counter()
-        return item[2].compile(), time.perf_counter() - t0
+        return item[2](), time.perf_counter() - t0
 
     workers = max(1, min(len(todo), threads or os.cpu_count() or 1))
     t0 = time.perf_counter()
@@ -118,11 +134,90 @@ def compile_many(jobs: Sequence[Job], threads: int | None = None) -> list[Compil
     else:
         done = [xla(item) for item in todo]
     share = (time.perf_counter() - t0) / max(sum(s for _, s in done), 1e-9)
-    for (i, ck, _, lower_s), (exe, xla_s) in zip(todo, done):
+    for (i, ck, _, lower_s, path), (exe, xla_s) in zip(todo, done):
         out[i] = _CACHE[ck] = Compiled(exe, lower_s + xla_s * share)
+        if path is not None:
+            _store(path, exe)
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
     return out
+
+
+def _lower(job: Job):
+    with precision_context(job.precision):
+        jitted = jax.jit(job.fn, donate_argnums=job.donate_argnums, **job.jit_kwargs)
+        return jitted.lower(*abstract(job.args))
+
+
+@functools.cache
+def _environment() -> str:
+    """What besides a job's key decides its executable: this package's source, the versions of
+    the libraries it traces through, XLA's flags, JAX's numerics options and the devices."""
+    h = hashlib.sha256()
+    root = pathlib.Path(__file__).resolve().parents[1]
+    for f in sorted(root.rglob("*.py")):
+        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
+    versions = []
+    for dist in ("jax", "jaxlib", "brax", "flax", "optax", "mujoco", "numpy", "ml_collections"):
+        try:
+            versions.append((dist, importlib.metadata.version(dist)))
+        except importlib.metadata.PackageNotFoundError:
+            versions.append((dist, None))
+    flags = [(k, getattr(jax.config, k, None)) for k in (
+        "jax_enable_x64", "jax_default_matmul_precision", "jax_threefry_partitionable",
+        "jax_default_prng_impl", "jax_numpy_rank_promotion")]
+    devices = [(d.platform, d.device_kind) for d in jax.devices()]
+    h.update(repr((versions, flags, devices, os.environ.get("XLA_FLAGS", ""),
+                   sys.version)).encode())
+    return h.hexdigest()
+
+
+def _stored_path(job: Job) -> pathlib.Path | None:
+    """Where ``job``'s executable is stored (None: not a ``persist`` job, a sharded or
+    multi-process program, or no persistent cache)."""
+    folder = jax.config.jax_compilation_cache_dir
+    if not (job.persist and folder) or job.jit_kwargs or jax.process_count() > 1:
+        return None
+    try:
+        what = repr((job.cache_key(), _environment()))
+    except OSError:
+        return None
+    return (pathlib.Path(folder) / "bremen_executables"
+            / f"{hashlib.sha256(what.encode()).hexdigest()}.pkl")
+
+
+@functools.cache
+def _init_custom_calls() -> None:
+    """Initialises what lowering would have: LAPACK's kernels (QR, triangular solves) are set up
+    the first time a program using them is lowered; a loaded executable calling them before
+    that crashes the process."""
+    from jaxlib import lapack
+
+    lapack.prepare_lapack_call("geqrf_ffi", np.dtype(np.float32))
+
+
+def _load_or_build(path: pathlib.Path, job: Job):
+    from jax.experimental import serialize_executable
+
+    try:
+        _init_custom_calls()
+        payload, in_tree, out_tree = pickle.loads(path.read_bytes())
+        return serialize_executable.deserialize_and_load(payload, in_tree, out_tree)
+    except Exception:  # unreadable or stale entry: compile (and the caller does not rewrite it)
+        return _lower(job).compile()
+
+
+def _store(path: pathlib.Path, exe) -> None:
+    from jax.experimental import serialize_executable
+
+    try:
+        blob = pickle.dumps(serialize_executable.serialize(exe))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(blob)
+        os.replace(tmp, path)
+    except Exception:  # not serializable, or the folder is read-only: just not stored
+        pass
 
 
 def clear_cache(kind: Hashable | None = None) -> None:

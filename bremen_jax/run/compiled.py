@@ -19,7 +19,7 @@ from bremen_jax.algo.schedule import make_continue, make_train
 from bremen_jax.run import display
 from bremen_jax.run.compile import compile_cached
 from bremen_jax.run.errors import check_actions, nonfinite_lines
-from bremen_jax.run.host import online, schedule_key
+from bremen_jax.run.host import builtin_task, online, schedule_key
 from bremen_jax.run.rows import preamble_row
 from bremen_jax.run.workdir import RunResult
 
@@ -80,7 +80,8 @@ def _run(schedule, run, cfg) -> RunResult:
         with display.compiling(run.console, f"{n} deployment(s) as one program"):
             exe = compile_cached((schedule_key(schedule), "train" if fresh else "continue", n),
                                  fn, first, run.hp, precision=run.static.precision,
-                                 donate_argnums=() if fresh else 0)
+                                 donate_argnums=() if fresh else 0,
+                                 persist=builtin_task(schedule))
         book.compile_s = {"train": round(exe.seconds, 3)}
         run.log(f"compiled {n} deployment(s) as one program in {exe.seconds:.1f} s")
         t0 = time.perf_counter()

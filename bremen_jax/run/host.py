@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import pathlib
+import sys
 import time
 from typing import Any, Callable
 
@@ -24,6 +25,7 @@ from bremen_jax import config as config_lib
 from bremen_jax.algo.phases import make_phases
 from bremen_jax.algo.schedule import Schedule, collect_metrics
 from bremen_jax.data import buffer as buffer_lib
+from bremen_jax.envs import registry
 from bremen_jax.run import display
 from bremen_jax.run.compile import Job, compile_many
 from bremen_jax.run.errors import check_actions, nonfinite_lines
@@ -37,6 +39,16 @@ def schedule_key(schedule: Schedule) -> tuple:
     return (p.static, schedule.offline, p.capacity, p.max_segments, p.task.name)
 
 
+def builtin_task(schedule: Schedule) -> bool:
+    """Whether the schedule's task is a built-in one (code in this package, so :func:`schedule_key`
+    and the argument shapes determine its programs: they may be stored on disk, see
+    :class:`~bremen_jax.run.compile.Job`)."""
+    name = schedule.phases.task.name
+    module = sys.modules.get(f"bremen_jax.envs.tasks.{name}")
+    spec = registry.task_specs().get(name)
+    return spec is not None and spec is getattr(module, "SPEC", None)
+
+
 def compile_steps(schedule: Schedule, hp, init_args: tuple, console=None
                   ) -> tuple[dict[str, Callable], dict[str, float]]:
     """AOT-compiles ``init`` and every step (each name once; XLA compiles them in parallel
@@ -46,7 +58,8 @@ def compile_steps(schedule: Schedule, hp, init_args: tuple, console=None
     todo = {"init": (schedule.init, init_args, ())}
     for step in schedule.preamble_steps() + schedule.chunk_steps():
         todo.setdefault(step.name, (step.fn, (state_abs, hp), 0))
-    jobs = [Job((key, name), fn, args, precision, donate)
+    persist = builtin_task(schedule)
+    jobs = [Job((key, name), fn, args, precision, donate, persist=persist)
             for name, (fn, args, donate) in todo.items()]
     with display.compiling(console, f"{len(jobs)} programs ({', '.join(todo)})"):
         out = compile_many(jobs)
