@@ -1,0 +1,54 @@
+"""Stored executables (run/compile.py, ``persist=True``): a second process loads the program
+without tracing it, gets the same numbers, and survives LAPACK kernels (QR, triangular solve)
+that only lowering used to initialise."""
+
+import json
+import os
+import subprocess
+import sys
+
+_SCRIPT = r"""
+import json, sys
+import jax, jax.numpy as jnp, numpy as np
+from bremen_jax.run import compile as c
+
+jax.config.update("jax_compilation_cache_dir", sys.argv[1])
+traces = []
+
+def fn(x):
+    traces.append(1)
+    r = jnp.linalg.qr(x, mode="r")
+    return jax.scipy.linalg.solve_triangular(r, x.T @ jnp.ones(6), lower=False)
+
+x = jnp.arange(24.0).reshape(6, 4) ** 0.5 + jnp.eye(6, 4)
+exe = c.compile_cached(("qr", 1), fn, x, persist=sys.argv[2] == "1")
+print(json.dumps({"traces": len(traces), "out": np.asarray(exe.fn(x)).tolist()}))
+"""
+
+
+def _run(cache, persist="1"):
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    r = subprocess.run([sys.executable, "-c", _SCRIPT, str(cache), persist], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_second_process_loads_without_tracing_and_gets_the_same_numbers(tmp_path):
+    first = _run(tmp_path)
+    stored = list((tmp_path / "bremen_executables").glob("*.pkl"))
+    assert first["traces"] == 1 and len(stored) == 1
+    second = _run(tmp_path)
+    assert second["traces"] == 0            # loaded: not traced, not lowered
+    assert second["out"] == first["out"]    # bit for bit (JSON floats round-trip exactly)
+    assert len(list((tmp_path / "bremen_executables").glob("*.pkl"))) == 1
+
+
+def test_without_persist_nothing_is_stored_and_a_damaged_entry_is_rebuilt(tmp_path):
+    assert _run(tmp_path, persist="0")["traces"] == 1
+    assert not (tmp_path / "bremen_executables").exists()
+    first = _run(tmp_path)
+    (entry,) = (tmp_path / "bremen_executables").glob("*.pkl")
+    entry.write_bytes(b"not a pickle")
+    again = _run(tmp_path)
+    assert again["traces"] == 1 and again["out"] == first["out"]
