@@ -353,12 +353,12 @@ def test_tiny_suite_flop_counts_by_hand(tiny_run):
     assert flops["imagined_rollout"] == 160 * (2624 + 704)
     # Gauss-Newton FVPs (4 forwards each), 10 in CG and x'Fx from CG (test config defaults);
     # the sequential line search counts the candidates it evaluated (ls_index + 1).
-    assert flops["trpo_fvp_cg"] == 160 * (2 * 704 + 10 * 4 * 704)
+    assert flops["trpo_fvp_cg"] == 160 * (1 * 704 + 10 * 4 * 704)  # linearised pass + FVPs
     ls = next(r for r in doc["phases"] if r["name"] == "trpo_line_search")
     cand = ls["extra"]["candidates_evaluated"]
     assert 1 <= cand <= 10
     assert flops["trpo_line_search"] == 160 * 704 * (1 + cand)
-    assert flops["trpo_update"] == 160 * (5 * 704 + 10 * 4 * 704 + cand * 704)
+    assert flops["trpo_update"] == 160 * (3 * 704 + 10 * 4 * 704 + cand * 704)
     assert flops["trpo_iteration"] == (flops["imagined_rollout"] + flops["trpo_advantages"]
                                        + flops["trpo_update"])
     assert flops["collection"] is None and flops["trpo_baseline"] is None

@@ -8,6 +8,9 @@ Original behaviour (``algos/trpo.py``, ``libs/misc/misc_utils.py``):
   fewer FLOPs; ``TRPOConfig.fvp="hessian"`` is the original's form);
 * CG, 10 iterations, residual tolerance 1e-10, on ``F x = −∇L``.
 
+The TRPO step linearises the policy on the batch once (:func:`linearize_rows`: one forward
+pass, chunk by chunk, keeping each chunk's VJP); π_old, the surrogate's gradient and every
+Gauss-Newton product (:func:`make_rows_gauss_newton_fvp`) come from it.
 :mod:`bremen_jax.algo.trpo` composes these into the step.
 """
 
