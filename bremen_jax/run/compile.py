@@ -35,6 +35,7 @@ import numpy as np
 from bremen_jax.config import precision_context
 
 _CACHE_SIZE = 32
+_STORED_MAX = 64  # stored executables kept on disk (the newest; ~0.3-4 MB each)
 _CACHE: "collections.OrderedDict[Hashable, Compiled]" = collections.OrderedDict()
 
 
@@ -216,6 +217,9 @@ def _store(path: pathlib.Path, exe) -> None:
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_bytes(blob)
         os.replace(tmp, path)
+        stored = sorted(path.parent.glob("*.pkl"), key=lambda f: f.stat().st_mtime)
+        for old in stored[:-_STORED_MAX]:  # older code versions' programs
+            old.unlink(missing_ok=True)
     except Exception:  # not serializable, or the folder is read-only: just not stored
         pass
 
