@@ -21,7 +21,10 @@ from bremen_jax.sweep import program as sweep_program
 
 COMMANDS = {
     "train": ["train", "--config", "test", "--no-progress"],
-    "offline": ["offline", "--config", "test", "--no-progress", "--dataset", "/no/such.npz"],
+    # An existing file that is no dataset: the dataset's existence is checked before the work
+    # directory, its content only after the work directory was claimed.
+    "offline": ["offline", "--config", "test", "--no-progress", "--dataset",
+                str(pathlib.Path(__file__).parent / "conftest.py")],
     "sweep": ["sweep", "--config", "test"],
 }
 
@@ -32,7 +35,7 @@ def no_compile(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("compiled before the work directory was checked")
 
-    monkeypatch.setattr(host_lib, "compile_cached", fail)
+    monkeypatch.setattr(host_lib, "compile_many", fail)
     monkeypatch.setattr(sweep_program, "compile_sweep", fail)
 
 
