@@ -38,7 +38,9 @@ setup(
                                           "behaviors/*/*.npz"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        "dev": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5", "import-linter>=2.1"],
+        "dev": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5", "import-linter>=2.1",
+                "imageio-ffmpeg>=0.4.9"],
+        "video": ["imageio-ffmpeg>=0.4.9"],  # bremen render --out FILE.mp4
         "cuda": ["jax[cuda12]>=0.5.0,<0.13"],
     },
     entry_points={"console_scripts": ["bremen=bremen_jax.cli:console_main"]},

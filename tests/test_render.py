@@ -48,6 +48,23 @@ def test_gif_frames_move_and_are_not_blank(run_dir, tmp_path):
     assert all(np.abs(a - b).max() > 0 for a, b in zip(frames, frames[1:]))
 
 
+def test_mp4_frames_move_and_are_not_blank(run_dir, tmp_path):
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="the [video] extra")
+    out = tmp_path / "episode.mp4"
+    with pytest.raises(ValueError, match="even width and height"):
+        render_run(run_dir, out, steps=5, width=63, height=64)
+    try:
+        info = render_run(run_dir, out, policy="bc", steps=25, every=5, width=64, height=64)
+    except OffscreenGLError as e:
+        pytest.skip(f"offscreen OpenGL unavailable here: {e}")
+    reader = imageio_ffmpeg.read_frames(str(out))
+    meta = next(reader)
+    frames = [np.frombuffer(b, np.uint8).reshape(64, 64, 3).astype(np.float64) for b in reader]
+    assert meta["size"] == (64, 64) and len(frames) == info["frames"] == 6
+    assert all(f.std() > 0 for f in frames)
+    assert all(np.abs(a - b).max() > 0 for a, b in zip(frames, frames[1:]))
+
+
 def test_episode_frames_stop_at_each_episodes_end():
     # 2 episodes, 4 steps: the first ends at step 1 (frames 0..2), the second runs out
     pipes = {"q": np.arange(5 * 2).reshape(5, 2)}
@@ -60,9 +77,9 @@ def test_episode_frames_stop_at_each_episodes_end():
 
 
 @pytest.mark.parametrize("out, message", [
-    ("{tmp}/movie.mp4", "must end in .html or .gif"),
+    ("{tmp}/movie.avi", "must end in .html, .gif or .mp4"),
     ("{tmp}/missing/movie.gif", "which does not exist"),
-    ("{tmp}", "must end in .html or .gif"),
+    ("{tmp}", "must end in .html, .gif or .mp4"),
 ])
 def test_bad_output_is_one_line(run_dir, tmp_path, capsys, out, message):
     assert cli.main(["render", str(run_dir), "--out", out.format(tmp=tmp_path)]) == 2
@@ -76,7 +93,7 @@ def test_missing_run_is_one_line(tmp_path, capsys):
 
 
 def test_python_api_checks_the_output_first(tmp_path):
-    with pytest.raises(ValueError, match="must end in .html or .gif"):
+    with pytest.raises(ValueError, match="must end in .html, .gif, .mp4"):
         render_run(tmp_path / "not-a-run", tmp_path / "x.png")
     with pytest.raises(FileNotFoundError, match="not a bremen run directory"):
         render_run(tmp_path / "not-a-run", tmp_path / "x.html")

@@ -7,6 +7,7 @@ Paths are checked here, before jax, Brax or a checkpoint is loaded.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import pathlib
 import sys
@@ -14,7 +15,7 @@ from typing import Any
 
 from bremen_jax.cli.common import CliError, add_command, fmt
 
-RENDER_SUFFIXES = (".html", ".gif")
+RENDER_SUFFIXES = (".html", ".gif", ".mp4")  # = run.render.SUFFIXES (not imported: no JAX here)
 
 
 def _run_dir(path: str) -> pathlib.Path:
@@ -29,7 +30,9 @@ def _output(path: str | pathlib.Path, suffixes: tuple[str, ...]) -> pathlib.Path
     """A file that can be written: one of ``suffixes``, not a folder, in a writable folder."""
     p = pathlib.Path(path)
     if p.suffix.lower() not in suffixes:
-        raise CliError(f"cannot write {p}: the file name must end in {' or '.join(suffixes)}, "
+        names = " or ".join([", ".join(suffixes[:-1]), suffixes[-1]] if len(suffixes) > 1
+                            else suffixes)
+        raise CliError(f"cannot write {p}: the file name must end in {names}, "
                        f"got {p.suffix or 'no suffix'!r}")
     folder = p.parent
     why = ("is a directory" if p.is_dir() else
@@ -89,7 +92,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     out = _output(args.out, RENDER_SUFFIXES)
     run_dir = _run_dir(args.run_dir)
-    if out.suffix.lower() == ".gif" and "mujoco" not in sys.modules:
+    if out.suffix.lower() == ".mp4" and importlib.util.find_spec("imageio_ffmpeg") is None:
+        raise CliError(f"cannot write {out}: .mp4 needs the imageio-ffmpeg package (pip install "
+                       f"-e '.[video]' or pip install imageio-ffmpeg); .gif and .html need "
+                       f"nothing more")
+    if out.suffix.lower() in (".gif", ".mp4") and "mujoco" not in sys.modules:
         os.environ.setdefault("MUJOCO_GL", "egl")  # headless, chosen when mujoco is imported
     from bremen_jax.run.compile import enable_persistent_cache
     from bremen_jax.run.render import render_run
@@ -139,13 +146,14 @@ def register(sub) -> None:
     p.add_argument("--out", default=None, metavar="FILE.json",
                    help="where to write the JSON (default: RUN_DIR/evaluation.json; replaced)")
     p = add_command(sub, "render", cmd_render, overrides=False,
-                    help="render a run's policy acting in its task (.html or .gif)",
+                    help="render a run's policy acting in its task (.html, .gif or .mp4)",
         description="Roll out the policy's mean action in the run's task and write FILE: .html "
                     "is Brax's interactive viewer (the page loads its viewer scripts from the "
-                    "web, cdn.jsdelivr.net); .gif draws frames with MuJoCo's offscreen renderer "
+                    "web, cdn.jsdelivr.net); .gif/.mp4 draw frames with MuJoCo's offscreen renderer "
                     "(headless: MUJOCO_GL=egl unless set; needs libEGL, see the README).")
     _shared(p, 1)
-    p.add_argument("--out", required=True, metavar="FILE", help="output file: .html or .gif")
+    p.add_argument("--out", required=True, metavar="FILE", help="output file: .html, .gif or .mp4 (.mp4 needs imageio-ffmpeg: "
+                        "pip install -e '.[video]')")
     p.add_argument("--policy", choices=("target", "bc"), default="target",
                    help="the target policy or the behaviour clone (bc)")
     p.add_argument("--steps", type=_positive, default=None,

@@ -1,15 +1,17 @@
-"""``bremen render``: a run's policy acting in its task, as an HTML viewer page or a GIF.
+"""``bremen render``: a run's policy acting in its task, as an HTML viewer page, a GIF or an MP4.
 
 The rollout is one jitted ``lax.scan`` of the task env (vmapped over episodes) with the policy's
 mean action, keeping each step's Brax ``pipeline_state``; every episode's frames run from its
 reset state to its first termination (or ``steps``). ``.html`` goes through
-``brax.io.html.render`` (a page whose viewer script loads from the web); ``.gif`` draws each frame
-with MuJoCo's offscreen renderer (``brax.io.image.render_array``), headless through EGL unless
-``MUJOCO_GL`` says otherwise (:func:`headless_gl`).
+``brax.io.html.render`` (a page whose viewer script loads from the web); ``.gif`` and ``.mp4`` draw
+each frame with MuJoCo's offscreen renderer (``brax.io.image.render_array``), headless through EGL unless
+``MUJOCO_GL`` says otherwise (:func:`headless_gl`); ``.mp4`` is encoded (H.264) by the ffmpeg that
+the ``imageio-ffmpeg`` package ships (``pip install -e '.[video]'``).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pathlib
 import sys
@@ -25,7 +27,8 @@ from bremen_jax.run.evaluate import POLICIES, check_run_dir, restore_run
 from bremen_jax.run.files import atomic_write
 from bremen_jax.types import check_positive_int
 
-SUFFIXES = (".html", ".gif")
+SUFFIXES = (".html", ".gif", ".mp4")
+FRAME_SUFFIXES = (".gif", ".mp4")  # drawn frame by frame with MuJoCo offscreen
 MAX_DEFAULT_STEPS = 1000
 
 
@@ -39,8 +42,11 @@ def check_output(out: str | pathlib.Path) -> pathlib.Path:
     path = pathlib.Path(out)
     if path.suffix.lower() not in SUFFIXES:
         raise ValueError(f"cannot render to {path}: the output must end in "
-                         f"{' or '.join(SUFFIXES)} (got {path.suffix or 'no suffix'!r}; .mp4 "
-                         f"is not supported)")
+                         f"{', '.join(SUFFIXES)} (got {path.suffix or 'no suffix'!r})")
+    if path.suffix.lower() == ".mp4" and importlib.util.find_spec("imageio_ffmpeg") is None:
+        raise ValueError(f"cannot render to {path}: .mp4 needs the imageio-ffmpeg package "
+                         f"(pip install -e '.[video]' or pip install imageio-ffmpeg); .gif and "
+                         f".html need nothing more")
     parent = path.parent if str(path.parent) else pathlib.Path(".")
     if path.is_dir():
         raise ValueError(f"cannot render to {path}: it is a directory; expected a file name")
@@ -135,10 +141,9 @@ def tracking_camera(mj_model) -> str | None:
     return "track" if found else None
 
 
-def _write_gif(path: pathlib.Path, sys_, frames: list, width: int, height: int,
-               frame_ms: float) -> None:
+def _draw(sys_, frames: list, width: int, height: int) -> list[np.ndarray]:
+    """``[height, width, 3]`` uint8 images of ``frames`` (Brax pipeline states), MuJoCo offscreen."""
     from brax.io import image
-    from PIL import Image
 
     vis = sys_.mj_model.vis.global_
     vis.offwidth, vis.offheight = max(vis.offwidth, width), max(vis.offheight, height)
@@ -148,10 +153,37 @@ def _write_gif(path: pathlib.Path, sys_, frames: list, width: int, height: int,
     except Exception as e:  # mujoco/PyOpenGL raise many types when no GL context starts
         raise OffscreenGLError(f"offscreen rendering failed (MUJOCO_GL="
                                f"{os.environ.get('MUJOCO_GL')}): {type(e).__name__}: {e}") from None
-    images = [Image.fromarray(np.asarray(a)) for a in arrays]
+    return [np.asarray(a, np.uint8) for a in arrays]
+
+
+def _write_gif(tmp: pathlib.Path, images: list[np.ndarray], frame_ms: float) -> None:
+    from PIL import Image
+
+    pil = [Image.fromarray(a) for a in images]
+    pil[0].save(tmp, format="GIF", save_all=True, append_images=pil[1:],
+                duration=max(20, int(round(frame_ms))), loop=0)
+
+
+def _write_mp4(tmp: pathlib.Path, images: list[np.ndarray], frame_ms: float) -> None:
+    """H.264 in yuv420p (plays everywhere); ``frame_ms`` per frame."""
+    import imageio_ffmpeg
+
+    h, w = images[0].shape[:2]
+    writer = imageio_ffmpeg.write_frames(str(tmp), (w, h), fps=1000.0 / max(frame_ms, 1.0),
+                                         macro_block_size=2, ffmpeg_log_level="error",
+                                         output_params=["-f", "mp4"])
+    writer.send(None)
+    for a in images:
+        writer.send(np.ascontiguousarray(a))
+    writer.close()
+
+
+def _write_frames(path: pathlib.Path, sys_, frames: list, width: int, height: int,
+                  frame_ms: float) -> None:
+    """Draws ``frames`` and writes them as a GIF or an MP4 (through a temporary file)."""
+    images = _draw(sys_, frames, width, height)
     tmp = path.with_name(f"{path.name}.tmp")
-    images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
-                   duration=max(20, int(round(frame_ms))), loop=0)
+    (_write_mp4 if path.suffix.lower() == ".mp4" else _write_gif)(tmp, images, frame_ms)
     os.replace(tmp, path)
 
 
@@ -159,13 +191,14 @@ def render_run(run_dir: str | pathlib.Path, out: str | pathlib.Path, *,
                deployment: int | None = None, policy: str = "target", episodes: int = 1,
                steps: int | None = None, width: int = 320, height: int = 240, every: int = 1,
                seed: int = 0) -> dict[str, Any]:
-    """Renders ``episodes`` deterministic episodes of a run's policy to ``out`` (.html / .gif).
+    """Renders ``episodes`` deterministic episodes of a run's policy to ``out`` (.html/.gif/.mp4).
 
     Args:
         deployment: the end of this deployment (default: the latest checkpoint).
         policy: ``"target"`` or ``"bc"`` (the behaviour clone).
         steps: at most this many steps per episode (default: the episode length, at most 1000).
-        width, height: frame size in pixels (GIF); every: keep every k-th frame.
+        width, height: frame size in pixels (GIF, MP4: even sizes); every: keep every k-th
+            frame.
     Returns:
         ``{"out", "frames", "frames_per_episode", "checkpoint": {"step", "deployment", "chunk"}}``.
     Raises:
@@ -175,7 +208,10 @@ def render_run(run_dir: str | pathlib.Path, out: str | pathlib.Path, *,
     path = check_output(out)
     check_run_dir(run_dir)
     _check_options(policy, episodes, steps, width, height, every)
-    if path.suffix.lower() == ".gif":
+    if path.suffix.lower() in FRAME_SUFFIXES:
+        if path.suffix.lower() == ".mp4" and (width % 2 or height % 2):
+            raise ValueError(f"an .mp4 needs an even width and height (H.264), got {width}x"
+                             f"{height}")
         headless_gl()
     run = restore_run(run_dir, deployment)
     task = run.phases.task
@@ -195,7 +231,8 @@ def render_run(run_dir: str | pathlib.Path, out: str | pathlib.Path, *,
 
         atomic_write(path, html.render(task.env.sys, frames))
     else:
-        _write_gif(path, task.env.sys, frames, width, height, 1000 * float(task.env.dt) * every)
+        _write_frames(path, task.env.sys, frames, width, height,
+                      1000 * float(task.env.dt) * every)
     d, c = run.position
     return {"out": str(path), "frames": len(frames), "frames_per_episode": counts,
             "policy": policy, "checkpoint": {"step": run.step, "deployment": d, "chunk": c}}
