@@ -10,6 +10,7 @@ validation error and imagined returns under learned vs analytic rewards.
 from __future__ import annotations
 
 import json
+import pathlib
 import math
 
 import brax.envs
@@ -205,3 +206,16 @@ def test_halfcheetah_learned_reward_matches_analytic():
     gap = abs(ret_learned.mean() - ret_analytic.mean())
     tol = 0.05 * ret_analytic.std() + 0.05 * abs(ret_analytic.mean())
     assert gap < tol, (ret_learned.mean(), ret_analytic.mean(), ret_analytic.std())
+
+
+def test_example_files_load_and_register_reacher():
+    """examples/reacher.py and its five-seed sweep load (the sweep's base config registers the
+    task); nothing is compiled."""
+    from bremen_jax.envs import registry
+    from bremen_jax.sweep.spec import load_sweep
+
+    root = pathlib.Path(__file__).resolve().parents[1] / "examples"
+    cfg, spec = load_sweep(str(root / "reacher_seeds.py"))
+    assert cfg.task == "reacher" and cfg.dynamics.reward_model == "auto"
+    assert tuple(spec.seeds) == (0, 1, 2, 3, 4)
+    assert "reacher" in registry.list_tasks()
