@@ -140,6 +140,13 @@ def plot_task(task: str, algos: dict, path: pathlib.Path) -> None:
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=9)
+    _save(fig, path)
+
+
+def _save(fig, path: pathlib.Path) -> None:
+    """Lays out, writes (creating the folder) and closes ``fig``."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -161,10 +168,7 @@ def plot_deployments(doc: dict, path: pathlib.Path) -> None:
         ax.set(title=task, xlabel="policies deployed (log)", ylabel="return")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def write_outputs(doc: dict, out: pathlib.Path) -> list[pathlib.Path]:
