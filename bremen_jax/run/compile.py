@@ -26,6 +26,7 @@ import os
 import pathlib
 import pickle
 import sys
+import threading
 import time
 from typing import Any, Callable, Hashable, Sequence
 
@@ -121,7 +122,8 @@ def compile_many(jobs: Sequence[Job], threads: int | None = None) -> list[Compil
             continue
         t0 = time.perf_counter()
         lowered = _lower(job)
-        todo.append((i, ck, lowered.compile, time.perf_counter() - t0, path))
+        build = lowered.compile if path is None else functools.partial(_compile_to_store, lowered)
+        todo.append((i, ck, build, time.perf_counter() - t0, path))
 
     def xla(item):
         t0 = time.perf_counter()
@@ -136,9 +138,11 @@ def compile_many(jobs: Sequence[Job], threads: int | None = None) -> list[Compil
         done = [xla(item) for item in todo]
     share = (time.perf_counter() - t0) / max(sum(s for _, s in done), 1e-9)
     for (i, ck, _, lower_s, path), (exe, xla_s) in zip(todo, done):
-        out[i] = _CACHE[ck] = Compiled(exe, lower_s + xla_s * share)
         if path is not None:
-            _store(path, exe)
+            exe, fresh = exe
+            if fresh:
+                _store(path, exe)
+        out[i] = _CACHE[ck] = Compiled(exe, lower_s + xla_s * share)
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
     return out
@@ -148,6 +152,32 @@ def _lower(job: Job):
     with precision_context(job.precision):
         jitted = jax.jit(job.fn, donate_argnums=job.donate_argnums, **job.jit_kwargs)
         return jitted.lower(*abstract(job.args))
+
+
+_HITS = threading.local()  # per compiling thread: did JAX's persistent cache answer?
+
+
+@functools.cache
+def _listen_for_cache_hits() -> None:
+    def listener(event: str, **_):
+        if event == "/jax/compilation_cache/cache_hits":
+            _HITS.hit = True
+
+    jax.monitoring.register_event_listener(listener)
+
+
+def _compile_to_store(lowered):
+    """``lowered.compile()``, and whether XLA compiled it (None when JAX's cache answered).
+
+    An executable JAX took from its persistent cache serializes into one that loads but fails when
+    called ("Function slice_bitcast_fusion.3 not found", jaxlib 0.10 on CPU); one XLA compiled
+    round-trips. So only XLA's own are stored; a program JAX's cache holds (same program from an
+    older version of this package) keeps coming from there.
+    """
+    _listen_for_cache_hits()
+    _HITS.hit = False
+    exe = lowered.compile()
+    return exe, not _HITS.hit
 
 
 @functools.cache
