@@ -78,6 +78,8 @@ def test_kl_penalty_changes_the_update(setup):
     ("trpo.baseline='mlp'",),
     ("imagine.member_sampling='per_rollout'", "imagine.exploration='learned'"),
     ("imagine.start_states='dataset'", "trpo.bootstrap_truncation=True", "trpo.ls_check_kl=True"),
+    ("trpo.ratio_std='sampling'",),
+    ("trpo.ratio_std='floor'", "trpo.fvp='hessian'"),
 ])
 def test_options_run(overrides):
     phases, hp = _phases(*overrides)

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from bremen_jax.algo.bc import BC, BCState, make_bc
+from bremen_jax.algo.imagine import make_model_evaluator
 from bremen_jax.algo.policy_opt import LearnerState, PolicyOptimizer, make_policy_optimizer
 from bremen_jax.config import HParams, StaticConfig
 from bremen_jax.data import buffer as buffer_lib
@@ -167,11 +168,19 @@ class Phases:
     # -- 5. evaluation -----------------------------------------------------------------------------
     def evaluate(self, state: RunState, hp: HParams) -> tuple[RunState, Metrics]:
         """Deterministic (mean-action) real episodes; the state only advances its key."""
-        del hp
-        evaluator = make_evaluator(self.task, self.policy.act_deterministic,
-                                   self.static.eval.num_episodes)
+        s = self.static
+        evaluator = make_evaluator(self.task, self.policy.act_deterministic, s.eval.num_episodes)
         state, (key,) = _split(state, 1)
         m = evaluator(state.learner.policy, key)
+        if s.eval.model_return:  # the same episodes in the model (its own key: real ones unchanged)
+            model_eval = make_model_evaluator(self.task, self.dynamics, self.policy,
+                                              episode_length=s.episode_length,
+                                              num_episodes=s.eval.num_episodes,
+                                              member_sampling=s.imagine.member_sampling)
+            model_returns, _ = model_eval(state.dynamics, state.learner.policy,
+                                          hp.dynamics.num_active, jax.random.fold_in(key, 1))
+            m["model_return_mean"] = jnp.mean(model_returns)
+            m["model_gap"] = m["model_return_mean"] - m["return_mean"]
         return state, {f"eval/{k}": v for k, v in m.items()}
 
 

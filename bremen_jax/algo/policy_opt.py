@@ -110,7 +110,8 @@ class PolicyOptimizer:
         """TRPO step on the batch, then the baseline refit (for the next iteration)."""
         flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731  [H, B, ...] -> [H*B, ...]
         norm = learner.policy.obs_norm
-        dist_fn = lambda net, o: dist_net(net, norm, o)  # noqa: E731
+        dist_fn = scoring_dist(lambda net, o: dist_net(net, norm, o),
+                               self.static.trpo.ratio_std, hp.imagine.explore_sigma)
         new_net, trpo_metrics = trpo_step(dist_fn, learner.policy.net, flat(batch.obs),
                                           flat(batch.action), flat(adv_std), flat(batch.mask),
                                           self.static.trpo, hp.trpo)
@@ -155,6 +156,39 @@ class PolicyOptimizer:
         m["nonfinite/trpo_steps"] = jnp.cumsum(m.pop("trpo/nonfinite"))
         m["nonfinite/baseline_fits"] = jnp.cumsum(m.pop("baseline/nonfinite"))
         return learner, m
+
+
+def scoring_dist(dist_fn: Callable, ratio_std: str, sigma: jax.Array) -> Callable:
+    """The distribution TRPO scores the imagined actions under (``trpo.ratio_std``).
+
+    The actions were drawn as ``mean + sigma * N(0, 1)`` (``imagine.exploration='constant'``).
+    ``"policy"`` (original) scores them under the policy's own ``N(mean, exp(log_std))``: after BC
+    ``log_std`` sits at its floor −5, so ``log π(a)`` of a draw ``sigma / e⁻⁵ ≈ 15`` standard
+    deviations out is ~ −110 per dimension and the likelihood ratios explode. ``"sampling"``
+    scores them under ``N(mean, sigma)``, the distribution they came from (ratio, KL and Fisher
+    are then of the mean only: KL = ½‖Δmean‖² / sigma²); ``"floor"`` under
+    ``N(mean, max(exp(log_std), sigma))``.
+
+    Args:
+        dist_fn: ``(net, obs [N, o]) -> (mean [N, a], log_std [N, a])``.
+        ratio_std: ``"policy" | "sampling" | "floor"`` (static).
+        sigma: ``[]`` the exploration sigma (traced; > 0 unless ``"policy"``).
+    Returns:
+        a ``dist_fn`` of the same signature.
+    """
+    if ratio_std == "policy":
+        return dist_fn
+    if ratio_std not in ("sampling", "floor"):
+        raise ValueError(f"ratio_std must be 'policy', 'sampling' or 'floor', got {ratio_std!r}")
+
+    def scored(net, obs):
+        mean, log_std = dist_fn(net, obs)
+        log_sigma = jnp.log(sigma).astype(log_std.dtype)
+        if ratio_std == "sampling":
+            return mean, jnp.broadcast_to(log_sigma, log_std.shape)
+        return mean, jnp.maximum(log_std, log_sigma)
+
+    return scored
 
 
 def _dist_rows(policy: PolicyParams, obs: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -112,6 +112,16 @@ def _dynamics_batch_fits_split(c: dict) -> str | None:
     return None
 
 
+def _ratio_std_needs_constant_sigma(c: dict) -> str | None:
+    if c["trpo.ratio_std"] == "policy":
+        return None
+    if c["imagine.exploration"] != "constant" or not c["imagine.explore_sigma"] > 0:
+        return (f"trpo.ratio_std={c['trpo.ratio_std']!r} scores actions under explore_sigma: it "
+                f"needs imagine.exploration='constant' (got {c['imagine.exploration']!r}) and "
+                f"imagine.explore_sigma > 0 (got {c['imagine.explore_sigma']})")
+    return None
+
+
 CROSS_FIELD_RULES: tuple[Callable[[dict], str | None], ...] = (
     _active_members_exist,
     _horizon_fits_episode,
@@ -119,6 +129,7 @@ CROSS_FIELD_RULES: tuple[Callable[[dict], str | None], ...] = (
     _divides("deploy.batch_size", "deploy.num_envs"),
     _divides("trpo.iterations", "trpo.chunk"),
     _dynamics_batch_fits_split,
+    _ratio_std_needs_constant_sigma,
 )
 
 

@@ -172,6 +172,10 @@ FIELDS: tuple[Field, ...] = (
     _f("trpo.accept_ratio", S, float, 0.1,
        "accept when improvement / expected improvement > this", NONNEG),
     _f("trpo.ls_check_kl", S, bool, False, "require KL <= target_kl in the line search (original: no)"),
+    _f("trpo.ratio_std", S, str, "policy",
+       "sigma scoring the imagined actions in TRPO's ratio and KL: policy (original: the "
+       "policy's own, e^-5 after BC) | sampling (explore_sigma, the one they were drawn with) | "
+       "floor (max of the two)", choices=("policy", "sampling", "floor")),
     _f("trpo.fvp", S, str, "gauss_newton",
        "gauss_newton (J^T H J v, ~1.5x fewer FLOPs) | hessian (original's HVP of the KL)",
        choices=("gauss_newton", "hessian")),
@@ -197,6 +201,9 @@ FIELDS: tuple[Field, ...] = (
        "parallel real envs while collecting (batch_size / num_envs steps each)", POSITIVE),
     # eval
     _f("eval.num_episodes", S, int, 3, "deterministic real episodes per evaluation", POSITIVE),
+    _f("eval.model_return", S, bool, True,
+       "also play those episodes in the learned model: eval/model_return_mean and "
+       "eval/model_gap (model minus real return)"),
     # checkpoint
     _f("checkpoint.every", H, int, 1,
        "checkpoint after every k-th chunk (deployment preambles and the end always)", AT_LEAST_ONE),
@@ -210,7 +217,8 @@ SECTIONS: tuple[str, ...] = tuple(dict.fromkeys(f.section for f in FIELDS if f.s
 
 # Fields added to the schema after runs were stored whose defaults reproduce what those runs did:
 # a stored config without them takes the default (host fields always do), so older runs resume.
-BACKWARD_COMPATIBLE = frozenset({"dynamics.reward_model", "dynamics.done_threshold"})
+BACKWARD_COMPATIBLE = frozenset({"dynamics.reward_model", "dynamics.done_threshold",
+                                 "trpo.ratio_std", "eval.model_return"})
 
 
 def suggest(name: str) -> str:

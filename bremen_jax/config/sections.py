@@ -211,6 +211,11 @@ class TRPOConfig(_Static):
         line_search: ``"sequential"`` (default): candidates k = 0, 1, ... in a ``while_loop``
             that stops at the first acceptable one, as the original's Python loop. ``"parallel"``:
             all ``ls_steps`` candidates at once (``vmap``), the same choice, constant cost.
+        ratio_std: the σ under which TRPO scores the imagined actions (likelihood ratio, KL,
+            Fisher): ``"policy"`` (the original: the policy's own σ, at its floor e⁻⁵ after BC,
+            although the actions were drawn as mean + explore_sigma·N(0, 1)), ``"sampling"``
+            (explore_sigma: the distribution the actions came from; σ then gets no gradient) or
+            ``"floor"`` (max(σ, explore_sigma)). See :func:`bremen_jax.algo.policy_opt.scoring_dist`.
         baseline, bootstrap_truncation: the value baseline and GAE options (``algo/policy_opt``).
         iterations, chunk: TRPO iterations per deployment, and per jitted call.
         cg_residual_tol: CG stops updating once r·r < tol (original 1e-10; not a config field).
@@ -222,6 +227,7 @@ class TRPOConfig(_Static):
     ls_backtrack: float = _d("trpo.ls_backtrack")
     accept_ratio: float = _d("trpo.accept_ratio")
     ls_check_kl: bool = _d("trpo.ls_check_kl")
+    ratio_std: str = _d("trpo.ratio_std")
     fvp: str = _d("trpo.fvp")
     shs_from_cg: bool = _d("trpo.shs_from_cg")
     line_search: str = _d("trpo.line_search")
@@ -287,10 +293,17 @@ class DeployConfig(_Static):
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig(_Static):
-    """Static evaluation settings (config section ``eval``)."""
+    """Static evaluation settings (config section ``eval``).
+
+    Attributes:
+        num_episodes: deterministic real episodes per evaluation.
+        model_return: also play them in the learned model (``algo/imagine.make_model_evaluator``):
+            ``eval/model_return_mean`` and ``eval/model_gap`` (model minus real return).
+    """
 
     SECTION: ClassVar[str] = "eval"
     num_episodes: int = _d("eval.num_episodes")
+    model_return: bool = _d("eval.model_return")
 
 
 # ------------------------------------------------------------------------------ the two trees
