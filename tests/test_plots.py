@@ -39,8 +39,11 @@ def _write_run(path: pathlib.Path, *, seed=0, kind="train", target_kl=0.1, every
 
 def _chunk(d, c, ret, imagined):
     it = (d - 1) * 4 + c * 2
-    return {"step": it, "deployment": d, "chunk": c, "iteration": it, "eval/return_mean": ret,
-            "imagined_return_mean": imagined, "imagined_return": -1.0}
+    row = {"step": it, "deployment": d, "chunk": c, "iteration": it, "eval/return_mean": ret,
+           "imagined_return_mean": imagined, "imagined_return": -1.0}
+    if d > 1:  # runs from before eval.model_return have no such column: NaN
+        row["eval/model_return_mean"] = 3.0 * imagined
+    return row
 
 
 def _dep(d, ret, bc, val, init_val, collect):
@@ -67,6 +70,7 @@ def test_load_run_reads_the_logs_exactly(tmp_path):
     np.testing.assert_array_equal(r.chunk_deployment, [1, 1, 2, 2, 3])
     np.testing.assert_array_equal(r.eval_return, [10, 12, np.nan, 16, 18])  # "nan" read back
     np.testing.assert_array_equal(r.imagined_return, [20, 24, 30, 34, 40])  # the chunk's mean
+    np.testing.assert_array_equal(r.model_return, [np.nan, np.nan, 90, 102, 120])
     np.testing.assert_array_equal(r.deployment, [1, 2])
     np.testing.assert_array_equal(r.env_steps, [100, 200])
     np.testing.assert_array_equal(r.returns, [12, 16])

@@ -97,6 +97,10 @@ def _panel_imagined(ax, groups, labels, colors) -> None:
         x, m, s, _ = _stats(g, "iteration", "imagined_return")
         _band(ax, x, m, s, c, ls="--", marker="x", ms=4,
               label=f"{name}imagined ({horizon}-step model rollouts)")
+        if np.any(np.isfinite(np.concatenate([r.model_return for r in g]))):
+            x, m, s, _ = _stats(g, "iteration", "model_return")
+            _band(ax, x, m, s, c, ls=":", marker="+", ms=5,
+                  label=f"{name}the evaluation's episodes in the model")
     first = groups[0][0]
     iters = int(first.config.get("trpo.iterations", 0))
     starts = sorted({int(d) for d in first.chunk_deployment.tolist()} - {1})
