@@ -1,7 +1,8 @@
 """Learning curves: BREMEN (recursive, seeds vmapped) vs Brax SAC and PPO at equal real samples.
 
 ``python -m experiments.learning_curves --protocol cpu [--tasks halfcheetah,hopper]
-[--algorithms bremen,sac,ppo] [--seeds 5] [--tune] [--out FILE] [--workdir DIR]``
+[--algorithms bremen,bremen_sampling,sac,ppo] [--seeds 5] [--tune] [--out FILE] [--merge]
+[--workdir DIR]``
 
 For each task of the protocol:
 
@@ -9,6 +10,8 @@ For each task of the protocol:
   machinery (:func:`bremen_jax.sweep.run_sweep` with ``{"seeds": [...]}``); its curve is the
   deterministic ``eval/return_mean`` after each deployment's last TRPO chunk, at ``k x
   deploy.batch_size`` real steps (the run's ``env_steps``; evaluation episodes are not counted).
+* **BREMEN variants** (:data:`BREMEN_VARIANTS`): the same with a fix switched on, e.g.
+  ``bremen_sampling`` = ``trpo.ratio_std='sampling'``; each is its own curve.
 * **SAC** and **PPO** (:mod:`experiments.learning_baselines`): brax's train functions on the same
   task object (``make_task(task, backend, episode_length)``), for the same total real steps,
   evaluated at the same sample counts; one seed after another. ``--tune`` runs each baseline's
@@ -36,7 +39,11 @@ import subprocess
 import sys
 import time
 
-ALGORITHMS = ("bremen", "sac", "ppo")
+# BREMEN variants: the protocol's config plus these overrides (the fixes of issue 11, each
+# measured against the faithful "bremen" over the same seeds).
+BREMEN_VARIANTS = {"bremen": [], "bremen_sampling": ["trpo.ratio_std='sampling'"]}
+ALGORITHMS = (*BREMEN_VARIANTS, "sac", "ppo")
+DEFAULT_ALGORITHMS = ("bremen", "sac", "ppo")
 
 # BREMEN at CPU size (quick-config style: the paper's networks and iteration counts are far
 # beyond a 2-core CPU; see bremen_jax/configs/quick.py for why target_kl is 0.5). One TRPO chunk
@@ -94,7 +101,10 @@ def _parse(argv) -> argparse.Namespace:
                                 description=__doc__.splitlines()[0])
     p.add_argument("--protocol", choices=sorted(PROTOCOLS), default="tiny")
     p.add_argument("--tasks", default=None, help="comma-separated subset of the protocol's tasks")
-    p.add_argument("--algorithms", default=",".join(ALGORITHMS))
+    p.add_argument("--algorithms", default=",".join(DEFAULT_ALGORITHMS),
+                   help=f"comma-separated, some of {','.join(ALGORITHMS)}")
+    p.add_argument("--merge", action="store_true", help="add to the --out JSON if it exists "
+                   "(its other tasks and algorithms are kept; the same ones are replaced)")
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (0..n-1)")
     p.add_argument("--episodes", type=int, default=None, help="evaluation episodes (default 10)")
     p.add_argument("--tune", action="store_true", help="run SAC/PPO's tuning grid; report best")
@@ -166,8 +176,11 @@ def run_task(name: str, spec: dict, algorithms, seeds, episodes: int, tune: bool
     K, B = int(cfg.deploy.num_deployments), int(cfg.deploy.batch_size)
     samples = [B * (k + 1) for k in range(K)]
     out = {}
-    if "bremen" in algorithms:
-        out["bremen"] = run_bremen(spec, seeds, workdir / name, log)
+    for variant, extra in BREMEN_VARIANTS.items():
+        if variant in algorithms:
+            log(f"  {variant}: {' '.join(extra) or 'the protocol config'}")
+            out[variant] = run_bremen(dict(spec, overrides=spec["overrides"] + extra), seeds,
+                                      workdir / (name if not extra else f"{name}-{variant}"), log)
     task = make_task(cfg.task, backend=cfg.backend, episode_length=int(cfg.episode_length))
     for algo in (a for a in ("sac", "ppo") if a in algorithms):
         r = tune_baseline(algo, task, seeds, B, K * B, spec.get(algo, {}), episodes, tune, log)
@@ -200,11 +213,20 @@ def main(argv=None) -> int:
     workdir = pathlib.Path(args.workdir or f"runs/learning-{time.strftime('%Y%m%d-%H%M%S')}")
     doc = {"device": device_name(), "date": date, "commit": _commit(),
            "protocol": args.protocol, "episodes_per_evaluation": episodes, "tasks": {}}
+    if args.merge and out.is_file():
+        old = json.loads(out.read_text())
+        if (old.get("protocol"), old.get("episodes_per_evaluation")) != (args.protocol, episodes):
+            print(f"learning_curves: error: {out} holds protocol {old.get('protocol')!r} with "
+                  f"{old.get('episodes_per_evaluation')} episodes; cannot merge {args.protocol!r} "
+                  f"with {episodes}", file=sys.stderr)
+            return 2
+        doc = dict(old, date=date, commit=_commit())
     t0 = time.perf_counter()
     for name in tasks:
         print(f"[{name}]", flush=True)
-        doc["tasks"][name] = run_task(name, proto["tasks"][name], algorithms, seeds, episodes,
-                                      args.tune, workdir, lambda s: print(s, flush=True))
+        entries = run_task(name, proto["tasks"][name], algorithms, seeds, episodes, args.tune,
+                           workdir, lambda s: print(s, flush=True))
+        doc["tasks"][name] = {**doc["tasks"].get(name, {}), **entries}
         doc["wall_s_total"] = round(time.perf_counter() - t0, 1)
         paths = write_outputs(doc, out)
     print("wrote " + ", ".join(str(p) for p in paths))

@@ -29,7 +29,8 @@ import pathlib
 import numpy as np
 
 ENTRY_KEYS = ("samples", "returns", "seeds", "deployments", "deployments_at", "wall_s", "config")
-COLORS = {"bremen": "tab:blue", "sac": "tab:orange", "ppo": "tab:green"}
+COLORS = {"bremen": "tab:blue", "sac": "tab:orange", "ppo": "tab:green",
+          "bremen_sampling": "tab:purple"}
 
 
 def _fail(where: str, what: str):

@@ -78,6 +78,30 @@ def test_unknown_task_or_algorithm_is_one_line(capsys):
     assert len(err) == 1 and "algorithms must be some of" in err[0]
 
 
+def test_merge_keeps_other_entries_and_variants_add_their_overrides(tmp_path, monkeypatch):
+    """--merge adds a run's (task, algorithm) entries to an existing JSON; a BREMEN variant runs
+    the protocol's config plus its overrides, in its own work directory."""
+    calls = []
+
+    def fake_bremen(spec, seeds, workdir, log=print):
+        calls.append((spec["overrides"][-1], workdir.name))
+        return _entry([400, 800], list(seeds), 2)
+
+    monkeypatch.setattr(lc, "run_bremen", fake_bremen)
+    out = tmp_path / "l.json"
+    base = ["--protocol", "tiny", "--out", str(out), "--workdir", str(tmp_path / "w")]
+    assert lc.main(base + ["--algorithms", "bremen"]) == 0
+    assert lc.main(base + ["--algorithms", "bremen_sampling", "--merge"]) == 0
+    doc = json.loads(out.read_text())
+    lr.validate(doc)
+    assert sorted(doc["tasks"]["inverted_pendulum"]) == ["bremen", "bremen_sampling"]
+    assert calls == [("eval.num_episodes=10", "inverted_pendulum"),
+                     ("trpo.ratio_std='sampling'", "inverted_pendulum-bremen_sampling")]
+    assert lc.main(base + ["--algorithms", "bremen"]) == 0          # without --merge: replaced
+    assert sorted(json.loads(out.read_text())["tasks"]["inverted_pendulum"]) == ["bremen"]
+    assert lc.main(base + ["--merge", "--algorithms", "bremen", "--episodes", "3"]) == 2
+
+
 @pytest.mark.slow
 def test_tiny_protocol_gives_three_curves_at_equal_samples(tmp_path):
     out = tmp_path / "learning.json"
