@@ -25,7 +25,8 @@ the return-vs-deployments figure. The JSON is rewritten after every (task, algor
 result survives an interruption.
 
 Protocols (:data:`PROTOCOLS`): ``cpu`` (halfcheetah, hopper, walker2d, ant; 5 seeds; about two
-hours of a 2-core CPU when run alone, see :data:`CPU_ESTIMATE`) and ``tiny`` (inverted_pendulum, 2
+hours of a 2-core CPU when run alone, see :data:`CPU_ESTIMATE`), ``quick`` (``bremen train``'s
+default config, halfcheetah 5 x 16K, 5 seeds) and ``tiny`` (inverted_pendulum, 2
 seeds, a minute or two: the test).
 """
 
@@ -72,6 +73,12 @@ PROTOCOLS = {
         "hopper": _cpu_task("hopper", 10, 1_600, 8),
         "walker2d": _cpu_task("walker2d", 10, 1_600, 8),
         "ant": _cpu_task("ant", 5, 3_200, 16)}},
+    # `bremen train`'s own config (quick: halfcheetah, 5 x 16K real steps) over 5 seeds, 10
+    # evaluation episodes (the issue's default-train targets); SAC/PPO at those 80K steps.
+    "quick": {"seeds": [0, 1, 2, 3, 4], "episodes": 10, "tasks": {
+        "halfcheetah": {"config": "quick", "overrides": ["eval.num_episodes=10"],
+                        "sac": {"min_replay_size": 1000},
+                        "ppo": {"num_minibatches": 4, "unroll_length": 10, "batch_size": 64}}}},
     "tiny": {"seeds": [0, 1], "episodes": 10, "tasks": {
         "inverted_pendulum": {
             "config": "test",  # positional backend, 50-step episodes
