@@ -1,0 +1,104 @@
+"""What happened inside BREMEN sweeps, deployment by deployment, over seeds (issue 11, item 3).
+
+``python -m experiments.learning_details SWEEP_DIR [SWEEP_DIR ...] [--out FILE.md]``
+
+For each sweep work directory (``bremen sweep`` or the learning-curves harness, e.g.
+``runs/learning-quick/halfcheetah``) it reads ``metrics_outer0.npz`` and prints, per deployment,
+mean ± std over the runs of: the BC-initialised policy's return, the return after the last TRPO
+chunk, TRPO's imagined return (last iteration), the model gap (the evaluation's episodes played
+in the model minus the real return, ``eval/model_gap``; absent for older runs), the median
+surrogate improvement TRPO's line search accepted (``trpo/improvement``; the likelihood ratios'
+scale), and the mean accepted step fraction (``trpo/ls_frac``, 1 = the full natural step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import pathlib
+import sys
+
+import numpy as np
+
+
+def _ms(x: np.ndarray) -> str:
+    x = np.asarray(x, np.float64)
+    x = x[np.isfinite(x)]
+    if not x.size:
+        return "–"
+    std = x.std(ddof=1) if x.size > 1 else 0.0
+    return f"{x.mean():.1f} ± {std:.1f}"
+
+
+def _median_sci(x: np.ndarray) -> str:
+    x = np.asarray(x, np.float64)
+    x = x[np.isfinite(x)]
+    return f"{np.median(x):.2g}" if x.size else "–"
+
+
+def load(sweep_dir: pathlib.Path) -> dict[str, np.ndarray]:
+    path = sweep_dir / "metrics_outer0.npz"
+    if not path.is_file():
+        raise FileNotFoundError(f"{sweep_dir} holds no finished sweep (no metrics_outer0.npz); "
+                                f"expected a sweep work directory")
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+def deployment_table(m: dict[str, np.ndarray]) -> list[dict[str, str]]:
+    """One row per deployment; each cell mean ± std over the runs (or a median where named)."""
+    ev = m["eval|eval/return_mean"]                              # [R, K, C]
+    rows = []
+    for k in range(ev.shape[1]):
+        gap = m.get("eval|eval/model_gap")
+        imagined = m.get("improve|imagined_return")              # [R, K, C, chunk]
+        rows.append({
+            "deployment": str(k + 1),
+            "BC init": _ms(m["preamble|bc_eval/return_mean"][:, k]),
+            "after TRPO": _ms(ev[:, k, -1]),
+            "imagined (last it.)": "–" if imagined is None else _ms(imagined[:, k, -1, -1]),
+            "model gap": "–" if gap is None else _ms(gap[:, k, -1]),
+            "median improvement": _median_sci(m["improve|trpo/improvement"][:, k]),
+            "mean step fraction": _ms_frac(m.get("improve|trpo/ls_frac"), k),
+        })
+    return rows
+
+
+def _ms_frac(frac, k: int) -> str:
+    if frac is None:
+        return "–"
+    x = np.asarray(frac[:, k], np.float64)
+    return f"{x.mean():.3f}"
+
+
+def markdown(name: str, rows: list[dict[str, str]], runs: int) -> str:
+    cols = list(rows[0])
+    lines = [f"**{name}** ({runs} runs)", "", "| " + " | ".join(cols) + " |",
+             "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(r[c] for c in cols) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m experiments.learning_details",
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("sweeps", nargs="+", help="sweep work directories")
+    p.add_argument("--out", default=None, help="also write the tables to this markdown file")
+    args = p.parse_args(argv)
+    parts = []
+    for d in map(pathlib.Path, args.sweeps):
+        try:
+            m = load(d)
+        except (FileNotFoundError, KeyError, ValueError) as e:
+            print(f"learning_details: error: {e}", file=sys.stderr)
+            return 2
+        parts.append(markdown(d.name, deployment_table(m), m["eval|eval/return_mean"].shape[0]))
+    text = "\n".join(parts)
+    print(text)
+    if args.out:
+        pathlib.Path(args.out).write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

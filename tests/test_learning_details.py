@@ -1,0 +1,38 @@
+"""experiments/learning_details.py: the per-deployment table of a sweep, from a hand-made npz."""
+
+import numpy as np
+
+from experiments import learning_details as ld
+
+
+def _write(tmp_path, with_gap=True):
+    R, K, C, I = 2, 2, 2, 3
+    ev = np.zeros((R, K, C))
+    ev[:, :, -1] = [[10.0, 30.0], [20.0, 50.0]]             # after TRPO: d1 15 ± 7.1, d2 40 ± 14.1
+    m = {"eval|eval/return_mean": ev,
+         "preamble|bc_eval/return_mean": np.array([[1.0, 2.0], [3.0, 4.0]]),
+         "improve|imagined_return": np.full((R, K, C, I), 5.0),
+         "improve|trpo/improvement": np.array([1e3, 1e30, 1e31] * (R * K * C)).reshape(R, K, C, I),
+         "improve|trpo/ls_frac": np.full((R, K, C, I), 0.25)}
+    if with_gap:
+        m["eval|eval/model_gap"] = np.ones((R, K, C))
+    np.savez(tmp_path / "metrics_outer0.npz", **m)
+    return tmp_path
+
+
+def test_table_by_hand(tmp_path):
+    rows = ld.deployment_table(ld.load(_write(tmp_path)))
+    assert rows[0] == {"deployment": "1", "BC init": "2.0 ± 1.4", "after TRPO": "15.0 ± 7.1",
+                       "imagined (last it.)": "5.0 ± 0.0", "model gap": "1.0 ± 0.0",
+                       "median improvement": "1e+30", "mean step fraction": "0.250"}
+    assert rows[1]["after TRPO"] == "40.0 ± 14.1" and rows[1]["BC init"] == "3.0 ± 1.4"
+
+
+def test_old_runs_without_the_gap_and_a_missing_sweep(tmp_path, capsys):
+    rows = ld.deployment_table(ld.load(_write(tmp_path, with_gap=False)))
+    assert rows[0]["model gap"] == "–"
+    assert ld.main([str(tmp_path / "nowhere")]) == 2
+    assert "no finished sweep" in capsys.readouterr().err
+    out = tmp_path / "t.md"
+    assert ld.main([str(tmp_path), "--out", str(out)]) == 0
+    assert "| deployment | BC init |" in out.read_text()
