@@ -311,3 +311,15 @@ def test_tensorboard_gets_every_trpo_iteration_and_no_counters(tmp_path):
     assert [(r["deployment"], r["chunk"], r["iteration"]) for r in rows] == [
         (1, 1, 2), (1, 2, 4), (2, 1, 6), (2, 2, 8)]
     assert rows[-1]["trpo/kl_after"] == pytest.approx(0.08)
+
+
+def test_plotting_does_not_import_jax():
+    """`bremen plot` reads logs and draws: JAX and Brax (seconds to import) stay out."""
+    import subprocess
+    import sys
+
+    code = ("import sys, bremen_jax.run.plots, bremen_jax.cli.plots; "
+            "print(sorted(m for m in ('jax', 'brax', 'flax') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-1000:]
+    assert out.stdout.strip() == "[]"

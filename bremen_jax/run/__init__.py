@@ -8,11 +8,25 @@
   (one compile cache, the persistent cache), :mod:`~bremen_jax.run.display` (rich).
 """
 
-from bremen_jax.run.compiled import run_compiled
-from bremen_jax.run.host import run_host
-from bremen_jax.run.offline import run_offline
-from bremen_jax.run.workdir import (Interrupted, RunExistsError, RunResult, check_new_workdir,
-                                    load_run_config, load_run_info)
+import importlib
 
-__all__ = ["Interrupted", "RunExistsError", "RunResult", "check_new_workdir", "load_run_config",
-           "load_run_info", "run_compiled", "run_host", "run_offline"]
+# Loaded on first use (PEP 562): `bremen plot` and the log readers import
+# bremen_jax.run.plots / .logs without paying for JAX and Brax.
+_LAZY = {"run_compiled": "compiled", "run_host": "host", "run_offline": "offline",
+         **{name: "workdir" for name in ("Interrupted", "RunExistsError", "RunResult",
+                                         "check_new_workdir", "load_run_config",
+                                         "load_run_info")}}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"bremen_jax.run.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'bremen_jax.run' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
