@@ -93,7 +93,7 @@ def test_missing_run_is_one_line(tmp_path, capsys):
 
 
 def test_python_api_checks_the_output_first(tmp_path):
-    with pytest.raises(ValueError, match="must end in .html, .gif, .mp4"):
+    with pytest.raises(ValueError, match="must end in .html, .gif or .mp4"):
         render_run(tmp_path / "not-a-run", tmp_path / "x.png")
     with pytest.raises(FileNotFoundError, match="not a bremen run directory"):
         render_run(tmp_path / "not-a-run", tmp_path / "x.html")

@@ -7,15 +7,13 @@ Paths are checked here, before jax, Brax or a checkpoint is loaded.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import pathlib
 import sys
-from typing import Any
+from typing import Any, Callable
 
 from bremen_jax.cli.common import CliError, add_command, fmt
-
-RENDER_SUFFIXES = (".html", ".gif", ".mp4")  # = run.render.SUFFIXES (not imported: no JAX here)
+from bremen_jax.run.files import render_output, writable_file  # no JAX
 
 
 def _run_dir(path: str) -> pathlib.Path:
@@ -26,22 +24,13 @@ def _run_dir(path: str) -> pathlib.Path:
     return p
 
 
-def _output(path: str | pathlib.Path, suffixes: tuple[str, ...]) -> pathlib.Path:
-    """A file that can be written: one of ``suffixes``, not a folder, in a writable folder."""
-    p = pathlib.Path(path)
-    if p.suffix.lower() not in suffixes:
-        names = " or ".join([", ".join(suffixes[:-1]), suffixes[-1]] if len(suffixes) > 1
-                            else suffixes)
-        raise CliError(f"cannot write {p}: the file name must end in {names}, "
-                       f"got {p.suffix or 'no suffix'!r}")
-    folder = p.parent
-    why = ("is a directory" if p.is_dir() else
-           f"is in {folder}, which does not exist" if not folder.exists() else
-           f"is in {folder}, which is not a directory" if not folder.is_dir() else
-           f"is in {folder}, which is not writable" if not os.access(folder, os.W_OK) else None)
-    if why:
-        raise CliError(f"cannot write {p}: it {why}; expected a file in a writable folder")
-    return p
+def _output(check: Callable[..., pathlib.Path], *args) -> pathlib.Path:
+    """An output path checked by ``check`` (:mod:`bremen_jax.run.files`), as a one-line CLI
+    error."""
+    try:
+        return check(*args)
+    except ValueError as e:
+        raise CliError(str(e)) from None
 
 
 def evaluate(run_dir: str | pathlib.Path, *, episodes: int = 10, stochastic: bool = False,
@@ -78,7 +67,7 @@ def print_evaluation(r: dict) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     run_dir = _run_dir(args.run_dir)
-    out = _output(args.out or run_dir / "evaluation.json", (".json",))
+    out = _output(writable_file, args.out or run_dir / "evaluation.json", (".json",))
     from bremen_jax.run.compile import enable_persistent_cache
 
     enable_persistent_cache()
@@ -90,12 +79,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    out = _output(args.out, RENDER_SUFFIXES)
+    out = _output(render_output, args.out)
     run_dir = _run_dir(args.run_dir)
-    if out.suffix.lower() == ".mp4" and importlib.util.find_spec("imageio_ffmpeg") is None:
-        raise CliError(f"cannot write {out}: .mp4 needs the imageio-ffmpeg package (pip install "
-                       f"-e '.[video]' or pip install imageio-ffmpeg); .gif and .html need "
-                       f"nothing more")
     if out.suffix.lower() in (".gif", ".mp4") and "mujoco" not in sys.modules:
         os.environ.setdefault("MUJOCO_GL", "egl")  # headless, chosen when mujoco is imported
     from bremen_jax.run.compile import enable_persistent_cache

@@ -9,11 +9,46 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import pathlib
 
 STREAMS = ("chunks", "deployments")
+
+
+def writable_file(path: str | pathlib.Path, suffixes: tuple[str, ...]) -> pathlib.Path:
+    """``path`` if a file can be written there: its suffix one of ``suffixes``, not a folder, in
+    an existing writable folder; else one ValueError line naming what was wrong and what was
+    expected. Checked before anything heavy runs."""
+    p = pathlib.Path(path)
+    if p.suffix.lower() not in suffixes:
+        names = (", ".join(suffixes[:-1]) + " or " + suffixes[-1]) if len(suffixes) > 1 \
+            else suffixes[0]
+        raise ValueError(f"cannot write {p}: the file name must end in {names}, "
+                         f"got {p.suffix or 'no suffix'!r}")
+    folder = p.parent
+    why = ("is a directory" if p.is_dir() else
+           f"is in {folder}, which does not exist" if not folder.exists() else
+           f"is in {folder}, which is not a directory" if not folder.is_dir() else
+           f"is in {folder}, which is not writable" if not os.access(folder, os.W_OK) else None)
+    if why:
+        raise ValueError(f"cannot write {p}: it {why}; expected a file in a writable folder")
+    return p
+
+
+RENDER_SUFFIXES = (".html", ".gif", ".mp4")
+
+
+def render_output(path: str | pathlib.Path) -> pathlib.Path:
+    """:func:`writable_file` for ``bremen render``: one of :data:`RENDER_SUFFIXES`, and for .mp4
+    the imageio-ffmpeg package installed."""
+    p = writable_file(path, RENDER_SUFFIXES)
+    if p.suffix.lower() == ".mp4" and importlib.util.find_spec("imageio_ffmpeg") is None:
+        raise ValueError(f"cannot write {p}: .mp4 needs the imageio-ffmpeg package "
+                         f"(pip install -e '.[video]' or pip install imageio-ffmpeg); .gif and "
+                         f".html need nothing more")
+    return p
 
 
 class RunFileError(ValueError):

@@ -24,10 +24,10 @@ import numpy as np
 from bremen_jax import config as config_lib
 from bremen_jax.run.compile import compile_cached
 from bremen_jax.run.evaluate import POLICIES, check_run_dir, restore_run
-from bremen_jax.run.files import atomic_write
+from bremen_jax.run.files import RENDER_SUFFIXES as SUFFIXES
+from bremen_jax.run.files import atomic_write, render_output
 from bremen_jax.types import check_positive_int
 
-SUFFIXES = (".html", ".gif", ".mp4")
 FRAME_SUFFIXES = (".gif", ".mp4")  # drawn frame by frame with MuJoCo offscreen
 MAX_DEFAULT_STEPS = 1000
 
@@ -36,26 +36,7 @@ class OffscreenGLError(ValueError):
     """MuJoCo's offscreen renderer cannot start here (no EGL/OSMesa library): one line."""
 
 
-def check_output(out: str | pathlib.Path) -> pathlib.Path:
-    """``out`` as a path, refused (one line) unless its suffix is one of :data:`SUFFIXES` and
-    its folder exists and is writable; checked before anything heavy is loaded."""
-    path = pathlib.Path(out)
-    if path.suffix.lower() not in SUFFIXES:
-        raise ValueError(f"cannot render to {path}: the output must end in "
-                         f"{', '.join(SUFFIXES)} (got {path.suffix or 'no suffix'!r})")
-    if path.suffix.lower() == ".mp4" and importlib.util.find_spec("imageio_ffmpeg") is None:
-        raise ValueError(f"cannot render to {path}: .mp4 needs the imageio-ffmpeg package "
-                         f"(pip install -e '.[video]' or pip install imageio-ffmpeg); .gif and "
-                         f".html need nothing more")
-    parent = path.parent if str(path.parent) else pathlib.Path(".")
-    if path.is_dir():
-        raise ValueError(f"cannot render to {path}: it is a directory; expected a file name")
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        why = "does not exist" if not parent.exists() else (
-            "is not a directory" if not parent.is_dir() else "is not writable")
-        raise ValueError(f"cannot render to {path}: its folder {parent} {why}; expected a "
-                         f"writable folder")
-    return path
+check_output = render_output  # the output is checked before anything heavy is loaded
 
 
 def headless_gl() -> None:
