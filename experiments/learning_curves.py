@@ -80,7 +80,7 @@ PROTOCOLS = {
     "quick": {"seeds": [0, 1, 2, 3, 4], "episodes": 10, "tasks": {
         "halfcheetah": {"config": "quick", "overrides": ["eval.num_episodes=10"],
                         "sac": {"min_replay_size": 1000},
-                        "ppo": {"num_minibatches": 4, "unroll_length": 10, "batch_size": 64}}}},
+                        "ppo": {"num_minibatches": 4, "unroll_length": 10}}}},
     "tiny": {"seeds": [0, 1], "episodes": 10, "tasks": {
         "inverted_pendulum": {
             "config": "test",  # positional backend, 50-step episodes
