@@ -172,6 +172,15 @@ def _align(grid: int, total: int, evals: dict[int, Any]) -> list:
     return out
 
 
+def _sets_time_out(env) -> bool:
+    """Whether ``env`` reports ``info['time_out']`` (Brax's inverted_pendulum does, its locomotion
+    envs do not): PPO's ``bootstrap_on_timeout`` reads it. Without it PPO still bootstraps at
+    truncation through the episode wrapper's ``truncation``."""
+    import jax
+
+    return "time_out" in jax.eval_shape(env.reset, jax.random.key(0)).info
+
+
 def run_sac(task, seed: int, grid: int, total: int, cfg: dict, evaluate: Callable,
             eval_key) -> dict:
     """One SAC run: ``{"returns": [per grid point], "steps": [...], "deployments_at": [...],
@@ -243,7 +252,8 @@ def run_ppo(task, seed: int, grid: int, total: int, cfg: dict, evaluate: Callabl
             num_minibatches=cfg["num_minibatches"],
             num_updates_per_batch=cfg["num_updates_per_batch"],
             clipping_epsilon=cfg["clipping_epsilon"], gae_lambda=cfg["gae_lambda"],
-            normalize_observations=cfg["normalize_observations"], bootstrap_on_timeout=True,
+            normalize_observations=cfg["normalize_observations"],
+            bootstrap_on_timeout=_sets_time_out(task.env),
             seed=seed, network_factory=factory, policy_params_fn=policy_params_fn)
     wall = time.perf_counter() - t0
     samples = list(range(grid, total + 1, grid))
