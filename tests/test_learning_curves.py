@@ -146,3 +146,18 @@ def test_same_seed_same_config_same_machine_is_identical(tmp_path):
                      for r in read_jsonl(tmp_path / name / "deployments.jsonl")])
     assert len(rows[0]) == 2 and "return" in rows[0][0]
     assert rows[0] == rows[1]
+
+
+def test_ppo_bootstraps_on_time_out_only_where_the_env_reports_it():
+    import collections
+    import types
+
+    import jax.numpy as jnp
+
+    State = collections.namedtuple("State", "obs info")  # a pytree, as brax's State
+
+    def env(info):
+        return types.SimpleNamespace(reset=lambda key: State(jnp.zeros(3), info))
+
+    assert lb._sets_time_out(env({"time_out": jnp.zeros(()), "truncation": jnp.zeros(())}))
+    assert not lb._sets_time_out(env({"truncation": jnp.zeros(())}))
