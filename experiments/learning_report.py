@@ -192,3 +192,51 @@ def write_outputs(doc: dict, out: pathlib.Path) -> list[pathlib.Path]:
     p = out.with_name(f"{out.stem}-deployments.png")
     plot_deployments(doc, p)
     return paths + [p]
+
+
+def merge(docs: list[dict]) -> dict:
+    """One document from several runs of the harness (e.g. algorithms run side by side into
+    their own files): same protocol and episodes required; a later (task, algorithm) entry
+    replaces an earlier one; ``commit`` lists every commit involved."""
+    if not docs:
+        raise ValueError("learning-curves merge: no documents given")
+    keys = {(d.get("protocol"), d.get("episodes_per_evaluation")) for d in docs}
+    if len(keys) > 1:
+        raise ValueError(f"learning-curves merge: the documents differ in (protocol, episodes): "
+                         f"{sorted(keys, key=str)}; expected one")
+    out = dict(docs[-1], tasks={})
+    commits = []
+    for d in docs:
+        validate(d)
+        commits += [c for c in str(d["commit"]).split(", ") if c not in commits]
+        for task, algos in d["tasks"].items():
+            out["tasks"].setdefault(task, {}).update(algos)
+    out["commit"] = ", ".join(commits)
+    out["wall_s_total"] = round(sum(float(d.get("wall_s_total", 0.0)) for d in docs), 1)
+    return out
+
+
+def main(argv=None) -> int:
+    """``python -m experiments.learning_report merge IN.json [IN.json ...] --out OUT.json``:
+    writes the merged document with its table and plots (:func:`write_outputs`)."""
+    import argparse
+    import json
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m experiments.learning_report")
+    p.add_argument("command", choices=["merge"])
+    p.add_argument("inputs", nargs="+", help="learning-curves JSON files")
+    p.add_argument("--out", required=True, help="merged JSON (its .md and .png go next to it)")
+    args = p.parse_args(argv)
+    try:
+        docs = [json.loads(pathlib.Path(f).read_text()) for f in args.inputs]
+        paths = write_outputs(merge(docs), pathlib.Path(args.out))
+    except (OSError, ValueError) as e:
+        print(f"learning_report: error: {e}", file=sys.stderr)
+        return 2
+    print("wrote " + ", ".join(str(x) for x in paths))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -161,3 +161,22 @@ def test_ppo_bootstraps_on_time_out_only_where_the_env_reports_it():
 
     assert lb._sets_time_out(env({"time_out": jnp.zeros(()), "truncation": jnp.zeros(())}))
     assert not lb._sets_time_out(env({"truncation": jnp.zeros(())}))
+
+
+def test_merge_documents(tmp_path):
+    a, b = _doc(), _doc()
+    b["commit"] = "def"
+    b["tasks"] = {"t": {"ppo": _entry([400, 800], [0, 1])}, "u": {"sac": _entry([10], [3])}}
+    m = lr.merge([a, b])
+    assert sorted(m["tasks"]["t"]) == ["bremen", "ppo", "sac"] and list(m["tasks"]["u"]) == ["sac"]
+    assert m["commit"] == "abc, def"
+    b["protocol"] = "cpu"
+    with pytest.raises(ValueError, match="differ in"):
+        lr.merge([a, b])
+    for name, doc in (("a", a), ("c", _doc())):
+        (tmp_path / f"{name}.json").write_text(json.dumps(doc))
+    out = tmp_path / "m.json"
+    assert lr.main(["merge", str(tmp_path / "a.json"), str(tmp_path / "c.json"),
+                    "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["tasks"]["t"]["sac"]["seeds"] == [0, 1]
+    assert lr.main(["merge", str(tmp_path / "none.json"), "--out", str(out)]) == 2
