@@ -200,6 +200,14 @@ def test_evaluator_hand_computed():
     out = make_evaluator(task, zero_policy, num_episodes=2, max_steps=5)(None, jax.random.key(0))
     np.testing.assert_allclose(out["length_mean"], 5.0)
     np.testing.assert_allclose(out["return_mean"], 1.5, rtol=1e-5)
+    assert "prefix_return_mean" not in out
+    # The first 5 steps' return (what a 5-step model rollout predicts), the episode unchanged;
+    # a prefix longer than the episode is the whole return.
+    for prefix, expected in ((5, 1.5), (30, 0.1 * 21 * 22 / 2)):
+        out = make_evaluator(task, zero_policy, num_episodes=2,
+                             prefix_steps=prefix)(None, jax.random.key(0))
+        np.testing.assert_allclose(out["prefix_return_mean"], expected, rtol=1e-5)
+        np.testing.assert_allclose(out["return_mean"], 0.1 * 21 * 22 / 2, rtol=1e-5)
 
 
 def test_evaluator_stochastic_starts_differ():

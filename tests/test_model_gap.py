@@ -42,12 +42,12 @@ def _counting_model(start):
 
 def test_model_episodes_by_hand():
     # from 0: steps to obs 1..5, terminated at the 5th: 5 x 1.5 = 7.5 (episode_length 8)
-    model_eval = make_model_evaluator(*_counting_model(0.0), episode_length=8, num_episodes=3)
+    model_eval = make_model_evaluator(*_counting_model(0.0), horizon=8, num_episodes=3)
     ret, length = jax.jit(model_eval)(None, None, 1, jax.random.key(0))
     np.testing.assert_allclose(ret, [7.5] * 3)
     np.testing.assert_allclose(length, [5.0] * 3)
     # cut by the episode length first: 3 steps, 4.5 (no exploration noise: sigma 0)
-    model_eval = make_model_evaluator(*_counting_model(-10.0), episode_length=3, num_episodes=2)
+    model_eval = make_model_evaluator(*_counting_model(-10.0), horizon=3, num_episodes=2)
     ret, length = model_eval(None, None, 1, jax.random.key(1))
     np.testing.assert_allclose(ret, [4.5, 4.5])
     np.testing.assert_allclose(length, [3.0, 3.0])
@@ -68,7 +68,11 @@ def test_evaluate_logs_the_gap_and_keeps_the_real_numbers():
     chex.assert_trees_all_equal(jax.random.key_data(s_on.key), jax.random.key_data(s_off.key))
     for k, v in m_off.items():                     # the real evaluation is untouched
         np.testing.assert_array_equal(v, m_on[k], err_msg=k)
-    assert set(m_on) - set(m_off) == {"eval/model_return_mean", "eval/model_gap"}
+    assert set(m_on) - set(m_off) == {"eval/model_return_mean", "eval/model_gap",
+                                      "eval/prefix_return_mean"}
     assert np.isfinite(float(m_on["eval/model_return_mean"]))
     assert float(m_on["eval/model_gap"]) == float(m_on["eval/model_return_mean"]
-                                                  - m_on["eval/return_mean"])
+                                                  - m_on["eval/prefix_return_mean"])
+    # test config: H = 20 of 50-step episodes, +1 a step while up: the first 20 steps' return
+    assert 1.0 <= float(m_on["eval/prefix_return_mean"]) <= min(
+        20.0, float(m_on["eval/return_mean"]))

@@ -43,6 +43,7 @@ def _chunk(d, c, ret, imagined):
            "imagined_return_mean": imagined, "imagined_return": -1.0}
     if d > 1:  # runs from before eval.model_return have no such column: NaN
         row["eval/model_return_mean"] = 3.0 * imagined
+        row["eval/prefix_return_mean"] = 2.0 * imagined
     return row
 
 
@@ -71,6 +72,7 @@ def test_load_run_reads_the_logs_exactly(tmp_path):
     np.testing.assert_array_equal(r.eval_return, [10, 12, np.nan, 16, 18])  # "nan" read back
     np.testing.assert_array_equal(r.imagined_return, [20, 24, 30, 34, 40])  # the chunk's mean
     np.testing.assert_array_equal(r.model_return, [np.nan, np.nan, 90, 102, 120])
+    np.testing.assert_array_equal(r.prefix_return, [np.nan, np.nan, 60, 68, 80])
     np.testing.assert_array_equal(r.deployment, [1, 2])
     np.testing.assert_array_equal(r.env_steps, [100, 200])
     np.testing.assert_array_equal(r.returns, [12, 16])

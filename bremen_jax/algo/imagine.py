@@ -157,18 +157,19 @@ def first_path_returns(batch: ImaginedBatch) -> tuple[jax.Array, jax.Array]:
     return jnp.sum(batch.reward * first, axis=0), jnp.sum(first, axis=0)
 
 
-def make_model_evaluator(task, dynamics, policy, *, episode_length: int, num_episodes: int,
+def make_model_evaluator(task, dynamics, policy, *, horizon: int, num_episodes: int,
                          member_sampling: str = "per_step") -> Callable:
     """The real evaluation's episodes played in the learned model instead of the environment.
 
     Builds ``model_eval(dyn_state, policy_params, num_active, key) -> (returns [num_episodes],
     lengths [num_episodes])``: the policy's mean action (no exploration, as the deterministic real
-    evaluation), from the task's reset distribution, for ``episode_length`` imagined steps or
-    until the task's (or the learned head's) termination. Its mean minus the real evaluation's
-    return is the model's over-estimate of the policy (``eval/model_gap``): a gap that grows while
-    TRPO's imagined return rises is the policy exploiting the model.
+    evaluation), from the task's reset distribution, for ``horizon`` imagined steps (the
+    imagination horizon H: what TRPO optimises) or until the task's (or the learned head's)
+    termination. Its mean minus the real episodes' return over their first ``horizon`` steps is
+    the model's over-estimate of the policy (``eval/model_gap``): a gap that grows while TRPO's
+    imagined return rises is the policy exploiting the model.
     """
-    rollout = make_imagined_rollout(task, dynamics, policy, horizon=episode_length,
+    rollout = make_imagined_rollout(task, dynamics, policy, horizon=horizon,
                                     num_rollouts=num_episodes, member_sampling=member_sampling,
                                     exploration="constant", keep_partial_paths=True)
 

@@ -169,18 +169,20 @@ class Phases:
     def evaluate(self, state: RunState, hp: HParams) -> tuple[RunState, Metrics]:
         """Deterministic (mean-action) real episodes; the state only advances its key."""
         s = self.static
-        evaluator = make_evaluator(self.task, self.policy.act_deterministic, s.eval.num_episodes)
+        horizon = s.imagine.horizon if s.eval.model_return else None
+        evaluator = make_evaluator(self.task, self.policy.act_deterministic, s.eval.num_episodes,
+                                   prefix_steps=horizon)
         state, (key,) = _split(state, 1)
         m = evaluator(state.learner.policy, key)
-        if s.eval.model_return:  # the same episodes in the model (its own key: real ones unchanged)
+        if s.eval.model_return:  # the same episodes' first H steps in the model (own key)
             model_eval = make_model_evaluator(self.task, self.dynamics, self.policy,
-                                              episode_length=s.episode_length,
+                                              horizon=horizon,
                                               num_episodes=s.eval.num_episodes,
                                               member_sampling=s.imagine.member_sampling)
             model_returns, _ = model_eval(state.dynamics, state.learner.policy,
                                           hp.dynamics.num_active, jax.random.fold_in(key, 1))
             m["model_return_mean"] = jnp.mean(model_returns)
-            m["model_gap"] = m["model_return_mean"] - m["return_mean"]
+            m["model_gap"] = m["model_return_mean"] - m["prefix_return_mean"]
         return state, {f"eval/{k}": v for k, v in m.items()}
 
 

@@ -202,8 +202,8 @@ FIELDS: tuple[Field, ...] = (
     # eval
     _f("eval.num_episodes", S, int, 3, "deterministic real episodes per evaluation", POSITIVE),
     _f("eval.model_return", S, bool, True,
-       "also play those episodes in the learned model: eval/model_return_mean and "
-       "eval/model_gap (model minus real return)"),
+       "also play those episodes' first imagine.horizon steps in the learned model: "
+       "eval/model_return_mean, eval/prefix_return_mean (real) and eval/model_gap (model - real)"),
     # checkpoint
     _f("checkpoint.every", H, int, 1,
        "checkpoint after every k-th chunk (deployment preambles and the end always)", AT_LEAST_ONE),

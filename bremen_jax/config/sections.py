@@ -297,8 +297,10 @@ class EvalConfig(_Static):
 
     Attributes:
         num_episodes: deterministic real episodes per evaluation.
-        model_return: also play them in the learned model (``algo/imagine.make_model_evaluator``):
-            ``eval/model_return_mean`` and ``eval/model_gap`` (model minus real return).
+        model_return: also play their first ``imagine.horizon`` steps in the learned model
+            (``algo/imagine.make_model_evaluator``): ``eval/model_return_mean``, the real
+            episodes' return over those steps ``eval/prefix_return_mean`` and ``eval/model_gap``
+            (model minus real).
     """
 
     SECTION: ClassVar[str] = "eval"

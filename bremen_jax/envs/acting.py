@@ -186,14 +186,17 @@ def make_collector(task: Task, policy_fn: PolicyFn, num_envs: int, num_steps: in
     return collect
 
 
-def make_evaluator(task: Task, policy_fn: PolicyFn, num_episodes: int, max_steps: int | None = None
-                   ) -> Callable[[Params, PRNGKey], Metrics]:
+def make_evaluator(task: Task, policy_fn: PolicyFn, num_episodes: int, max_steps: int | None = None,
+                   prefix_steps: int | None = None) -> Callable[[Params, PRNGKey], Metrics]:
     """Builds ``evaluate(policy_params, key) -> metrics`` over ``num_episodes`` parallel episodes.
 
     Each env runs from a fresh reset until its first task termination or ``max_steps`` (default
     ``task.episode_length``); task and native rewards are summed up to and including the terminating
     step. The loop is a ``lax.while_loop`` that stops once every episode has finished. Returns
-    float32 ``{"return_mean", "return_std", "native_return_mean", "length_mean"}``.
+    float32 ``{"return_mean", "return_std", "native_return_mean", "length_mean"}``, and with
+    ``prefix_steps`` also ``"prefix_return_mean"``: the mean return of the episodes' first
+    ``prefix_steps`` steps (what a model rollout of that horizon predicts; the other metrics are
+    unchanged).
     """
     _check_task_policy(task, policy_fn)
     check_positive_int(num_episodes, "num_episodes")
@@ -203,36 +206,44 @@ def make_evaluator(task: Task, policy_fn: PolicyFn, num_episodes: int, max_steps
     reset_batch = jax.vmap(env.reset)
     step_batch = jax.vmap(env.step)
     act_batch = jax.vmap(policy_fn, in_axes=(None, 0, 0))
+    if prefix_steps is not None:
+        check_positive_int(prefix_steps, "prefix_steps")
     n = num_episodes
 
     def evaluate(policy_params: Params, key: PRNGKey) -> Metrics:
         key_reset, key_loop = jax.random.split(key)
         state0 = reset_batch(jax.random.split(key_reset, n))
         zeros_f = jnp.zeros((n,), jnp.float32)
-        carry0 = (state0, jnp.ones((n,), bool), zeros_f, zeros_f, jnp.zeros((n,), jnp.int32),
-                  jnp.zeros((), jnp.int32), key_loop)
+        carry0 = (state0, jnp.ones((n,), bool), zeros_f, zeros_f, zeros_f,
+                  jnp.zeros((n,), jnp.int32), jnp.zeros((), jnp.int32), key_loop)
 
         def cond(carry):
-            _, alive, _, _, _, step, _ = carry
+            alive, step = carry[1], carry[6]
             return jnp.logical_and(step < max_steps, jnp.any(alive))
 
         def body(carry):
-            state, alive, ret, native_ret, length, step, key_loop = carry
+            state, alive, ret, prefix_ret, native_ret, length, step, key_loop = carry
             key_loop, key_act = jax.random.split(key_loop)
             action = act_batch(policy_params, state.obs, jax.random.split(key_act, n))
             nstate = step_batch(state, action)
-            ret = ret + jnp.where(alive, nstate.reward, 0.0)
+            reward = jnp.where(alive, nstate.reward, 0.0)
+            ret = ret + reward
+            if prefix_steps is not None:
+                prefix_ret = prefix_ret + jnp.where(step < prefix_steps, reward, 0.0)
             native_ret = native_ret + jnp.where(alive, nstate.metrics[NATIVE_REWARD], 0.0)
             length = length + alive.astype(jnp.int32)
             alive = jnp.logical_and(alive, nstate.done <= 0.5)
-            return nstate, alive, ret, native_ret, length, step + 1, key_loop
+            return nstate, alive, ret, prefix_ret, native_ret, length, step + 1, key_loop
 
-        _, _, ret, native_ret, length, _, _ = jax.lax.while_loop(cond, body, carry0)
-        return {
+        _, _, ret, prefix_ret, native_ret, length, _, _ = jax.lax.while_loop(cond, body, carry0)
+        out = {
             "return_mean": jnp.mean(ret),
             "return_std": jnp.std(ret),
             "native_return_mean": jnp.mean(native_ret),
             "length_mean": jnp.mean(length.astype(jnp.float32)),
         }
+        if prefix_steps is not None:
+            out["prefix_return_mean"] = jnp.mean(prefix_ret)
+        return out
 
     return evaluate

@@ -100,7 +100,10 @@ def _panel_imagined(ax, groups, labels, colors) -> None:
         if np.any(np.isfinite(np.concatenate([r.model_return for r in g]))):
             x, m, s, _ = _stats(g, "iteration", "model_return")
             _band(ax, x, m, s, c, ls=":", marker="+", ms=5,
-                  label=f"{name}the evaluation's episodes in the model")
+                  label=f"{name}evaluation policy, first {horizon} steps: model")
+            x, m, s, _ = _stats(g, "iteration", "prefix_return")
+            _band(ax, x, m, s, c, ls="-.", marker="1", ms=5,
+                  label=f"{name}evaluation policy, first {horizon} steps: real")
     first = groups[0][0]
     iters = int(first.config.get("trpo.iterations", 0))
     starts = sorted({int(d) for d in first.chunk_deployment.tolist()} - {1})

@@ -10,8 +10,9 @@ state) and :func:`plot` writes it (png, svg or pdf by suffix):
     each deployment, against real samples (one line per deployment); a run with one deployment
     (offline) has no real-sample axis and is drawn against TRPO iterations instead;
 (b) imagined (model rollouts) vs real (evaluation episodes) return per TRPO chunk, against TRPO
-    iterations, and the evaluation's own episodes played in the model (``eval/model_return_mean``;
-    its distance to the real line is ``eval/model_gap``): the model being exploited shows as
+    iterations, and the evaluation's episodes over their first H steps in the model and in the
+    real env (``eval/model_return_mean``, ``eval/prefix_return_mean``; their difference is
+    ``eval/model_gap``): the model being exploited shows as
     imagined rising while real does not;
 (c) the ensemble's validation error per deployment, before and after its fit.
 """
@@ -45,7 +46,8 @@ class RunCurves:
     chunk_deployment: np.ndarray    # [N] int, the chunk's deployment (1-based)
     eval_return: np.ndarray         # [N] mean return of the chunk's evaluation episodes
     imagined_return: np.ndarray     # [N] mean imagined episode return over the chunk's iterations
-    model_return: np.ndarray        # [N] the evaluation's episodes played in the model (NaN: off)
+    model_return: np.ndarray        # [N] the evaluation's episodes' first H steps in the model
+    prefix_return: np.ndarray       # [N] ... and in the real env (both NaN: eval.model_return off)
     deployment: np.ndarray          # [K] int
     env_steps: np.ndarray           # [K] real transitions after the deployment
     returns: np.ndarray             # [K] evaluation return after the deployment's last chunk
@@ -109,6 +111,7 @@ def load_run(run_dir: str | os.PathLike) -> RunCurves:
         eval_return=_col(chunks, "eval/return_mean"),
         imagined_return=_col(chunks, "imagined_return_mean"),
         model_return=_col(chunks, "eval/model_return_mean"),
+        prefix_return=_col(chunks, "eval/prefix_return_mean"),
         deployment=_col(deps, "deployment", np.int64), env_steps=_col(deps, "env_steps"),
         returns=_col(deps, "return"), bc_return=_col(deps, "bc_return"),
         collect_return=_col(deps, "collect/return_mean"),
