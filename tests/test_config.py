@@ -202,7 +202,7 @@ def test_unknown_and_missing_fields():
         config_lib.validate(cfg)
     cfg = ml_collections.ConfigDict(_test_cfg().to_dict())
     del cfg.eval
-    with pytest.raises(ConfigError, match=r"missing field\(s\) \['eval.num_episodes'\]"):
+    with pytest.raises(ConfigError, match=r"missing field\(s\) \['eval.num_episodes', 'eval.model_return'\]"):
         config_lib.validate(cfg)
 
 
