@@ -102,6 +102,9 @@ PROTOCOLS = {
 # * PPO: 16K env steps + 25-50 small updates + ~1 min compile per task -> ~10 min.
 # Total ~2 h. Time `--tasks halfcheetah --algorithms sac --seeds 1` first (~3-4 min predicted)
 # and rescale the batch sizes above if it is far off.
+# Measured 2026-12-02 for halfcheetah alone, on the 2-core CPU shared with 1-3 other jobs: BREMEN
+# 5 seeds vmapped 134 s compile + 638 s run; SAC 230-800 s per seed; PPO 42-700 s per seed
+# (about 50 min for the task, vs ~30 min estimated for it above).
 CPU_ESTIMATE = "about 2 h on an idle 2-core CPU (estimated from unit costs, see the comment)"
 
 
