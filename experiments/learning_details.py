@@ -48,10 +48,10 @@ def load(sweep_dir: pathlib.Path) -> dict[str, np.ndarray]:
 def deployment_table(m: dict[str, np.ndarray]) -> list[dict[str, str]]:
     """One row per deployment; each cell mean ± std over the runs (or a median where named)."""
     ev = m["eval|eval/return_mean"]                              # [R, K, C]
+    gap = m.get("eval|eval/model_gap")                           # [R, K, C]; None: older runs
+    imagined = m.get("improve|imagined_return")                  # [R, K, C, chunk]
     rows = []
     for k in range(ev.shape[1]):
-        gap = m.get("eval|eval/model_gap")
-        imagined = m.get("improve|imagined_return")              # [R, K, C, chunk]
         rows.append({
             "deployment": str(k + 1),
             "BC init": _ms(m["preamble|bc_eval/return_mean"][:, k]),
