@@ -46,7 +46,11 @@ BREMEN_VARIANTS = {"bremen": [], "bremen_sampling": ["trpo.ratio_std='sampling'"
                    # sampling moves the mean ~15x further per unit of KL: the paper's delta
                    "bremen_sampling_kl01": ["trpo.ratio_std='sampling'", "trpo.target_kl=0.1"],
                    # half that step (the paper's hopper/walker2d delta): steadier chunk to chunk?
-                   "bremen_sampling_kl005": ["trpo.ratio_std='sampling'", "trpo.target_kl=0.05"]}
+                   "bremen_sampling_kl005": ["trpo.ratio_std='sampling'", "trpo.target_kl=0.05"],
+                   # ... and imagined rollouts 5x longer (H = 500, 20 of them per iteration): at
+                   # the cpu protocol's H = 100 hopper's imagined return caps at ~H steps alive
+                   "bremen_sampling_kl01_long": ["trpo.ratio_std='sampling'", "trpo.target_kl=0.1",
+                                                 "imagine.horizon=500", "imagine.batch_size=10000"]}
 ALGORITHMS = (*BREMEN_VARIANTS, "sac", "ppo")
 DEFAULT_ALGORITHMS = ("bremen", "sac", "ppo")
 

@@ -31,7 +31,8 @@ import numpy as np
 ENTRY_KEYS = ("samples", "returns", "seeds", "deployments", "deployments_at", "wall_s", "config")
 COLORS = {"bremen": "tab:blue", "sac": "tab:orange", "ppo": "tab:green",
           "bremen_sampling": "tab:purple", "bremen_sampling_kl01": "tab:brown",
-          "bremen_sampling_kl005": "tab:olive"}
+          "bremen_sampling_kl005": "tab:olive",
+          "bremen_sampling_kl01_long": "tab:red"}
 
 
 def _fail(where: str, what: str):
