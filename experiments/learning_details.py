@@ -8,7 +8,10 @@ mean ± std over the runs of: the BC-initialised policy's return, the return aft
 chunk, TRPO's imagined return (last iteration), the model gap (the evaluation's episodes played
 in the model minus the real return, ``eval/model_gap``; absent for older runs), the median
 surrogate improvement TRPO's line search accepted (``trpo/improvement``; the likelihood ratios'
-scale), and the mean accepted step fraction (``trpo/ls_frac``, 1 = the full natural step).
+scale), the mean accepted step fraction (``trpo/ls_frac``, 1 = the full natural step), the
+real return lost within the deployment (its best chunk's evaluation minus its last: a policy that
+peaks and then collapses on the model) and the median KL from the target policy to the clone it
+started from at the deployment's last iteration (``kl_to_behavior``: how far TRPO walked from the data).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ def deployment_table(m: dict[str, np.ndarray]) -> list[dict[str, str]]:
     ev = m["eval|eval/return_mean"]                              # [R, K, C]
     gap = m.get("eval|eval/model_gap")                           # [R, K, C]; None: older runs
     imagined = m.get("improve|imagined_return")                  # [R, K, C, chunk]
+    kl = m.get("improve|kl_to_behavior")                         # [R, K, C, chunk]
     rows = []
     for k in range(ev.shape[1]):
         rows.append({
@@ -60,6 +64,9 @@ def deployment_table(m: dict[str, np.ndarray]) -> list[dict[str, str]]:
             "model gap": "–" if gap is None else _ms(gap[:, k, -1]),
             "median improvement": _median_sci(m["improve|trpo/improvement"][:, k]),
             "mean step fraction": _ms_frac(m.get("improve|trpo/ls_frac"), k),
+            "best chunk − last": _ms(ev[:, k].max(axis=-1) - ev[:, k, -1]),
+            "KL to clone (last it.)": ("–" if kl is None else
+                                       _median_sci(kl[:, k, -1, -1])),
         })
     return rows
 

@@ -9,11 +9,13 @@ def _write(tmp_path, with_gap=True):
     R, K, C, I = 2, 2, 2, 3
     ev = np.zeros((R, K, C))
     ev[:, :, -1] = [[10.0, 30.0], [20.0, 50.0]]             # after TRPO: d1 15 ± 7.1, d2 40 ± 14.1
+    ev[:, 0, 0] = [14.0, 20.0]              # d1's best chunk: 14 and 20 -> lost 4 and 0: 2.0 ± 2.8
     m = {"eval|eval/return_mean": ev,
          "preamble|bc_eval/return_mean": np.array([[1.0, 2.0], [3.0, 4.0]]),
          "improve|imagined_return": np.full((R, K, C, I), 5.0),
          "improve|trpo/improvement": np.array([1e3, 1e30, 1e31] * (R * K * C)).reshape(R, K, C, I),
-         "improve|trpo/ls_frac": np.full((R, K, C, I), 0.25)}
+         "improve|trpo/ls_frac": np.full((R, K, C, I), 0.25),
+         "improve|kl_to_behavior": np.arange(R * K * C * I, dtype=float).reshape(R, K, C, I)}
     if with_gap:
         m["eval|eval/model_gap"] = np.ones((R, K, C))
     np.savez(tmp_path / "metrics_outer0.npz", **m)
@@ -24,8 +26,11 @@ def test_table_by_hand(tmp_path):
     rows = ld.deployment_table(ld.load(_write(tmp_path)))
     assert rows[0] == {"deployment": "1", "BC init": "2.0 ± 1.4", "after TRPO": "15.0 ± 7.1",
                        "imagined (last it.)": "5.0 ± 0.0", "model gap": "1.0 ± 0.0",
-                       "median improvement": "1e+30", "mean step fraction": "0.250"}
+                       "median improvement": "1e+30", "mean step fraction": "0.250",
+                       # d1's last iteration: entries 5 (run 0) and 17 (run 1) -> median 11
+                       "best chunk − last": "2.0 ± 2.8", "KL to clone (last it.)": "11"}
     assert rows[1]["after TRPO"] == "40.0 ± 14.1" and rows[1]["BC init"] == "3.0 ± 1.4"
+    assert rows[1]["best chunk − last"] == "0.0 ± 0.0"
 
 
 def test_old_runs_without_the_gap_and_a_missing_sweep(tmp_path, capsys):
