@@ -184,6 +184,11 @@ def run_bremen(spec: dict, seeds, workdir: pathlib.Path, log=print) -> dict:
                        "workdir": str(workdir)}}
 
 
+def sweep_dir(workdir: pathlib.Path, task: str, variant: str) -> pathlib.Path:
+    """Where BREMEN ``variant``'s sweep of ``task`` runs: ``WORKDIR/TASK`` or ``TASK-VARIANT``."""
+    return workdir / (task if not BREMEN_VARIANTS[variant] else f"{task}-{variant}")
+
+
 def run_task(name: str, spec: dict, algorithms, seeds, episodes: int, tune: bool,
              workdir: pathlib.Path, log=print) -> dict:
     """``{algorithm: entry}`` for one task (BREMEN's grid = its deployments)."""
@@ -198,7 +203,7 @@ def run_task(name: str, spec: dict, algorithms, seeds, episodes: int, tune: bool
         if variant in algorithms:
             log(f"  {variant}: {' '.join(extra) or 'the protocol config'}")
             out[variant] = run_bremen(dict(spec, overrides=spec["overrides"] + extra), seeds,
-                                      workdir / (name if not extra else f"{name}-{variant}"), log)
+                                      sweep_dir(workdir, name, variant), log)
     task = make_task(cfg.task, backend=cfg.backend, episode_length=int(cfg.episode_length))
     for algo in (a for a in ("sac", "ppo") if a in algorithms):
         r = tune_baseline(algo, task, seeds, B, K * B, spec.get(algo, {}), episodes, tune, log)
@@ -219,6 +224,13 @@ def main(argv=None) -> int:
     if bad or unknown or not algorithms:
         print(f"learning_curves: error: algorithms must be some of {list(ALGORITHMS)} and tasks "
               f"some of {list(proto['tasks'])}; got {algorithms}, {tasks}", file=sys.stderr)
+        return 2
+    dirs = [sweep_dir(pathlib.Path(args.workdir), t, a) for t in tasks for a in algorithms
+            if a in BREMEN_VARIANTS] if args.workdir else []
+    taken = [d for d in dirs if d.is_dir() and any(d.iterdir())]
+    if taken:
+        print(f"learning_curves: error: sweep directory {taken[0]} exists and is not empty; "
+              f"choose a new --workdir or remove it (nothing was run)", file=sys.stderr)
         return 2
     seeds = list(range(args.seeds)) if args.seeds else proto["seeds"]
     episodes = args.episodes or proto["episodes"]

@@ -78,6 +78,20 @@ def test_unknown_task_or_algorithm_is_one_line(capsys):
     assert len(err) == 1 and "algorithms must be some of" in err[0]
 
 
+def test_a_used_sweep_directory_is_one_line_before_anything_runs(tmp_path, capsys):
+    used = lc.sweep_dir(tmp_path, "inverted_pendulum", "bremen_sampling")
+    assert used == tmp_path / "inverted_pendulum-bremen_sampling"
+    assert lc.sweep_dir(tmp_path, "inverted_pendulum", "bremen") == tmp_path / "inverted_pendulum"
+    used.mkdir()
+    (used / "sweep.json").write_text("{}")
+    out = tmp_path / "l.json"
+    assert lc.main(["--protocol", "tiny", "--algorithms", "bremen_sampling,sac", "--workdir",
+                    str(tmp_path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "inverted_pendulum-bremen_sampling exists and is not empty" in err[0]
+    assert not out.exists() and (used / "sweep.json").read_text() == "{}"
+
+
 def test_merge_keeps_other_entries_and_variants_add_their_overrides(tmp_path, monkeypatch):
     """--merge adds a run's (task, algorithm) entries to an existing JSON; a BREMEN variant runs
     the protocol's config plus its overrides, in its own work directory."""
