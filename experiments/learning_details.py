@@ -17,7 +17,6 @@ started from at the deployment's last iteration (``kl_to_behavior``: how far TRP
 from __future__ import annotations
 
 import argparse
-import math
 import pathlib
 import sys
 
