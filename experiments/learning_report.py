@@ -32,7 +32,8 @@ ENTRY_KEYS = ("samples", "returns", "seeds", "deployments", "deployments_at", "w
 COLORS = {"bremen": "tab:blue", "sac": "tab:orange", "ppo": "tab:green",
           "bremen_sampling": "tab:purple", "bremen_sampling_kl01": "tab:brown",
           "bremen_sampling_kl005": "tab:olive",
-          "bremen_sampling_kl01_long": "tab:red"}
+          "bremen_sampling_kl01_long": "tab:red",
+          "bremen_sampling_kl01_pen": "tab:pink"}
 
 
 def _fail(where: str, what: str):
