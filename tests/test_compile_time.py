@@ -109,6 +109,23 @@ def test_own_compile_seconds(tmp_path):
 def test_bad_command_is_refused(capsys):
     assert ct.main(["--commands", "train_host,fly"], prog="compile_time") == 2
     assert "--commands: expected a subset of" in capsys.readouterr().err
+    for phases in ("warm", "cold,hot", ""):
+        assert ct.main(["--phases", phases], prog="compile_time") == 2
+        assert "--phases: expected cold or cold,warm" in capsys.readouterr().err
+
+
+def test_cold_only_runs_one_phase(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_measure(argv, cache, log, dump=None, timeout=0):
+        calls.append(argv[argv.index("--workdir") + 1])
+        return {"rc": 0, "wall_s": 1.0, "load_avg_1min": 0.0, "total_s": 0.5, "compiles": 1,
+                "cache_hits": 0, "programs": [], "stdout_tail": ""}
+
+    monkeypatch.setattr(ct, "measure", fake_measure)
+    rows = ct.run_measurements(["test"], ["train_host"], tmp_path, hlo=False, log=lambda s: None,
+                               phases=["cold"])
+    assert [r["phase"] for r in rows] == ["cold"] and calls[0].endswith("train_host-test-cold")
 
 
 # ------------------------------------------------------------------- benchmarks/gpu_check.sh

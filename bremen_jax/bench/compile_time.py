@@ -29,6 +29,7 @@ from typing import Sequence
 
 COMMANDS = ("train_host", "train_compiled", "offline", "collect", "sweep", "evaluate")
 CONFIGS = ("test", "quick")
+PHASES = ("cold", "warm")
 SMALL_S = 0.1     # programs whose trace + lower + compile seconds are below this are pooled
 _NUM = r"([0-9.]+(?:[eE][-+]?[0-9]+)?)"
 _TRACE = re.compile(r"Finished tracing (\S+) for jit in " + _NUM + " sec")
@@ -233,8 +234,10 @@ def _setup(command: str, config: str, work: pathlib.Path, done: set, timeout: fl
 
 
 def run_measurements(configs: Sequence[str], commands: Sequence[str], work: pathlib.Path,
-                     hlo: bool = True, timeout: float = 3600.0, log=print) -> list[dict]:
-    """Cold then warm, per (command, config), each in a fresh cache folder under ``work``."""
+                     hlo: bool = True, timeout: float = 3600.0, log=print,
+                     phases: Sequence[str] = PHASES) -> list[dict]:
+    """Cold then warm (or only ``phases``), per (command, config), each in a fresh cache folder
+    under ``work``."""
     rows, done = [], set()
     for config in configs:
         for command in _order(commands):
@@ -245,7 +248,7 @@ def run_measurements(configs: Sequence[str], commands: Sequence[str], work: path
                 continue
             _setup(command, config, work, done, timeout)
             cache = work / f"cache-{command}-{config}"
-            for phase in ("cold", "warm"):
+            for phase in [p for p in PHASES if p in phases]:
                 argv = command_argv(command, config, work, phase)
                 dump = work / f"hlo-{command}-{config}" if hlo and phase == "cold" else None
                 res = measure(argv, cache, work / f"{command}-{config}-{phase}.log", dump, timeout)
@@ -301,6 +304,8 @@ def parse_args(argv: Sequence[str] | None, prog: str) -> argparse.Namespace:
                    help=f"comma-separated subset of {','.join(COMMANDS)}")
     p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/"
                                                "compile-<device>-<date>.json)")
+    p.add_argument("--phases", default=",".join(PHASES),
+                   help="comma-separated subset of cold,warm (warm needs cold's cache)")
     p.add_argument("--quick", action="store_true",
                    help="smoke test: the test config's host-driver train only")
     p.add_argument("--no-hlo", action="store_true", help="skip the StableHLO size dumps")
@@ -315,10 +320,15 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m benchmarks.co
     args = parse_args(argv, prog)
     configs = ["test"] if args.quick else [c for c in args.configs.split(",") if c]
     commands = ["train_host"] if args.quick else [c for c in args.commands.split(",") if c]
+    phases = [p for p in args.phases.split(",") if p]
     bad = [c for c in commands if c not in COMMANDS]
     if bad or not commands or not configs:
         print(f"{prog}: error: --commands: expected a subset of {','.join(COMMANDS)}, got "
               f"{args.commands!r}", file=sys.stderr)
+        return 2
+    if not phases or any(p not in PHASES for p in phases) or phases == ["warm"]:
+        print(f"{prog}: error: --phases: expected cold or cold,warm (warm reuses cold's cache), "
+              f"got {args.phases!r}", file=sys.stderr)
         return 2
     from bremen_jax.bench import common
 
@@ -327,7 +337,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m benchmarks.co
     work.mkdir(parents=True, exist_ok=True)
     try:
         rows = run_measurements(configs, commands, work, not args.no_hlo, args.timeout,
-                                log=lambda s: print(s, file=sys.stderr, flush=True))
+                                log=lambda s: print(s, file=sys.stderr, flush=True),
+                                phases=phases)
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
