@@ -84,6 +84,22 @@ def test_verdicts_met_missed_and_not_measured():
     assert len(v) == len(ct.TARGETS)
 
 
+def test_merge_keeps_earlier_rows_unless_measured_again(tmp_path, capsys):
+    old = [_row("train_host", "test", "cold", 30.0, 40.0), _row("sweep", "test", "cold", 9, 80)]
+    new = [_row("train_host", "test", "cold", 18.0, 25.0),
+           _row("train_host", "quick", "cold", 25.0, 300.0)]
+    rows = ct.merge_rows(old, new)
+    assert [(r["command"], r["config"], r["own_compile_s"]) for r in rows] == [
+        ("sweep", "test", 9), ("train_host", "test", 18.0), ("train_host", "quick", 25.0)]
+    v = {(t["command"], t["config"], t["phase"]): t["verdict"] for t in ct.verdicts(rows, 2)}
+    assert v[("train_host", "quick", "cold")] == "met" and v[("sweep", "test", "cold")] == "missed"
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"suite": "learning"}')
+    for path in (bad, tmp_path / "missing.json"):
+        assert ct.main(["--merge", str(path)], prog="compile_time") == 2
+        assert "--merge" in capsys.readouterr().err
+
+
 def test_command_lines(tmp_path):
     argv = ct.command_argv("train_compiled", "test", tmp_path, "warm")
     assert argv == ["train", "--config", "test", "--workdir",

@@ -267,6 +267,16 @@ def run_measurements(configs: Sequence[str], commands: Sequence[str], work: path
     return rows
 
 
+def merge_rows(earlier: Sequence[dict], new: Sequence[dict]) -> list[dict]:
+    """``earlier`` 's rows, except those ``new`` measured again (same command, config, phase),
+    then ``new`` 's."""
+    def key(r):
+        return r["command"], r["config"], r.get("phase")
+
+    again = {key(r) for r in new}
+    return [r for r in earlier if key(r) not in again] + list(new)
+
+
 def verdicts(rows: Sequence[dict], cores: int | None = None) -> list[dict]:
     """Each target of :data:`TARGETS`: met / missed (with why) / not measured."""
     cores = cores or os.cpu_count() or 1
@@ -286,7 +296,7 @@ def verdicts(rows: Sequence[dict], cores: int | None = None) -> list[dict]:
             continue
         top = row["programs"][0] if row["programs"] else None
         why = [f"{value:.1f} s > {limit:g} s"]
-        if row["load_avg_1min"] > 0.5 * cores:
+        if row["load_avg_1min"] > cores:  # the suite's own previous command stays under this
             why.append(f"load average {row['load_avg_1min']} on {cores} cores (other jobs)")
         if top:
             why.append(f"largest program {top['name']}: {top['total_s']:.1f} s "
@@ -311,6 +321,9 @@ def parse_args(argv: Sequence[str] | None, prog: str) -> argparse.Namespace:
     p.add_argument("--no-hlo", action="store_true", help="skip the StableHLO size dumps")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per command")
     p.add_argument("--keep", default=None, help="keep the work folder (logs, caches) here")
+    p.add_argument("--merge", default=None, metavar="JSON",
+                   help="keep this earlier result's measurements (those measured again are "
+                        "replaced) and judge the targets over both")
     return p.parse_args(argv)
 
 
@@ -332,6 +345,15 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m benchmarks.co
         return 2
     from bremen_jax.bench import common
 
+    earlier = None
+    if args.merge:
+        try:
+            earlier = json.loads(pathlib.Path(args.merge).read_text())
+            assert earlier.get("suite") == "compile" and isinstance(earlier["measurements"], list)
+        except (OSError, ValueError, KeyError, AssertionError) as e:
+            print(f"{prog}: error: --merge {args.merge}: expected a compile suite JSON "
+                  f"({type(e).__name__}: {e})", file=sys.stderr)
+            return 2
     info = common.device_info()
     work = pathlib.Path(args.keep or tempfile.mkdtemp(prefix="bremen-compile-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -342,9 +364,15 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m benchmarks.co
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
-    doc = {"suite": "compile", "date": common.today(), "device": info,
-           "command": [*prog.split(), *(sys.argv[1:] if argv is None else argv)],
+    command = [*prog.split(), *(sys.argv[1:] if argv is None else argv)]
+    if earlier is not None:
+        rows = merge_rows(earlier["measurements"], rows)
+        before = earlier.get("commands") or [earlier.get("command")]
+        doc_commands = [*before, command]
+    doc = {"suite": "compile", "date": common.today(), "device": info, "command": command,
            "targets": verdicts(rows, info.get("cpu_count")), "measurements": rows}
+    if earlier is not None:
+        doc["commands"] = doc_commands  # every invocation whose measurements are kept
     out = pathlib.Path(args.out or common.RESULTS_DIR /
                        f"compile-{common.device_slug(info)}-{doc['date']}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
