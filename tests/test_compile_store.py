@@ -70,3 +70,44 @@ def test_a_program_from_jax_cache_is_not_stored(tmp_path):
     assert not list((tmp_path / "bremen_executables").glob("*.pkl"))
     third = _run(tmp_path)
     assert third["out"] == first["out"]
+
+
+def test_fast_compile_passes_o0_keeps_numbers_and_its_own_cache_entry(monkeypatch):
+    """``BREMEN_JAX_COMPILE=fast`` compiles with ``xla_backend_optimization_level=0`` (a cache
+    entry of its own), same numbers; an unknown value is a one-line error; ``--fast-compile``
+    sets it."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import pytest
+
+    from bremen_jax import cli
+    from bremen_jax.run import compile as c
+
+    seen = []
+    real = jax.stages.Lowered.compile
+
+    def spy(self, compiler_options=None, **kw):
+        seen.append(compiler_options)
+        return real(self, compiler_options, **kw)
+
+    monkeypatch.setattr(jax.stages.Lowered, "compile", spy)
+
+    def fn(x):
+        return jnp.tanh(x) @ x.T @ x + jnp.cumsum(x, axis=1)
+
+    x = jnp.arange(12.0).reshape(3, 4) / 7
+    monkeypatch.delenv("BREMEN_JAX_COMPILE", raising=False)
+    default = c.compile_cached(("effort-test",), fn, x)
+    monkeypatch.setenv("BREMEN_JAX_COMPILE", "fast")
+    fast = c.compile_cached(("effort-test",), fn, x)
+    assert not fast.cached and seen == [None, {"xla_backend_optimization_level": 0}]
+    np.testing.assert_allclose(fast.fn(x), default.fn(x), rtol=1e-6)
+    assert c.compile_cached(("effort-test",), fn, x).cached
+    monkeypatch.setenv("BREMEN_JAX_COMPILE", "slow")
+    with pytest.raises(ValueError, match="BREMEN_JAX_COMPILE='slow': expected one of default, "
+                                         "fast"):
+        c.compile_cached(("effort-test",), fn, x)
+    monkeypatch.delenv("BREMEN_JAX_COMPILE")
+    assert cli.main(["train", "--fast-compile", "--config", "no_such_config"]) == 2
+    assert os.environ["BREMEN_JAX_COMPILE"] == "fast"   # (monkeypatch restores it)

@@ -49,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     debug = args.debug or os.environ.get("BREMEN_DEBUG", "") not in ("", "0")
     args.argv = argv
+    if getattr(args, "fast_compile", False):
+        os.environ["BREMEN_JAX_COMPILE"] = "fast"
     try:
         with quiet_third_party(verbose=args.verbose):
             if args.takes_overrides:

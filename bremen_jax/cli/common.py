@@ -29,7 +29,7 @@ OVERRIDES_EPILOG = ("Any config field can be set with --config.FIELD=VALUE (repe
 
 
 def add_global_flags(parser: argparse.ArgumentParser, default) -> None:
-    """``--debug`` and ``--verbose``: on ``bremen`` itself (``default=False``) and on every
+    """``--debug``, ``--verbose`` and ``--fast-compile``: on ``bremen`` itself (``default=False``) and on every
     subcommand (``default=argparse.SUPPRESS``, so that ``bremen --debug train`` keeps it)."""
     group = parser.add_argument_group("general options")
     group.add_argument("--debug", action="store_true", default=default,
@@ -37,6 +37,10 @@ def add_global_flags(parser: argparse.ArgumentParser, default) -> None:
     group.add_argument("--verbose", action="store_true", default=default,
                        help="also show third-party start-up notices (warp, MuJoCo and Brax "
                             "deprecation warnings), silenced by default")
+    group.add_argument("--fast-compile", action="store_true", default=default,
+                       help="compile with XLA's backend optimisation off: about a third less "
+                            "compile time, slower environment steps (also "
+                            "BREMEN_JAX_COMPILE=fast); for first results, tests, small sweeps")
 
 
 def add_command(sub, name: str, handler, *, overrides: bool, help: str,
