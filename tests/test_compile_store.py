@@ -104,6 +104,12 @@ def test_fast_compile_passes_o0_keeps_numbers_and_its_own_cache_entry(monkeypatc
     assert not fast.cached and seen == [None, {"xla_backend_optimization_level": 0}]
     np.testing.assert_allclose(fast.fn(x), default.fn(x), rtol=1e-6)
     assert c.compile_cached(("effort-test",), fn, x).cached
+    # The config's effort is used unless BREMEN_JAX_COMPILE says otherwise.
+    monkeypatch.setenv("BREMEN_JAX_COMPILE", "default")
+    assert c.compile_cached(("effort-test",), fn, x, effort="fast").cached   # = the default one
+    monkeypatch.delenv("BREMEN_JAX_COMPILE")
+    assert c.compile_cached(("effort-test",), fn, x, effort="fast").cached   # = the fast one
+    assert len(seen) == 2
     monkeypatch.setenv("BREMEN_JAX_COMPILE", "slow")
     with pytest.raises(ValueError, match="BREMEN_JAX_COMPILE='slow': expected one of default, "
                                          "fast"):

@@ -317,6 +317,7 @@ class StaticConfig(_Static):
     backend: str = _d("backend")
     episode_length: int = _d("episode_length")
     precision: str = _d("precision")
+    compile_effort: str = _d("compile_effort")
     dynamics: DynamicsConfig = DynamicsConfig()
     policy: PolicyNetConfig = PolicyNetConfig()
     bc: BCConfig = BCConfig()

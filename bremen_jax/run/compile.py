@@ -8,11 +8,12 @@ another seed reuses it (a sweep's HParams are traced, never baked in).
 :func:`enable_persistent_cache` turns on JAX's on-disk cache (``$XDG_CACHE_HOME/bremen_jax``, default
 ``~/.cache/bremen_jax``) so that a second *process* with the same config does not pay the XLA
 compile either; ``BREMEN_JAX_CACHE=off`` disables it and ``BREMEN_JAX_CACHE=DIR`` moves it.
-``BREMEN_JAX_COMPILE=fast`` (the CLI's ``--fast-compile``) compiles with XLA's backend
-optimisation off (LLVM -O0): about a third less compile time for up to 4x slower Brax steps
-(idle 2-core CPU, the ``test`` config: 36 s -> 24 s of compile; collect 0.06 -> 0.24 s), the
-trade wanted for a first result, a test or a small sweep; the numbers equal the default's up to
-float rounding.
+A job's compile *effort* (config field ``compile_effort``; ``BREMEN_JAX_COMPILE=default|fast``
+and the CLI's ``--fast-compile`` override it): ``fast`` compiles with XLA's backend optimisation
+off (LLVM -O0): about a third less compile time for up to 4x slower Brax steps (idle 2-core CPU,
+the ``test`` config: 36 s -> 24 s of compile; collect 0.06 -> 0.24 s), the trade wanted for a
+first result, a test or a small sweep (the ``test`` config uses it); the numbers equal the
+default's up to float rounding.
 A :class:`Job` marked ``persist`` (its key determines its function, whose code is this package's)
 also stores its whole executable there (:mod:`jax.experimental.serialize_executable`), keyed by its
 key, argument shapes, this package's source, the library versions and XLA flags: a second process
@@ -38,27 +39,29 @@ from typing import Any, Callable, Hashable, Sequence
 import jax
 import numpy as np
 
-from bremen_jax.config import precision_context
+from bremen_jax.config import precision_context, schema
 
 _CACHE_SIZE = 32
 _STORED_MAX = 64  # stored executables kept on disk (the newest; ~0.3-4 MB each)
 _CACHE: "collections.OrderedDict[Hashable, Compiled]" = collections.OrderedDict()
-# BREMEN_JAX_COMPILE -> XLA compile options of every program compiled here
+# compile effort (config field compile_effort) -> XLA compile options
 COMPILE_EFFORTS = {"default": {}, "fast": {"xla_backend_optimization_level": 0}}
+assert tuple(COMPILE_EFFORTS) == schema.COMPILE_EFFORTS
 
 
-def compile_effort() -> str:
-    """``BREMEN_JAX_COMPILE`` (``default`` | ``fast``), read at each compile."""
-    value = os.environ.get("BREMEN_JAX_COMPILE", "").strip().lower() or "default"
+def compile_effort(requested: str = "default") -> str:
+    """The effort a program compiles with: ``BREMEN_JAX_COMPILE`` when set (read at each
+    compile), else ``requested`` (the config's ``compile_effort``)."""
+    value = os.environ.get("BREMEN_JAX_COMPILE", "").strip().lower() or requested
     if value not in COMPILE_EFFORTS:
         raise ValueError(f"BREMEN_JAX_COMPILE={value!r}: expected one of "
                          f"{', '.join(COMPILE_EFFORTS)}")
     return value
 
 
-def _compile(lowered):
-    """``lowered.compile()`` with the options of :func:`compile_effort`."""
-    return lowered.compile(COMPILE_EFFORTS[compile_effort()] or None)
+def _compile(lowered, effort: str):
+    """``lowered.compile()`` with the options of ``effort``."""
+    return lowered.compile(COMPILE_EFFORTS[effort] or None)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -93,15 +96,16 @@ class Job:
     donate_argnums: int | tuple[int, ...] = ()
     jit_kwargs: dict = dataclasses.field(default_factory=dict)
     persist: bool = False  # key + shapes determine fn, fn's code is bremen_jax's: store it on disk
+    effort: str = "default"  # requested compile effort (BREMEN_JAX_COMPILE overrides it)
 
     def cache_key(self) -> Hashable:
         return (self.key, self.precision, self.donate_argnums, _signature(self.args),
-                compile_effort())
+                compile_effort(self.effort))
 
 
 def compile_cached(key: Hashable, fn: Callable, *args: Any, precision: str = "default",
                    donate_argnums: int | tuple[int, ...] = (), persist: bool = False,
-                   **jit_kwargs: Any) -> Compiled:
+                   effort: str = "default", **jit_kwargs: Any) -> Compiled:
     """``jax.jit(fn, **jit_kwargs).lower(*args).compile()``, cached per ``(key, shapes of args)``.
 
     Args:
@@ -113,10 +117,11 @@ def compile_cached(key: Hashable, fn: Callable, *args: Any, precision: str = "de
         donate_argnums: arguments whose buffers the executable may reuse.
         persist: ``key`` and the shapes determine ``fn`` and its code is this package's (see
             :class:`Job`): the executable is stored with the persistent cache and loaded from it.
+        effort: compile effort (``"default"`` | ``"fast"``; see the module docstring).
         **jit_kwargs: more ``jax.jit`` options (``in_shardings``, ``out_shardings``).
     """
     return compile_many([Job(key, fn, args, precision, donate_argnums, jit_kwargs,
-                             persist)])[0]
+                             persist, effort)])[0]
 
 
 def compile_many(jobs: Sequence[Job], threads: int | None = None) -> list[Compiled]:
@@ -144,8 +149,9 @@ def compile_many(jobs: Sequence[Job], threads: int | None = None) -> list[Compil
             continue
         t0 = time.perf_counter()
         lowered = _lower(job)
-        build = (functools.partial(_compile, lowered) if path is None
-                 else functools.partial(_compile_to_store, lowered))
+        effort = compile_effort(job.effort)
+        build = (functools.partial(_compile, lowered, effort) if path is None
+                 else functools.partial(_compile_to_store, lowered, effort))
         todo.append((i, ck, build, time.perf_counter() - t0, path))
 
     def xla(item):
@@ -189,7 +195,7 @@ def _listen_for_cache_hits() -> None:
     jax.monitoring.register_event_listener(listener)
 
 
-def _compile_to_store(lowered):
+def _compile_to_store(lowered, effort: str):
     """``lowered.compile()``, and whether XLA compiled it (None when JAX's cache answered).
 
     An executable JAX took from its persistent cache serializes into one that loads but fails when
@@ -199,7 +205,7 @@ def _compile_to_store(lowered):
     """
     _listen_for_cache_hits()
     _HITS.hit = False
-    exe = _compile(lowered)
+    exe = _compile(lowered, effort)
     return exe, not _HITS.hit
 
 
@@ -258,7 +264,7 @@ def _load_or_build(path: pathlib.Path, job: Job):
         payload, in_tree, out_tree = pickle.loads(path.read_bytes())
         return serialize_executable.deserialize_and_load(payload, in_tree, out_tree)
     except Exception:  # unreadable or stale entry: compile (and the caller does not rewrite it)
-        return _compile(_lower(job))
+        return _compile(_lower(job), compile_effort(job.effort))
 
 
 def _store(path: pathlib.Path, exe) -> None:

@@ -81,7 +81,8 @@ def _run(schedule, run, cfg) -> RunResult:
             exe = compile_cached((schedule_key(schedule), "train" if fresh else "continue", n),
                                  fn, first, run.hp, precision=run.static.precision,
                                  donate_argnums=() if fresh else 0,
-                                 persist=builtin_task(schedule))
+                                 persist=builtin_task(schedule),
+                                 effort=run.static.compile_effort)
         book.compile_s = {"train": round(exe.seconds, 3)}
         run.log(f"compiled {n} deployment(s) as one program in {exe.seconds:.1f} s")
         t0 = time.perf_counter()

@@ -205,7 +205,8 @@ def evaluate_restored(run: RestoredRun, *, episodes: int = 10, stochastic: bool 
     fn = make_episodes(run.phases.task, _policy_fn(run, stochastic), int(keys.shape[0]))
     params = run.params("target")
     exe = compile_cached(("evaluate", static, run.phases.task.name, stochastic), fn, params,
-                         keys, precision=static.precision).fn
+                         keys, precision=static.precision,
+                         effort=static.compile_effort).fn
     return {name: _summary(jax.device_get(exe(run.params(name), keys))) for name in policies}
 
 

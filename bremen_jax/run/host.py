@@ -59,7 +59,8 @@ def compile_steps(schedule: Schedule, hp, init_args: tuple, console=None
     for step in schedule.preamble_steps() + schedule.chunk_steps():
         todo.setdefault(step.name, (step.fn, (state_abs, hp), 0))
     persist = builtin_task(schedule)
-    jobs = [Job((key, name), fn, args, precision, donate, persist=persist)
+    effort = schedule.phases.static.compile_effort
+    jobs = [Job((key, name), fn, args, precision, donate, persist=persist, effort=effort)
             for name, (fn, args, donate) in todo.items()]
     with display.compiling(console, f"{len(jobs)} programs ({', '.join(todo)})"):
         out = compile_many(jobs)

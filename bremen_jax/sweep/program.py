@@ -236,6 +236,7 @@ def compile_sweep(phases: Phases, mesh: Mesh, hp: config_lib.HParams, num_runs_p
     key = ("sweep", phases.static, num_deployments, tuple(d.id for d in mesh.devices.flat))
     exe = compile_cached(key, make_sweep_program(phases, num_deployments), seeds_abs, hp_abs,
                          precision=phases.static.precision, in_shardings=(runs, runs),
+                         effort=phases.static.compile_effort,
                          out_shardings=runs)
     return exe.fn, 0.0 if exe.cached else exe.seconds, exe.cached
 
