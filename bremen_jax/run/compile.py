@@ -127,51 +127,58 @@ def compile_cached(key: Hashable, fn: Callable, *args: Any, precision: str = "de
 def compile_many(jobs: Sequence[Job], threads: int | None = None) -> list[Compiled]:
     """:func:`compile_cached` for several independent programs, XLA-compiling them in parallel.
 
-    Programs not in the cache are traced and lowered one after the other (Python work), then
-    compiled by XLA in up to ``threads`` threads (default: one per CPU core; XLA releases the
-    GIL), so a driver's phases compile side by side. The executables are the ones
-    :func:`compile_cached` makes (same programs, same numbers). A program's ``seconds`` are its
-    lowering plus its share of the parallel compile's wall time (in proportion to its own XLA
-    seconds), so the seconds of one call add up to its wall time.
+    Programs not in the cache are traced and lowered one after the other (Python work); each goes
+    to XLA in one of up to ``threads`` threads (default: one per CPU core; XLA releases the GIL) as
+    soon as it is lowered, so the next program's tracing overlaps the previous one's compile and a
+    driver's phases compile side by side. The executables are the ones :func:`compile_cached`
+    makes (same programs, same numbers). A program's ``seconds`` are its lowering plus XLA
+    seconds scaled so that the seconds of one call add up to its wall time.
     """
     out: list[Compiled | None] = [None] * len(jobs)
-    todo = []
+    need = []
     for i, job in enumerate(jobs):
         ck = job.cache_key()
         hit = _CACHE.get(ck)
         if hit is not None:
             _CACHE.move_to_end(ck)
             out[i] = dataclasses.replace(hit, cached=True)
-            continue
-        path = _stored_path(job)
-        if path is not None and path.is_file():  # loaded (or, failing that, built) in a thread
-            todo.append((i, ck, functools.partial(_load_or_build, path, job), 0.0, None))
-            continue
-        t0 = time.perf_counter()
-        lowered = _lower(job)
-        effort = compile_effort(job.effort)
-        build = (functools.partial(_compile, lowered, effort) if path is None
-                 else functools.partial(_compile_to_store, lowered, effort))
-        todo.append((i, ck, build, time.perf_counter() - t0, path))
+        else:
+            need.append((i, job, ck))
 
-    def xla(item):
+    def xla(build):
         t0 = time.perf_counter()
-        return item[2](), time.perf_counter() - t0
+        return build(), time.perf_counter() - t0
 
-    workers = max(1, min(len(todo), threads or os.cpu_count() or 1))
+    workers = max(1, min(len(need), threads or os.cpu_count() or 1))
+    pool = concurrent.futures.ThreadPoolExecutor(workers) if workers > 1 else None
+    started = []  # (index, cache key, future or (executable, xla seconds), lower seconds, path)
     t0 = time.perf_counter()
-    if workers > 1:
-        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-            done = list(pool.map(xla, todo))
-    else:
-        done = [xla(item) for item in todo]
-    share = (time.perf_counter() - t0) / max(sum(s for _, s in done), 1e-9)
-    for (i, ck, _, lower_s, path), (exe, xla_s) in zip(todo, done):
+    try:
+        for i, job, ck in need:
+            path = _stored_path(job)
+            if path is not None and path.is_file():  # loaded (or, failing that, built) in a thread
+                build, lower_s, path = functools.partial(_load_or_build, path, job), 0.0, None
+            else:
+                t1 = time.perf_counter()
+                lowered = _lower(job)
+                effort = compile_effort(job.effort)
+                build = (functools.partial(_compile, lowered, effort) if path is None
+                         else functools.partial(_compile_to_store, lowered, effort))
+                lower_s = time.perf_counter() - t1
+            started.append((i, ck, pool.submit(xla, build) if pool else xla(build), lower_s,
+                            path))
+        done = [r.result() if pool else r for _, _, r, _, _ in started]
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    share = (time.perf_counter() - t0) / max(
+        sum(lower_s for *_, lower_s, _ in started) + sum(s for _, s in done), 1e-9)
+    for (i, ck, _, lower_s, path), (exe, xla_s) in zip(started, done):
         if path is not None:
             exe, fresh = exe
             if fresh:
                 _store(path, exe)
-        out[i] = _CACHE[ck] = Compiled(exe, lower_s + xla_s * share)
+        out[i] = _CACHE[ck] = Compiled(exe, (lower_s + xla_s) * share)
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
     return out
