@@ -226,3 +226,24 @@ def test_tiny_size_with_an_empty_component(task, source):
     assert data.components[0]["calls"] == 0 and data.components[0]["num_episodes"] == 0
     np.testing.assert_array_equal(mx.component_ids(data.components), [1, 2, 2])
     np.testing.assert_array_equal(data.transitions.truncation, [1, 1, 1])  # 1-step columns
+
+
+def test_fast_compile_reaches_the_collector_and_keeps_the_data(task, source, eps1_data,
+                                                               monkeypatch):
+    """``BREMEN_JAX_COMPILE=fast`` (``bremen collect --fast-compile``) compiles the collector with
+    XLA's backend optimisation off, as a cache entry of its own; same data up to rounding."""
+    seen = []
+    real = jax.stages.Lowered.compile
+
+    def spy(self, compiler_options=None, **kw):
+        seen.append(compiler_options)
+        return real(self, compiler_options, **kw)
+
+    monkeypatch.setattr(jax.stages.Lowered, "compile", spy)
+    monkeypatch.setenv("BREMEN_JAX_COMPILE", "fast")
+    data = mx.collect_mixture(task, [source], mx.MIXTURES["eps1"], 303, jax.random.key(0),
+                              num_envs=4)
+    assert {"xla_backend_optimization_level": 0} in seen
+    np.testing.assert_allclose(data.transitions.obs, eps1_data.transitions.obs, atol=1e-5)
+    np.testing.assert_array_equal(mx.component_ids(data.components),
+                                  mx.component_ids(eps1_data.components))

@@ -67,6 +67,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bremen_jax.envs.acting import flatten_env_major, make_collector
+from bremen_jax.run.compile import COMPILE_EFFORTS, compile_effort
 from bremen_jax.types import Params, PolicyFn, PRNGKey, Transition
 
 CLIP_EPS = 1e-3  # BRAC GaussianRandomSoftPolicy(clip_eps=1e-3): clip to [-1 + eps, 1 - eps].
@@ -227,14 +228,16 @@ def _signature(tree: Any) -> tuple:
 
 def _compiled_collector(task, policy_fn: PolicyFn, envs: int, steps: int, params: NoiseParams,
                         key: PRNGKey) -> tuple[Callable, float]:
-    """AOT-compiled ``collect(NoiseParams, key)``; an LRU cache of the last few is kept."""
-    cache_key = (task, policy_fn, envs, steps, _signature(params))
+    """AOT-compiled ``collect(NoiseParams, key)`` at the effort ``BREMEN_JAX_COMPILE`` asks for
+    (``bremen collect --fast-compile``); an LRU cache of the last few is kept."""
+    effort = compile_effort()
+    cache_key = (task, policy_fn, envs, steps, _signature(params), effort)
     if cache_key in _COMPILED:
         _COMPILED.move_to_end(cache_key)
         return _COMPILED[cache_key], 0.0
     t0 = time.perf_counter()
     collect = make_collector(task, make_noisy_policy(policy_fn), envs, steps)
-    compiled = jax.jit(collect).lower(params, key).compile()
+    compiled = jax.jit(collect).lower(params, key).compile(COMPILE_EFFORTS[effort] or None)
     seconds = time.perf_counter() - t0
     _COMPILED[cache_key] = compiled
     while len(_COMPILED) > _CACHE_SIZE:
