@@ -181,16 +181,18 @@ def test_the_sweep_frees_its_lock_when_it_fails(tmp_path, capsys, monkeypatch):
 
 
 def test_stored_config_from_before_new_fields_loads_with_their_old_behaviour(tmp_path):
-    """A run stored before dynamics.reward_model/done_threshold existed resumes with the defaults
-    that reproduce it (auto = analytic for built-in tasks); a missing static field that is not
-    backward compatible is still refused."""
+    """A run stored before dynamics.reward_model/done_threshold/compile_effort existed resumes
+    with the defaults that reproduce it (auto = analytic for built-in tasks; XLA's default
+    level); a missing static field that is not backward compatible is still refused."""
     from bremen_jax.run import load_run_config
 
     data = json.loads(config_lib.load_config("test").to_json())
     del data["dynamics"]["reward_model"], data["dynamics"]["done_threshold"]
+    del data["compile_effort"]  # runs stored before it compiled at XLA's default level
     (tmp_path / "config.json").write_text(json.dumps(data))
     cfg = load_run_config(tmp_path)
     assert cfg.dynamics.reward_model == "auto" and cfg.dynamics.done_threshold == 0.5
+    assert cfg.compile_effort == "default"
     del data["dynamics"]["num_members"]
     (tmp_path / "config.json").write_text(json.dumps(data))
     with pytest.raises(ValueError, match="num_members"):

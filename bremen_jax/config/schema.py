@@ -222,7 +222,7 @@ SECTIONS: tuple[str, ...] = tuple(dict.fromkeys(f.section for f in FIELDS if f.s
 # Fields added to the schema after runs were stored whose defaults reproduce what those runs did:
 # a stored config without them takes the default (host fields always do), so older runs resume.
 BACKWARD_COMPATIBLE = frozenset({"dynamics.reward_model", "dynamics.done_threshold",
-                                 "trpo.ratio_std", "eval.model_return"})
+                                 "trpo.ratio_std", "eval.model_return", "compile_effort"})
 
 
 def suggest(name: str) -> str:
