@@ -7,6 +7,8 @@ persistent cache (keyed by the program) lets later tests and later runs reuse th
 import os
 import pathlib
 
+import pytest
+
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
@@ -17,3 +19,17 @@ _CACHE = pathlib.Path(os.environ.get("BREMEN_TEST_JAX_CACHE",
                                      / ".pytest_cache" / "jax"))
 jax.config.update("jax_compilation_cache_dir", str(_CACHE))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+@pytest.fixture(autouse=True)
+def _restore_task_registry():
+    """Tasks a test registers (``register_task``) do not leak into later tests of the same
+    worker (error messages list the registered tasks)."""
+    import bremen_jax.envs  # noqa: F401  (registers the built-in tasks)
+    from bremen_jax.envs import registry
+
+    saved = dict(registry._REGISTRY), dict(registry._SPECS)
+    yield
+    for current, before in zip((registry._REGISTRY, registry._SPECS), saved):
+        current.clear()
+        current.update(before)
