@@ -33,3 +33,17 @@ def _restore_task_registry():
     for current, before in zip((registry._REGISTRY, registry._SPECS), saved):
         current.clear()
         current.update(before)
+
+
+@pytest.fixture
+def compile_options_seen(monkeypatch):
+    """The ``compiler_options`` of every ``Lowered.compile`` call during the test, in order."""
+    seen = []
+    real = jax.stages.Lowered.compile
+
+    def spy(self, compiler_options=None, **kw):
+        seen.append(compiler_options)
+        return real(self, compiler_options, **kw)
+
+    monkeypatch.setattr(jax.stages.Lowered, "compile", spy)
+    return seen

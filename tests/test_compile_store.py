@@ -72,7 +72,8 @@ def test_a_program_from_jax_cache_is_not_stored(tmp_path):
     assert third["out"] == first["out"]
 
 
-def test_fast_compile_passes_o0_keeps_numbers_and_its_own_cache_entry(monkeypatch):
+def test_fast_compile_passes_o0_keeps_numbers_and_its_own_cache_entry(monkeypatch,
+                                                                      compile_options_seen):
     """``BREMEN_JAX_COMPILE=fast`` compiles with ``xla_backend_optimization_level=0`` (a cache
     entry of its own), same numbers; an unknown value is a one-line error; ``--fast-compile``
     sets it."""
@@ -84,14 +85,7 @@ def test_fast_compile_passes_o0_keeps_numbers_and_its_own_cache_entry(monkeypatc
     from bremen_jax import cli
     from bremen_jax.run import compile as c
 
-    seen = []
-    real = jax.stages.Lowered.compile
-
-    def spy(self, compiler_options=None, **kw):
-        seen.append(compiler_options)
-        return real(self, compiler_options, **kw)
-
-    monkeypatch.setattr(jax.stages.Lowered, "compile", spy)
+    seen = compile_options_seen
 
     def fn(x):
         return jnp.tanh(x) @ x.T @ x + jnp.cumsum(x, axis=1)

@@ -229,17 +229,11 @@ def test_tiny_size_with_an_empty_component(task, source):
 
 
 def test_fast_compile_reaches_the_collector_and_keeps_the_data(task, source, eps1_data,
-                                                               monkeypatch):
+                                                               monkeypatch,
+                                                               compile_options_seen):
     """``BREMEN_JAX_COMPILE=fast`` (``bremen collect --fast-compile``) compiles the collector with
     XLA's backend optimisation off, as a cache entry of its own; same data up to rounding."""
-    seen = []
-    real = jax.stages.Lowered.compile
-
-    def spy(self, compiler_options=None, **kw):
-        seen.append(compiler_options)
-        return real(self, compiler_options, **kw)
-
-    monkeypatch.setattr(jax.stages.Lowered, "compile", spy)
+    seen = compile_options_seen
     monkeypatch.setenv("BREMEN_JAX_COMPILE", "fast")
     data = mx.collect_mixture(task, [source], mx.MIXTURES["eps1"], 303, jax.random.key(0),
                               num_envs=4)

@@ -29,8 +29,9 @@ OVERRIDES_EPILOG = ("Any config field can be set with --config.FIELD=VALUE (repe
 
 
 def add_global_flags(parser: argparse.ArgumentParser, default) -> None:
-    """``--debug``, ``--verbose`` and ``--fast-compile``: on ``bremen`` itself (``default=False``) and on every
-    subcommand (``default=argparse.SUPPRESS``, so that ``bremen --debug train`` keeps it)."""
+    """``--debug``, ``--verbose`` and ``--fast-compile``: on ``bremen`` itself
+    (``default=False``) and on every subcommand (``default=argparse.SUPPRESS``, so that
+    ``bremen --debug train`` keeps it)."""
     group = parser.add_argument_group("general options")
     group.add_argument("--debug", action="store_true", default=default,
                        help="show Python tracebacks for errors (also BREMEN_DEBUG=1)")

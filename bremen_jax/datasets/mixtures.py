@@ -67,7 +67,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bremen_jax.envs.acting import flatten_env_major, make_collector
-from bremen_jax.run.compile import COMPILE_EFFORTS, compile_effort
+from bremen_jax.run.compile import compile_effort, compile_lowered
 from bremen_jax.types import Params, PolicyFn, PRNGKey, Transition
 
 CLIP_EPS = 1e-3  # BRAC GaussianRandomSoftPolicy(clip_eps=1e-3): clip to [-1 + eps, 1 - eps].
@@ -237,7 +237,7 @@ def _compiled_collector(task, policy_fn: PolicyFn, envs: int, steps: int, params
         return _COMPILED[cache_key], 0.0
     t0 = time.perf_counter()
     collect = make_collector(task, make_noisy_policy(policy_fn), envs, steps)
-    compiled = jax.jit(collect).lower(params, key).compile(COMPILE_EFFORTS[effort] or None)
+    compiled = compile_lowered(jax.jit(collect).lower(params, key), effort)
     seconds = time.perf_counter() - t0
     _COMPILED[cache_key] = compiled
     while len(_COMPILED) > _CACHE_SIZE:

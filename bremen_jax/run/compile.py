@@ -59,8 +59,8 @@ def compile_effort(requested: str = "default") -> str:
     return value
 
 
-def _compile(lowered, effort: str):
-    """``lowered.compile()`` with the options of ``effort``."""
+def compile_lowered(lowered, effort: str):
+    """``lowered.compile()`` with the XLA options of ``effort`` (:data:`COMPILE_EFFORTS`)."""
     return lowered.compile(COMPILE_EFFORTS[effort] or None)
 
 
@@ -162,7 +162,7 @@ def compile_many(jobs: Sequence[Job], threads: int | None = None) -> list[Compil
                 t1 = time.perf_counter()
                 lowered = _lower(job)
                 effort = compile_effort(job.effort)
-                build = (functools.partial(_compile, lowered, effort) if path is None
+                build = (functools.partial(compile_lowered, lowered, effort) if path is None
                          else functools.partial(_compile_to_store, lowered, effort))
                 lower_s = time.perf_counter() - t1
             started.append((i, ck, pool.submit(xla, build) if pool else xla(build), lower_s,
@@ -212,7 +212,7 @@ def _compile_to_store(lowered, effort: str):
     """
     _listen_for_cache_hits()
     _HITS.hit = False
-    exe = _compile(lowered, effort)
+    exe = compile_lowered(lowered, effort)
     return exe, not _HITS.hit
 
 
@@ -271,7 +271,7 @@ def _load_or_build(path: pathlib.Path, job: Job):
         payload, in_tree, out_tree = pickle.loads(path.read_bytes())
         return serialize_executable.deserialize_and_load(payload, in_tree, out_tree)
     except Exception:  # unreadable or stale entry: compile (and the caller does not rewrite it)
-        return _compile(_lower(job), compile_effort(job.effort))
+        return compile_lowered(_lower(job), compile_effort(job.effort))
 
 
 def _store(path: pathlib.Path, exe) -> None:
