@@ -28,9 +28,13 @@ def cmd_sweep(args: argparse.Namespace, overrides: Sequence[str]) -> int:
             raise CliError(f"--num-devices must be in 1..{len(jax.devices())} (the devices "
                            f"present), got {args.num_devices}")
         devices = jax.devices()[:args.num_devices]
+    if args.max_rows is not None and args.dataset is None:
+        raise CliError("--max-rows needs --dataset (it limits the offline dataset's rows)")
+    if args.max_rows is not None and args.max_rows < 1:
+        raise CliError(f"--max-rows must be >= 1, got {args.max_rows}")
     console = Console()
     result = sweep.run_sweep(args.config, args.workdir, overrides=overrides, devices=devices,
-                             console=console)
+                             console=console, dataset=args.dataset, max_rows=args.max_rows)
     console.print(f"results: {result.workdir / 'runs.csv'}, summary: "
                   f"{result.workdir / 'summary.md'}, plots: {result.workdir / 'plots'}")
     return 0
@@ -55,6 +59,11 @@ def register(sub) -> None:
                    help="use only the first N devices (default: all)")
     p.add_argument("--distributed", action="store_true",
                    help="call jax.distributed.initialize() first (multi-host; see docs/sweeps.md)")
+    p.add_argument("--dataset", default=None, metavar="FILE.npz",
+                   help="offline sweep: every run is offline BREMEN on this dataset (as "
+                        "'bremen offline'), seeds and points vmapped")
+    p.add_argument("--max-rows", type=int, default=None, metavar="N",
+                   help="with --dataset: use only its first N rows")
     p = add_command(sub, "bench", cmd_bench, overrides=True,
                     help="time every phase of a deployment against the matmul peak",
         description="Benchmark suites: each phase of a BREMEN deployment (collection, ensemble "

@@ -30,8 +30,12 @@ from bremen_jax.types import Transition
 ScoreFn = Callable[[str, dict], "dict | None"]
 
 
-def _load(static, dataset_path, max_rows: int | None):
-    """The task and the dataset (flat ``[N, ...]`` device arrays) of an offline run."""
+def load_offline_data(static, dataset_path, max_rows: int | None = None
+                      ) -> tuple[Any, Transition, dict, int]:
+    """``(task, batch, metadata, N)``: the task of ``static`` and the dataset as flat ``[N, ...]``
+    device arrays (its first ``max_rows`` rows when given). Raises the dataset loader's one-line
+    errors, or :class:`~bremen_jax.config.ConfigError` when fewer training rows than
+    ``dynamics.batch_size`` remain."""
     task = make_task(static.task, backend=static.backend, episode_length=static.episode_length)
     data, meta = load_dataset(dataset_path, task=task)
     if max_rows is not None:
@@ -70,7 +74,7 @@ def run_offline(cfg: ml_collections.ConfigDict, dataset_path: str | pathlib.Path
     run = Run(cfg, workdir, resume=resume, K=1, C=static.num_chunks, samples_per_deployment=0,
               info=info, console=console)
     try:
-        task, batch, meta, n = _load(static, dataset_path, max_rows)
+        task, batch, meta, n = load_offline_data(static, dataset_path, max_rows)
     except BaseException:
         run.close()
         raise

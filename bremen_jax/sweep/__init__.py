@@ -3,7 +3,8 @@
 * :mod:`~bremen_jax.sweep.spec`: sweep files (by name in :mod:`bremen_jax.configs.sweeps` or by
   ``.py`` path) and specs -> :class:`OuterPlan` s (HParams stacked along a ``[R]`` runs axis);
 * :mod:`~bremen_jax.sweep.program`: devices, memory checks, the ``jit(vmap(train))`` program and
-  :func:`run_sweep`, the entry point (``bremen sweep``);
+  :func:`run_sweep`, the entry point (``bremen sweep``; ``--dataset``: offline BREMEN runs on one
+  dataset);
 * :mod:`~bremen_jax.sweep.report`: rows, summary over seeds, files and plots (host only).
 
 See ``docs/sweeps.md`` for the file format.
@@ -11,6 +12,7 @@ See ``docs/sweeps.md`` for the file format.
 
 from bremen_jax.sweep.program import (
     PROGRAM_NAME,
+    OfflineData,
     STATE_COPIES,
     SweepExistsError,
     SweepMemoryError,
@@ -20,6 +22,7 @@ from bremen_jax.sweep.program import (
     estimate_memory,
     execute_plan,
     initialize_distributed,
+    load_offline_data,
     make_runs_mesh,
     make_sweep_program,
     pad_runs,
@@ -37,9 +40,9 @@ from bremen_jax.sweep.spec import (
     parse_sweep,
 )
 
-__all__ = ["OuterPlan", "PROGRAM_NAME", "STATE_COPIES", "SweepError", "SweepExistsError",
+__all__ = ["OfflineData", "OuterPlan", "PROGRAM_NAME", "STATE_COPIES", "SweepError", "SweepExistsError",
            "SweepMemoryError", "SweepResult", "SweepSpec", "available_memory_bytes",
            "build_plans", "compile_sweep", "estimate_memory", "execute_plan",
-           "initialize_distributed", "load_sweep", "make_runs_mesh", "make_sweep_program",
+           "initialize_distributed", "load_offline_data", "load_sweep", "make_runs_mesh", "make_sweep_program",
            "pad_runs", "padded_size", "parse_sweep", "run_state_bytes", "run_sweep",
            "tree_nbytes"]

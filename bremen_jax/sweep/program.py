@@ -46,18 +46,20 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from bremen_jax import config as config_lib
 from bremen_jax.algo.phases import Phases, make_phases
-from bremen_jax.algo.schedule import Schedule, make_train
+from bremen_jax.algo.schedule import Schedule, make_continue, make_train
 from bremen_jax.run.compile import compile_cached
 from bremen_jax.run.lock import LOCK_NAME, WorkdirLock
 from bremen_jax.run.workdir import claim_workdir
 from bremen_jax.sweep import report
 from bremen_jax.sweep.spec import (OuterPlan, SweepError, SweepSpec, build_plans, jsonable,
                                    load_sweep, parse_sweep)
+from bremen_jax.types import Transition
 
-__all__ = ["OuterPlan", "SweepError", "SweepExistsError", "SweepMemoryError", "SweepResult",
+__all__ = ["OfflineData", "OuterPlan", "SweepError", "SweepExistsError", "SweepMemoryError",
+           "SweepResult",
            "SweepSpec", "available_memory_bytes", "build_plans", "compile_sweep",
            "estimate_memory", "execute_plan", "initialize_distributed", "load_sweep",
-           "make_runs_mesh", "make_sweep_program", "padded_size", "parse_sweep",
+           "load_offline_data", "make_runs_mesh", "make_sweep_program", "padded_size", "parse_sweep",
            "run_state_bytes", "run_sweep"]
 
 PROGRAM_NAME = "bremen_sweep"   # the jitted program's name (compile logs / monitoring events)
@@ -71,6 +73,64 @@ class SweepExistsError(FileExistsError):
 
 class SweepMemoryError(MemoryError, ValueError):
     """The sweep will not fit in device memory (raised before compiling or running it)."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class OfflineData:
+    """The dataset of an offline sweep: every run trains on it (offline BREMEN, one deployment).
+
+    Attributes:
+        path: the dataset file.
+        task: the task object (:func:`bremen_jax.envs.make_task`) the runs evaluate on.
+        batch: flat ``[N, ...]`` transitions, passed to the program once (replicated), not per run.
+        meta: the dataset's metadata (``behavior_return``, ``behavior_policy`` ...).
+        max_rows: the row limit asked for (``None``: the whole file).
+    """
+
+    path: str
+    task: Any
+    batch: Transition
+    meta: dict
+    max_rows: int | None = None
+
+    @property
+    def size(self) -> int:
+        """N, the rows every run's buffer holds."""
+        return int(self.batch.obs.shape[0])
+
+    def info(self) -> dict:
+        """What ``sweep.json`` and the summary record of the dataset."""
+        behavior = self.meta.get("behavior_return")
+        return {"task": self.task.name, "path": self.path, "rows": self.size,
+                "max_rows": self.max_rows,
+                "behavior_policy": self.meta.get("behavior_policy"),
+                "behavior_return": None if behavior is None else float(behavior)}
+
+
+def load_offline_data(plans: Sequence[OuterPlan], dataset: str | pathlib.Path,
+                      max_rows: int | None = None) -> OfflineData:
+    """Loads ``dataset`` for the sweep's plans, which must share task, backend and episode
+    length (``outer`` may change anything else). One-line errors otherwise, and the dataset
+    loader's own for a bad file."""
+    from bremen_jax.run.offline import load_offline_data as load
+
+    if max_rows is not None and max_rows < 1:
+        raise SweepError(f"max_rows must be >= 1, got {max_rows}")
+    keys = {(p.static.task, p.static.backend, p.static.episode_length) for p in plans}
+    if len(keys) > 1:
+        raise SweepError(f"an offline sweep trains every run on one dataset, so its 'outer' "
+                         f"values must share task, backend and episode_length; got "
+                         f"{sorted(keys, key=str)}")
+    task, batch, meta, _ = load(plans[0].static, dataset, max_rows)
+    return OfflineData(path=str(pathlib.Path(dataset).resolve()), task=task, batch=batch,
+                       meta=dict(meta), max_rows=max_rows)
+
+
+def plan_phases(plan: OuterPlan, data: OfflineData | None = None) -> Phases:
+    """The phases of one outer value: online, or offline with a buffer that holds ``data``."""
+    if data is None:
+        return make_phases(plan.static)
+    return make_phases(plan.static, task=data.task, capacity=data.size, max_segments=1)
 
 
 # ------------------------------------------------------------------------ devices and sharding
@@ -208,10 +268,31 @@ def check_memory(need: int, devices: Sequence[jax.Device], what: str, runs_per_d
 
 
 # ------------------------------------------------------------------------ the compiled program
-def make_sweep_program(phases: Phases, num_deployments: int | None = None):
+def make_sweep_program(phases: Phases, num_deployments: int | None = None,
+                       offline: bool = False):
     """``bremen_sweep(seeds [R] int32, hp: HParams [R]) -> metrics`` (leaves ``[R, K, ...]``):
     ``jax.vmap`` of :func:`~bremen_jax.algo.schedule.make_train`'s ``train`` with
-    ``key = jax.random.key(seed)`` made inside the program (so the inputs are plain arrays)."""
+    ``key = jax.random.key(seed)`` made inside the program (so the inputs are plain arrays).
+
+    ``offline``: ``bremen_sweep(seeds, hp, data)`` where ``data`` (flat ``[N, ...]``
+    :class:`~bremen_jax.types.Transition`, not batched) fills every run's buffer and each run is
+    offline BREMEN's one deployment (:class:`~bremen_jax.algo.schedule.Schedule` ``offline``):
+    metric leaves ``[R, 1, ...]``, as the host driver's :func:`bremen_jax.run.run_offline`.
+    """
+    if offline:
+        if num_deployments not in (None, 1):
+            raise ValueError(f"an offline sweep has one deployment, got {num_deployments}")
+        schedule = Schedule(phases, offline=True)
+        run = make_continue(schedule, 1)
+
+        def one_offline(seed, hp, data):
+            return run(schedule.init(jax.random.key(seed), data), hp)[1]
+
+        def bremen_sweep(seeds, hp, data):  # noqa: F811 - the program's name, either way
+            return jax.vmap(one_offline, in_axes=(0, 0, None))(seeds, hp, data)
+
+        return bremen_sweep
+
     train = make_train(Schedule(phases), num_deployments)
 
     def one(seed, hp):
@@ -224,18 +305,26 @@ def make_sweep_program(phases: Phases, num_deployments: int | None = None):
 
 
 def compile_sweep(phases: Phases, mesh: Mesh, hp: config_lib.HParams, num_runs_padded: int,
-                  num_deployments: int | None = None) -> tuple[Any, float, bool]:
+                  num_deployments: int | None = None, data: Transition | None = None
+                  ) -> tuple[Any, float, bool]:
     """AOT ``jit(program).lower().compile()`` with the runs axis sharded over ``mesh``, through
     the one compile cache (:func:`bremen_jax.run.compile.compile_cached`; keyed by the static
     config, deployments, devices and the argument shapes): ``(compiled, seconds, was_cached)``.
+    ``data`` (offline: the dataset, or its ``ShapeDtypeStruct`` s) is replicated on every device.
     """
     runs = NamedSharding(mesh, PartitionSpec("runs"))
     hp_abs = jax.tree.map(lambda x: jax.ShapeDtypeStruct((num_runs_padded,), np.asarray(x).dtype),
                           hp)
     seeds_abs = jax.ShapeDtypeStruct((num_runs_padded,), np.int32)
-    key = ("sweep", phases.static, num_deployments, tuple(d.id for d in mesh.devices.flat))
-    exe = compile_cached(key, make_sweep_program(phases, num_deployments), seeds_abs, hp_abs,
-                         precision=phases.static.precision, in_shardings=(runs, runs),
+    offline = data is not None
+    key = ("sweep", phases.static, num_deployments, tuple(d.id for d in mesh.devices.flat),
+           offline)
+    args, shardings = (seeds_abs, hp_abs), (runs, runs)
+    if offline:
+        args += (jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), data),)
+        shardings += (NamedSharding(mesh, PartitionSpec()),)
+    exe = compile_cached(key, make_sweep_program(phases, num_deployments, offline), *args,
+                         precision=phases.static.precision, in_shardings=shardings,
                          effort=phases.static.compile_effort,
                          out_shardings=runs)
     return exe.fn, 0.0 if exe.cached else exe.seconds, exe.cached
@@ -253,38 +342,49 @@ def compiled_bytes(compiled) -> int | None:
                - m.alias_size_in_bytes + m.generated_code_size_in_bytes)
 
 
-def estimate_memory(plan: OuterPlan, mesh: Mesh, phases: Phases | None = None) -> dict:
-    """The pre-compile check: runs per device x run state x ``STATE_COPIES`` against the free
-    memory (raises :class:`SweepMemoryError`). Cheap: ``eval_shape`` only, nothing compiled."""
+def estimate_memory(plan: OuterPlan, mesh: Mesh, phases: Phases | None = None,
+                    data: OfflineData | None = None) -> dict:
+    """The pre-compile check: runs per device x run state x ``STATE_COPIES`` (+ the offline
+    dataset, once) against the free memory (raises :class:`SweepMemoryError`). Cheap:
+    ``eval_shape`` only, nothing compiled."""
     devices = list(mesh.devices.flat)
     per_dev = padded_size(plan.num_runs, len(devices)) // len(devices)
-    state_b = run_state_bytes(phases or make_phases(plan.static))
-    info = check_memory(per_dev * STATE_COPIES * state_b, devices,
+    state_b = run_state_bytes(phases or plan_phases(plan, data))
+    data_b = 0 if data is None else tree_nbytes(data.batch)
+    info = check_memory(per_dev * STATE_COPIES * state_b + data_b, devices,
                         f"{per_dev} runs x {report.fmt_bytes(state_b)} run state x "
-                        f"{STATE_COPIES}, estimated before compiling", per_dev)
+                        f"{STATE_COPIES}"
+                        + ("" if data is None else f" + {report.fmt_bytes(data_b)} dataset")
+                        + ", estimated before compiling", per_dev)
     return {**info, "run_state_bytes": state_b}
 
 
-def execute_plan(plan: OuterPlan, mesh: Mesh, num_deployments: int | None = None, log=None
-                 ) -> tuple[Any, dict]:
-    """Checks memory, compiles (once) and runs one outer value. Returns (metrics with NumPy
-    leaves ``[R, ...]`` (padding dropped), info: timings, padding, memory)."""
+def execute_plan(plan: OuterPlan, mesh: Mesh, num_deployments: int | None = None, log=None,
+                 data: OfflineData | None = None) -> tuple[Any, dict]:
+    """Checks memory, compiles (once) and runs one outer value (offline on ``data`` when given).
+    Returns (metrics with NumPy leaves ``[R, ...]`` (padding dropped), info: timings, padding,
+    memory)."""
     devices = list(mesh.devices.flat)
     n_dev, R = len(devices), plan.num_runs
     R_pad = padded_size(R, n_dev)
     per_dev = R_pad // n_dev
-    phases = make_phases(plan.static)
-    pre = estimate_memory(plan, mesh, phases)
-    compiled, compile_s, cached = compile_sweep(phases, mesh, plan.hp, R_pad, num_deployments)
+    phases = plan_phases(plan, data)
+    pre = estimate_memory(plan, mesh, phases, data)
+    compiled, compile_s, cached = compile_sweep(phases, mesh, plan.hp, R_pad, num_deployments,
+                                                None if data is None else data.batch)
     need = compiled_bytes(compiled)
     post = None if need is None else check_memory(
         need, devices, f"{per_dev} runs, the compiled program's memory_analysis()", per_dev)
     runs = NamedSharding(mesh, PartitionSpec("runs"))
     seeds = _global_array(pad_runs(plan.seeds, R_pad), runs)
     hp = jax.tree.map(lambda x: _global_array(x, runs), pad_runs(plan.hp, R_pad))
+    args = (seeds, hp)
+    if data is not None:
+        everywhere = NamedSharding(mesh, PartitionSpec())
+        args += (jax.tree.map(lambda x: _global_array(np.asarray(x), everywhere), data.batch),)
     wait_for_all_processes(f"bremen_sweep_compiled_{next(_BARRIERS)}")
     t0 = time.perf_counter()
-    out = jax.block_until_ready(compiled(seeds, hp))
+    out = jax.block_until_ready(compiled(*args))
     run_s = time.perf_counter() - t0
     metrics = jax.tree.map(lambda x: x[:R], _gather(out))
     info = {"outer": plan.index, "values": jsonable(plan.values), "runs": R,
@@ -347,8 +447,14 @@ def device_info(mesh: Mesh) -> dict:
 
 def run_sweep(sweep: Any, workdir: str | pathlib.Path, *, overrides: Sequence[str] = (),
               devices: Sequence[jax.Device] | None = None, console=None,
-              num_deployments: int | None = None) -> SweepResult:
+              num_deployments: int | None = None, dataset: str | pathlib.Path | None = None,
+              max_rows: int | None = None) -> SweepResult:
     """Runs a sweep and writes its files in ``workdir`` (process 0 only).
+
+    With ``dataset`` every run is offline BREMEN on that dataset (its first ``max_rows`` rows):
+    the same runs as ``bremen offline`` with each seed and point, vmapped as one program; the rows'
+    ``return_d1`` is the last iterate's return, ``bc_return_d1`` the clone's, and ``sweep.json``
+    and the summary name the dataset and its behaviour return.
 
     Args:
         sweep: sweep file path, name in :mod:`bremen_jax.configs.sweeps`, module or ``(cfg, spec)``.
@@ -358,6 +464,7 @@ def run_sweep(sweep: Any, workdir: str | pathlib.Path, *, overrides: Sequence[st
         devices: devices of the runs mesh (default: all, every process).
         console: ``rich.console.Console`` for progress and the summary table; None = silent.
         num_deployments: run only the first K' deployments of each run (benchmarks).
+        dataset, max_rows: offline sweep (see above).
     Raises:
         SweepError / ConfigError (bad sweep), SweepExistsError, SweepMemoryError, RunDirError
         (a directory that cannot be written), WorkdirLocked (in use by another sweep or run).
@@ -365,13 +472,14 @@ def run_sweep(sweep: Any, workdir: str | pathlib.Path, *, overrides: Sequence[st
     cfg, spec = load_sweep(sweep, overrides)
     check_new_sweep_dir(workdir)
     plans = build_plans(cfg, spec)
+    data = None if dataset is None else load_offline_data(plans, dataset, max_rows)
     mesh = make_runs_mesh(devices)
     for plan in plans:  # every outer value's memory estimate before compiling or writing
-        estimate_memory(plan, mesh)
+        estimate_memory(plan, mesh, data=data)
     lock = claim_sweep_dir(workdir) if jax.process_index() == 0 else None
     try:
         return _run_plans(sweep, cfg, spec, plans, mesh, pathlib.Path(workdir), overrides,
-                          console, num_deployments)
+                          console, num_deployments, data)
     finally:
         if lock is not None:
             lock.release()
@@ -379,7 +487,7 @@ def run_sweep(sweep: Any, workdir: str | pathlib.Path, *, overrides: Sequence[st
 
 def _run_plans(sweep, cfg, spec: SweepSpec, plans: list[OuterPlan], mesh: Mesh,
                workdir: pathlib.Path, overrides: Sequence[str], console,
-               num_deployments: int | None) -> SweepResult:
+               num_deployments: int | None, data: OfflineData | None = None) -> SweepResult:
     """Compiles and runs every outer value in turn, writing the files (process 0)."""
     if "dynamics.num_active" in spec.fields and not jax.config.jax_threefry_partitionable:
         warnings.warn("jax_threefry_partitionable is off: members 0..k-1 of a masked ensemble "
@@ -389,20 +497,22 @@ def _run_plans(sweep, cfg, spec: SweepSpec, plans: list[OuterPlan], mesh: Mesh,
     meta = {"config": json.loads(cfg.to_json()), "sweep": spec.raw, "seeds": list(spec.seeds),
             "points": jsonable(list(spec.points)), "outer": jsonable(list(spec.outer)),
             "device": device_info(mesh), "overrides": list(overrides),
-            "num_deployments": num_deployments, "source": str(getattr(sweep, "__file__", sweep))
+            "num_deployments": num_deployments,
+            "offline": None if data is None else data.info(), "source": str(getattr(sweep, "__file__", sweep))
             if not isinstance(sweep, tuple) else "(cfg, spec)"}
     if writer:
         report.write_json(workdir / "sweep.json", {**meta, "finished": False})
     log = console.print if console is not None else None
     rows, timings, metrics = [], [], []
     for plan in plans:
-        m, info = execute_plan(plan, mesh, num_deployments, log)
+        m, info = execute_plan(plan, mesh, num_deployments, log, data)
         metrics.append(m)
         timings.append(info)
         rows += report.run_rows(plan, spec, m, offset=len(rows))
         if writer:
             report.write_metrics(workdir / f"metrics_outer{plan.index}.npz", m, plan)
-    summary = report.summarize(rows, spec, timings)
+    summary = report.summarize(rows, spec, timings,
+                               offline=None if data is None else data.info())
     if writer:
         report.write_json(workdir / "sweep.json", {**meta, "finished": True, "timings": timings})
         report.write_outputs(workdir, rows, summary)

@@ -7,8 +7,11 @@ outer value's metrics (NumPy leaves ``[R, K, ...]``), then :func:`summarize` and
 * ``runs.csv`` / ``runs.jsonl``: run, outer, point, seed, every swept field, ``ensemble_size``
   (the run's ``dynamics.num_active``), ``random_return`` (deployment 1's uniform-random collection),
   ``return_d1..return_dK`` (deterministic return after each deployment's last TRPO chunk),
-  ``bc_return_d1..`` (after BC re-initialisation), ``final_return`` (= ``return_dK``) and
-  ``best_return`` (the highest of all K x C evaluations);
+  ``bc_return_d1..`` (after BC re-initialisation), ``final_return`` (= ``return_dK``),
+  ``best_return`` (the highest of all K x C evaluations: chosen with real episodes, so an upper
+  bound, not a result) and ``mean_return`` (the mean of the last deployment's C evaluations: the
+  expected return of a checkpoint drawn uniformly, which needs no real episode to choose);
+  offline sweeps (one deployment on a dataset) read ``return_d1`` as the last iterate;
 * ``summary.json`` / ``summary.md``: per (outer, point) mean ± std over seeds (sample std,
   ``ddof=1``; 0 for one seed), sorted by mean final return, the best point marked;
 * ``plots/returns_vs_deployment.png`` (one line per point, band = ± std over seeds) and, when
@@ -67,6 +70,7 @@ def run_rows(plan, spec, metrics: dict, offset: int = 0) -> list[dict]:
         finite = ev[r][np.isfinite(ev[r])]
         row["final_return"] = ev[r, -1, -1]
         row["best_return"] = finite.max() if finite.size else math.nan
+        row["mean_return"] = float(ev[r, -1].mean())
         sc = scores.scores_or_none(plan.static.task, {"final_score": row["final_return"],
                                                       "best_score": row["best_return"]})
         row.update(sc or {"final_score": None, "best_score": None})
@@ -84,8 +88,12 @@ def _clean(x: float) -> float | None:
     return x if x is not None and math.isfinite(x) else None
 
 
-def summarize(rows: list[dict], spec, timings: Sequence[dict] = ()) -> dict:
-    """Mean ± std over seeds per (outer, point), sorted by mean final return (best first)."""
+def summarize(rows: list[dict], spec, timings: Sequence[dict] = (),
+              offline: dict | None = None) -> dict:
+    """Mean ± std over seeds per (outer, point), sorted by mean final return (best first).
+
+    ``offline`` (an offline sweep's dataset info, with ``behavior_return``) is kept in the summary
+    with the behaviour's normalised score."""
     groups: dict[tuple[int, int], list[dict]] = {}
     for row in rows:
         groups.setdefault((row["outer"], row["point"]), []).append(row)
@@ -97,7 +105,7 @@ def summarize(rows: list[dict], spec, timings: Sequence[dict] = ()) -> dict:
              "ensemble_size": rs[0]["ensemble_size"], "seeds": [r["seed"] for r in rs],
              "n": len(rs)}
         g["label"] = label(g["values"])
-        for metric in ("final_return", "best_return", "final_score"):
+        for metric in ("final_return", "best_return", "mean_return", "final_score"):
             m, s = _stats([r.get(metric) for r in rs])
             g[f"{metric}_mean"], g[f"{metric}_std"] = _clean(m), _clean(s)
         for prefix in ("return", "bc_return"):
@@ -112,7 +120,13 @@ def summarize(rows: list[dict], spec, timings: Sequence[dict] = ()) -> dict:
     run_s = sum(t.get("run_s", 0.0) for t in timings)
     excl = len(rows) / run_s * 3600 if run_s > 0 else None
     incl = len(rows) / (run_s + compile_s) * 3600 if run_s + compile_s > 0 else None
+    if offline is not None:
+        offline = dict(offline, behavior_score=None)
+        if offline.get("task") and offline.get("behavior_return") is not None:
+            sc = scores.scores_or_none(offline["task"], {"behavior": offline["behavior_return"]})
+            offline["behavior_score"] = None if sc is None else sc["behavior"]
     return {"metric": "final_return", "std": "sample std over seeds (ddof=1; 0 for one seed)",
+            "offline": offline,
             "num_runs": len(rows), "num_points": len(out), "seeds": list(spec.seeds),
             "fields": fields, "points": out, "best": out[0] if out and out[0]["best"] else None,
             "timings": {"compile_s": round(compile_s, 3), "run_s": round(run_s, 3),
@@ -129,7 +143,13 @@ def summary_markdown(summary: dict) -> str:
     """A markdown table: rank, point, final / best return (mean ± std), returns per deployment."""
     lines = [f"# Sweep summary: {summary['num_runs']} runs, {summary['num_points']} points, "
              f"seeds {summary['seeds']}", "",
-             f"Sorted by mean final return; {summary['std']}.", "",
+             f"Sorted by mean final return; {summary['std']}.", ""]
+    off = summary.get("offline")
+    if off:
+        beh = off.get("behavior_return")
+        lines += [f"Offline on {off['path']} ({off['rows']:,} rows); behaviour return "
+                  f"{'unknown' if beh is None else f'{beh:.1f}'}; final = the last iterate.", ""]
+    lines += [
              "| rank | point | final return | best return | mean return per deployment | seeds "
              "| |", "|---:|---|---:|---:|---|---:|---|"]
     for g in summary["points"]:
