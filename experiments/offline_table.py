@@ -1,13 +1,22 @@
-"""Offline BREMEN vs behaviour and BC over dataset sizes (issue 6's offline table).
+"""Offline BREMEN vs behaviour and BC over dataset sizes (issues 6 and 11's offline table).
 
 ``python -m experiments.offline_table [--tasks halfcheetah,hopper] [--sizes 1000000,100000,50000]
-[--policy medium] [--noise pure] [--workdir runs/offline_table] [--out FILE] [FIELD=VALUE ...]``
+[--policy medium] [--noise pure] [--seeds 5] [--protocol cpu|cpu-seeds] [--workdir DIR]
+[--out FILE] [FIELD=VALUE ...]``
+
+With ``--seeds N`` every (task, size) is one offline sweep (:func:`bremen_jax.sweep.run_sweep`
+with ``dataset``): the N seeds are vmapped in one program, and the rows hold per-seed returns and
+mean ± std (sample std) of behaviour, BC, BREMEN's last iterate and BREMEN's mean over its
+evaluations (the expected return of a checkpoint drawn uniformly: a pick that needs no real
+episode). ``--protocol cpu-seeds`` is the compute that fits 5 seeds x 3 tasks x 3 sizes in about
+1.5 hours of a 2-core CPU (:data:`PROTOCOLS`). Without ``--seeds`` one run per row goes through
+``bremen offline``'s host driver, as in the first table.
 
 For each task one dataset of the largest size is collected with ``bremen collect`` semantics
 (:func:`bremen_jax.datasets.make.collect_dataset`; its collection time is recorded) and every size
 is its first ``N`` rows (whole episodes of the first environments, the same as collecting ``N``
 rows). Each size then runs ``bremen offline`` (:func:`bremen_jax.run.run_offline`) with
-the task's paper config under the compute reduction in :data:`CPU_OVERRIDES` (the paper runs a
+the task's paper config under the compute reduction in :data:`PROTOCOLS` (the paper runs a
 5 x 2x1024 ensemble, 300K BC steps and 6,250 TRPO iterations of 50K imagined transitions) plus
 any ``FIELD=VALUE`` given. Results (behaviour, BC, BREMEN after the last iteration and the best
 evaluation along the way, normalised scores, wall times) go to one JSON, rewritten after every
@@ -23,7 +32,7 @@ import pathlib
 import sys
 import time
 
-CPU_OVERRIDES = [
+PROTOCOL_CPU = [
     "dynamics.hidden_sizes=(256, 256)",  # paper 1024x1024
     "dynamics.max_epochs=100",           # paper 200 (early stopping, patience 20)
     "bc.num_steps=20000",                # paper 300K
@@ -32,8 +41,23 @@ CPU_OVERRIDES = [
     "trpo.iterations=200",               # paper 6,250 offline
     "trpo.chunk=25",
 ]
-# 1M rows: fewer epochs so that a fit stays within minutes (17K minibatch steps per epoch-20)
-LARGE_ROWS, LARGE_EPOCHS = 500_000, 20
+# 5 seeds vmapped on a 2-core CPU: about 2.5K ensemble minibatch steps per fit whatever the size,
+# a 200-200 ensemble, 10K BC steps, 50 TRPO iterations of 5K imagined transitions, 10 evaluation
+# episodes per checkpoint (every 25 iterations and after BC).
+PROTOCOL_CPU_SEEDS = [
+    "dynamics.hidden_sizes=(200, 200)",  # paper 1024x1024
+    "bc.num_steps=10000",                # paper 300K
+    "imagine.batch_size=5000",           # paper 50K
+    "imagine.horizon=250",               # paper 250 (halfcheetah) / 1000 (hopper, walker2d)
+    "trpo.iterations=50",                # paper 6,250 offline
+    "trpo.chunk=25",
+    "eval.num_episodes=10",
+]
+PROTOCOLS = {"cpu": PROTOCOL_CPU, "cpu-seeds": PROTOCOL_CPU_SEEDS}
+# Ensemble epochs by dataset size: the first table keeps 100 (20 from 500K rows up, 17K minibatch
+# steps at 1M); cpu-seeds keeps about 2.5K minibatch steps of 1,000 rows whatever the size.
+EPOCHS = {"cpu": [(500_000, 20), (0, 100)],
+          "cpu-seeds": [(500_000, 3), (100_000, 30), (0, 60)]}
 
 
 def _parse(argv) -> argparse.Namespace:
@@ -43,6 +67,10 @@ def _parse(argv) -> argparse.Namespace:
     p.add_argument("--policy", default="medium")
     p.add_argument("--noise", default="pure")
     p.add_argument("--workdir", default="runs/offline_table")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="N seeds per row, vmapped in one offline sweep (default: one run per row "
+                        "through the host driver, seed 0)")
+    p.add_argument("--protocol", default="cpu", choices=sorted(PROTOCOLS))
     p.add_argument("--out", default=None, help="JSON (default benchmarks/results/"
                                                "cpu-<n>core-<date>-offline-table.json)")
     p.add_argument("overrides", nargs="*", help="extra config overrides FIELD=VALUE")
@@ -56,8 +84,10 @@ def _header(args: argparse.Namespace, date: str) -> dict:
     return {"experiment": "offline BREMEN vs behaviour and BC over dataset sizes (issue 6)",
             "device": f"{jax.devices()[0].platform} ({os.cpu_count()} cores)",
             "jax": jax.__version__, "date": date, "policy": args.policy, "noise": args.noise,
-            "compute_overrides": CPU_OVERRIDES + list(args.overrides),
-            "large_dataset_epochs": {"rows_at_least": LARGE_ROWS, "max_epochs": LARGE_EPOCHS},
+            "protocol": args.protocol, "seeds": args.seeds,
+            "compute_overrides": PROTOCOLS[args.protocol] + list(args.overrides),
+            "dynamics_max_epochs_by_rows": [{"rows_at_least": r, "max_epochs": e}
+                                            for r, e in EPOCHS[args.protocol]],
             "rows": []}
 
 
@@ -77,14 +107,14 @@ def _dataset(task: str, args: argparse.Namespace, rows: int, work: pathlib.Path
     return data_path, info
 
 
-def _config(task: str, rows: int, overrides: list[str]):
-    """The task's paper config under :data:`CPU_OVERRIDES` (fewer epochs for large datasets)."""
+def _config(task: str, rows: int, overrides: list[str], protocol: str = "cpu"):
+    """The task's paper config under the protocol's overrides (fewer epochs for more rows)."""
     from bremen_jax import config as config_lib
 
     cfg = config_lib.load_config(task)
-    over = list(CPU_OVERRIDES)
-    if rows >= LARGE_ROWS:
-        over.append(f"dynamics.max_epochs={LARGE_EPOCHS}")
+    over = list(PROTOCOLS[protocol])
+    epochs = next(e for r, e in EPOCHS[protocol] if rows >= r)
+    over.append(f"dynamics.max_epochs={epochs}")
     cfg = config_lib.apply_overrides(cfg, over + list(overrides))
     config_lib.validate(cfg)
     return cfg
@@ -116,6 +146,74 @@ def _row(task: str, n: int, info: dict, s: dict, cfg, collect: dict, run_dir: pa
             "dynamics_max_epochs": int(cfg.dynamics.max_epochs)}
 
 
+def _stats(xs) -> dict:
+    import numpy as np
+
+    a = np.asarray([np.nan if x is None else x for x in xs], np.float64)
+    return {"mean": round(float(a.mean()), 2),
+            "std": round(float(a.std(ddof=1)) if a.size > 1 else 0.0, 2)}
+
+
+def _seeded_row(task: str, n: int, info: dict, result, cfg, collect: dict,
+                run_dir: pathlib.Path, wall: float) -> dict:
+    """One table row from an offline sweep's per-seed rows: per-seed returns, mean ± std."""
+    from bremen_jax.datasets import scores
+
+    refs = scores.reference_returns(task)
+    rows = result.rows
+    per = {"bc": [r["bc_return_d1"] for r in rows],
+           "bremen_final": [r["return_d1"] for r in rows],
+           "bremen_mean": [r["mean_return"] for r in rows],
+           "bremen_best": [r["best_return"] for r in rows]}
+    norm = {k: [_norm(task, x, refs) for x in v] for k, v in per.items()}
+    (timing,) = result.timings
+    return {"task": task, "size": n, "seeds": [r["seed"] for r in rows],
+            "behavior_return": info["behavior_return"],
+            "behavior_score": _norm(task, info["behavior_return"], refs),
+            "returns": per, "scores": norm,
+            "return_stats": {k: _stats(v) for k, v in per.items()},
+            "score_stats": {k: _stats(v) for k, v in norm.items()},
+            "evaluations": [result.metrics[0]["eval"]["eval/return_mean"][i, 0].tolist()
+                            for i in range(len(rows))],
+            "reference_returns": {"random": refs[0], "expert": refs[1]},
+            "collect_largest": collect, "run_dir": str(run_dir),
+            "wall_time_s": round(wall, 1), "compile_s": timing["compile_s"],
+            "run_s": timing["run_s"], "target_kl": float(cfg.trpo.target_kl),
+            "dynamics_max_epochs": int(cfg.dynamics.max_epochs),
+            "dynamics_epochs_run": result.metrics[0]["preamble"]["dynamics/epochs"][:, 0]
+            .tolist()}
+
+
+def markdown(doc: dict) -> str:
+    """The seeded table: normalised score mean ± std (and raw returns) per task x size."""
+    lines = [f"Offline BREMEN, {doc['seeds']} seeds, protocol `{doc['protocol']}` "
+             f"({doc['device']}, {doc['date']}); normalised score mean ± std over seeds "
+             f"(raw return in brackets).", "",
+             "| task | rows | behaviour | BC | BREMEN last iterate | BREMEN mean over checkpoints "
+             "| wall |", "|---|---:|---:|---:|---:|---:|---:|"]
+
+    def cell(r, k):
+        sc, rt = r["score_stats"][k], r["return_stats"][k]
+        return f"{sc['mean']:.1f} ± {sc['std']:.1f} ({rt['mean']:,.0f})"
+
+    for r in doc["rows"]:
+        lines.append(f"| {r['task']} | {r['size']:,} | {r['behavior_score']:.1f} "
+                     f"({r['behavior_return']:,.0f}) | {cell(r, 'bc')} | {cell(r, 'bremen_final')} "
+                     f"| {cell(r, 'bremen_mean')} | {r['wall_time_s'] / 60:.1f} min |")
+    return "\n".join(lines) + "\n"
+
+
+def _run_seeded(task, n, args, data_path, work):
+    """An offline sweep of ``args.seeds`` seeds on the first ``n`` rows: (result, cfg, dir)."""
+    from bremen_jax import sweep
+
+    cfg = _config(task, n, args.overrides, args.protocol)
+    spec = sweep.parse_sweep(cfg, {"seeds": args.seeds})
+    run_dir = work / f"{task}-{n}-seeds{args.seeds}-{time.strftime('%H%M%S')}"
+    result = sweep.run_sweep((cfg, spec), run_dir, dataset=data_path, max_rows=n)
+    return result, cfg, run_dir
+
+
 def main(argv=None) -> int:
     args = _parse(argv)
     from bremen_jax.run import run_offline
@@ -125,8 +223,9 @@ def main(argv=None) -> int:
     work = pathlib.Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     date = time.strftime("%Y-%m-%d")
+    suffix = f"-{args.seeds}seeds" if args.seeds else ""
     out = pathlib.Path(args.out or f"benchmarks/results/cpu-{os.cpu_count()}core-{date}-"
-                                   f"offline-table.json")
+                                   f"offline-table{suffix}.json")
     doc = _header(args, date)
 
     def save():
@@ -135,9 +234,23 @@ def main(argv=None) -> int:
 
     for task in tasks:
         data_path, info = _dataset(task, args, sizes[0], work)
-        collect = {"rows": sizes[0], **info["timing"]}
+        collect = {"rows": sizes[0], **info.get("timing", {})}
         for n in sizes:
-            cfg = _config(task, n, args.overrides)
+            if args.seeds:
+                t0 = time.perf_counter()
+                result, cfg, run_dir = _run_seeded(task, n, args, data_path, work)
+                row = _seeded_row(task, n, info, result, cfg, collect, run_dir,
+                                  time.perf_counter() - t0)
+                doc["rows"].append(row)
+                save()
+                st = row["return_stats"]
+                print(f"[{task} {n}] behaviour {row['behavior_return']:.1f} BC "
+                      f"{st['bc']['mean']:.1f}±{st['bc']['std']:.1f} BREMEN final "
+                      f"{st['bremen_final']['mean']:.1f}±{st['bremen_final']['std']:.1f} mean "
+                      f"{st['bremen_mean']['mean']:.1f}±{st['bremen_mean']['std']:.1f} "
+                      f"({row['wall_time_s']:.0f} s)", flush=True)
+                continue
+            cfg = _config(task, n, args.overrides, args.protocol)
             run_dir = work / f"{task}-{n}-{time.strftime('%H%M%S')}"
             t0 = time.perf_counter()
             s = run_offline(cfg, data_path, run_dir, max_rows=n, progress=False).summary
@@ -149,6 +262,8 @@ def main(argv=None) -> int:
                   f"BREMEN final {row['bremen_final']:.1f} best {row['bremen_best']:.1f} "
                   f"({wall:.0f} s)", flush=True)
     save()
+    if args.seeds:
+        out.with_suffix(".md").write_text(markdown(doc))
     print(f"wrote {out}")
     return 0
 

@@ -122,3 +122,24 @@ def test_offline_sweep_max_rows_and_bad_input(dataset, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "missing.npz" in err and len(err.strip().splitlines()) == 1
     assert not work.exists() or not any(work.iterdir())
+
+
+def test_offline_table_rows_from_a_sweep(swept, plan, dataset, tmp_path):
+    """``experiments.offline_table --seeds``: per-seed returns, mean ± std (ddof 1), scores."""
+    from experiments import offline_table
+
+    # The sweep's 4 runs (2 points x 2 seeds) read as one row of 4 seeds.
+    info = {"behavior_return": dataset[1]}
+    row = offline_table._seeded_row("inverted_pendulum", 400, info, swept, plan.point_cfgs[0],
+                                    {}, tmp_path, 12.0)
+    finals = [r["return_d1"] for r in swept.rows]
+    assert row["returns"]["bremen_final"] == finals
+    assert row["return_stats"]["bremen_final"]["mean"] == pytest.approx(np.mean(finals), abs=0.01)
+    assert row["return_stats"]["bremen_final"]["std"] == pytest.approx(
+        np.std(finals, ddof=1), abs=0.01)
+    assert row["returns"]["bremen_mean"] == [r["mean_return"] for r in swept.rows]
+    assert len(row["evaluations"]) == 4 and len(row["evaluations"][0]) == 2
+    assert row["scores"]["bc"][0] is not None and row["behavior_score"] is not None
+    doc = {"seeds": 4, "protocol": "cpu-seeds", "device": "cpu", "date": "today", "rows": [row]}
+    md = offline_table.markdown(doc)
+    assert "| inverted_pendulum | 400 |" in md and md.splitlines()[-1].count("±") == 3
