@@ -208,9 +208,9 @@ def _run_seeded(task, n, args, data_path, work):
     from bremen_jax import sweep
 
     cfg = _config(task, n, args.overrides, args.protocol)
-    spec = sweep.parse_sweep(cfg, {"seeds": args.seeds})
     run_dir = work / f"{task}-{n}-seeds{args.seeds}-{time.strftime('%H%M%S')}"
-    result = sweep.run_sweep((cfg, spec), run_dir, dataset=data_path, max_rows=n)
+    result = sweep.run_sweep((cfg, {"seeds": args.seeds}), run_dir, dataset=data_path,
+                             max_rows=n)
     return result, cfg, run_dir
 
 
