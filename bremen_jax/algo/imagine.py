@@ -178,3 +178,48 @@ def make_model_evaluator(task, dynamics, policy, *, horizon: int, num_episodes: 
         return first_path_returns(batch)
 
     return model_eval
+
+
+def make_member_evaluator(task, dynamics, policy, *, horizon: int, num_rollouts: int) -> Callable:
+    """The policy's imagined return under each ensemble member on its own (ME-TRPO's policy
+    validation, Kurutach et al. 2018; not in the original BREMEN).
+
+    Builds ``member_eval(dyn_state, policy_params, key, start_obs=None, start_mask=None) ->
+    returns [E]``: ``num_rollouts`` start states (the same for every member: drawn from ``key``),
+    the policy's mean action, member ``e`` alone predicting every step of its rollouts, for
+    ``horizon`` steps or until termination (the task's, or the learned head's); the mean over
+    the rollouts of each path's undiscounted return. Calling it with the same ``key`` for two
+    policies compares them on common random numbers.
+    """
+    if horizon <= 0 or num_rollouts <= 0:
+        raise ValueError(f"horizon and num_rollouts must be > 0, got {horizon}, {num_rollouts}")
+    threshold = dynamics.cfg.done_threshold
+    E, B = dynamics.cfg.num_members, num_rollouts
+
+    def member_eval(dyn_state, policy_params, key, start_obs=None, start_mask=None):
+        obs0 = _sample_starts(key, B, task.reset_obs, start_obs, start_mask)          # [B, o]
+        obs0 = jnp.broadcast_to(obs0, (E,) + obs0.shape)                               # [E, B, o]
+
+        def step(carry, _):
+            obs, alive, ret = carry
+            mean, _ = policy.dist(policy_params, obs)
+            a_clip = jnp.clip(mean, -1.0, 1.0)
+            next_obs, r_head, logit = dynamics.predict_each_step(dyn_state, obs, a_clip)
+            finite = jnp.all(jnp.isfinite(next_obs), axis=-1)
+            next_obs = jnp.where(finite[..., None], next_obs, 0.0)
+            if dynamics.heads:
+                reward = r_head
+                done = jax.nn.sigmoid(logit) > threshold
+            else:
+                reward = task.reward_fn(obs, a_clip, next_obs)
+                done = task.done_fn(next_obs) > 0
+            ret = ret + alive * jnp.where(finite, reward, 0.0)
+            alive = alive * (1.0 - jnp.maximum(done.astype(jnp.float32),
+                                               1.0 - finite.astype(jnp.float32)))
+            return (next_obs, alive, ret), None
+
+        zeros = jnp.zeros((E, B), jnp.float32)
+        (_, _, ret), _ = jax.lax.scan(step, (obs0, zeros + 1.0, zeros), None, length=horizon)
+        return jnp.mean(ret, axis=1)
+
+    return member_eval

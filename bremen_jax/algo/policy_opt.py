@@ -17,7 +17,8 @@ import jax.numpy as jnp
 
 from bremen_jax.algo import baseline as baseline_lib
 from bremen_jax.algo import returns as returns_lib
-from bremen_jax.algo.imagine import ImaginedBatch, make_imagined_rollout
+from bremen_jax.algo.imagine import (ImaginedBatch, make_imagined_rollout,
+                                     make_member_evaluator)
 from bremen_jax.algo.natural_gradient import ROW_CHUNK, row_chunked
 from bremen_jax.algo.trpo import trpo_step
 from bremen_jax.config import HParams, StaticConfig, ValueHParams
@@ -55,6 +56,7 @@ class PolicyOptimizer:
     policy: Policy
     value_fn: Optional[baseline_lib.ValueFunction]  # None: linear feature baseline
     rollout: Callable[..., ImaginedBatch]           # make_imagined_rollout(...)
+    member_eval: Optional[Callable] = None          # make_member_evaluator(...) (validation)
 
     def init_learner(self, policy_params: PolicyParams, behavior: PolicyParams,
                      key: PRNGKey) -> LearnerState:
@@ -152,10 +154,41 @@ class PolicyOptimizer:
         def body(carry, key_it):
             return self.iteration(carry, dyn_state, hp, key_it, start_obs, start_mask)
 
+        start = learner
         learner, m = jax.lax.scan(body, learner, jax.random.split(key, num_iterations))
         m["nonfinite/trpo_steps"] = jnp.cumsum(m.pop("trpo/nonfinite"))
         m["nonfinite/baseline_fits"] = jnp.cumsum(m.pop("baseline/nonfinite"))
+        if self.static.trpo.validation == "members":
+            learner, m_val = self.validate(start, learner, dyn_state, hp,
+                                           jax.random.fold_in(key, 1), start_obs, start_mask)
+            m.update({k: jnp.broadcast_to(v, (num_iterations,)) for k, v in m_val.items()})
         return learner, m
+
+    def validate(self, start: LearnerState, learner: LearnerState, dyn_state, hp: HParams,
+                 key: PRNGKey, start_obs=None, start_mask=None) -> tuple[LearnerState, Metrics]:
+        """ME-TRPO's policy validation as a rollback (``trpo.validation = "members"``).
+
+        The imagined return of ``start.policy`` and of ``learner.policy`` under each member on
+        its own (the same start states: common random numbers); when fewer than
+        ``hp.trpo.validation_ratio`` of the active members see an improvement, the policy
+        goes back to ``start.policy`` (the baseline keeps its refits). Metrics (scalars):
+        ``validation/improved_fraction``, ``validation/rolled_back`` (0/1),
+        ``validation/return_before`` and ``validation/return_after`` (mean over active members).
+        """
+        E = self.dynamics.cfg.num_members
+        active = (jnp.arange(E) < hp.dynamics.num_active).astype(jnp.float32)
+        n_active = jnp.maximum(jnp.sum(active), 1.0)
+        before = self.member_eval(dyn_state, start.policy, key, start_obs, start_mask)  # [E]
+        after = self.member_eval(dyn_state, learner.policy, key, start_obs, start_mask)
+        frac = jnp.sum((after > before) * active) / n_active
+        keep = frac >= hp.trpo.validation_ratio
+        policy = jax.tree.map(lambda new, old: jnp.where(keep, new, old), learner.policy,
+                              start.policy)
+        metrics = {"validation/improved_fraction": frac,
+                   "validation/rolled_back": 1 - keep.astype(jnp.int32),
+                   "validation/return_before": jnp.sum(before * active) / n_active,
+                   "validation/return_after": jnp.sum(after * active) / n_active}
+        return learner.replace(policy=policy), metrics
 
 
 def scoring_dist(dist_fn: Callable, ratio_std: str, sigma: jax.Array) -> Callable:
@@ -213,5 +246,9 @@ def make_policy_optimizer(static: StaticConfig, task: Task, dynamics: Dynamics,
     value_fn = None
     if static.trpo.baseline == "mlp":
         value_fn = baseline_lib.make_value(baseline_lib.ValueConfig(obs_dim=task.obs_size))
+    member_eval = None
+    if static.trpo.validation == "members":
+        member_eval = make_member_evaluator(task, dynamics, policy, horizon=im.horizon,
+                                            num_rollouts=static.trpo.validation_rollouts)
     return PolicyOptimizer(static=static, task=task, dynamics=dynamics, policy=policy,
-                           value_fn=value_fn, rollout=rollout)
+                           value_fn=value_fn, rollout=rollout, member_eval=member_eval)

@@ -196,6 +196,16 @@ FIELDS: tuple[Field, ...] = (
     _f("trpo.value_learning_rate", T, float, 3e-4,
        "Adam learning rate of the MLP value function (baseline=mlp)", LEARNING_RATE),
     _f("trpo.bootstrap_truncation", S, bool, False, "bootstrap at the horizon cut (original: no)"),
+    _f("trpo.validation", S, str, "none",
+       "none (original) | members: after each chunk, keep the new policy only if its imagined "
+       "return improved under at least validation_ratio of the active members on their own "
+       "(ME-TRPO's policy validation), else roll back to the chunk's start",
+       choices=("none", "members")),
+    _f("trpo.validation_ratio", T, float, 0.7,
+       "fraction of active members that must see an improvement (validation=members)", UNIT),
+    _f("trpo.validation_rollouts", S, int, 50,
+       "start states per member of the validation (validation=members; imagine.horizon steps)",
+       POSITIVE),
     _f("trpo.iterations", S, int, 2000, "TRPO iterations per deployment (80 x 25)", POSITIVE),
     _f("trpo.chunk", S, int, 25, "iterations per jitted call / evaluation period", POSITIVE),
     # deploy
@@ -222,7 +232,9 @@ SECTIONS: tuple[str, ...] = tuple(dict.fromkeys(f.section for f in FIELDS if f.s
 # Fields added to the schema after runs were stored whose defaults reproduce what those runs did:
 # a stored config without them takes the default (host fields always do), so older runs resume.
 BACKWARD_COMPATIBLE = frozenset({"dynamics.reward_model", "dynamics.done_threshold",
-                                 "trpo.ratio_std", "eval.model_return", "compile_effort"})
+                                 "trpo.ratio_std", "eval.model_return", "compile_effort",
+                                 "trpo.validation", "trpo.validation_ratio",
+                                 "trpo.validation_rollouts"})
 
 
 def suggest(name: str) -> str:

@@ -217,6 +217,11 @@ class TRPOConfig(_Static):
             (explore_sigma: the distribution the actions came from; σ then gets no gradient) or
             ``"floor"`` (max(σ, explore_sigma)). See :func:`bremen_jax.algo.policy_opt.scoring_dist`.
         baseline, bootstrap_truncation: the value baseline and GAE options (``algo/policy_opt``).
+        validation: ``"none"`` (the original) or ``"members"``: after each chunk the policy's
+            imagined return under each active member on its own (``validation_rollouts`` start
+            states, mean actions, ``imagine.horizon`` steps) is compared with the chunk's start;
+            fewer than ``hp.trpo.validation_ratio`` of the members improved -> the chunk's policy
+            update is rolled back (ME-TRPO's validation, as a rollback rather than a stop).
         iterations, chunk: TRPO iterations per deployment, and per jitted call.
         cg_residual_tol: CG stops updating once r·r < tol (original 1e-10; not a config field).
     """
@@ -233,6 +238,8 @@ class TRPOConfig(_Static):
     line_search: str = _d("trpo.line_search")
     baseline: str = _d("trpo.baseline")
     bootstrap_truncation: bool = _d("trpo.bootstrap_truncation")
+    validation: str = _d("trpo.validation")
+    validation_rollouts: int = _d("trpo.validation_rollouts")
     iterations: int = _d("trpo.iterations")
     chunk: int = _d("trpo.chunk")
     cg_residual_tol: float = 1e-10     # CG stops updating once r·r < tol
@@ -252,6 +259,8 @@ class TRPOHParams(_Traced):
         target_kl: trust-region size δ. cg_damping: Fisher damping. gamma: discount.
         lam: GAE λ. kl_penalty: KL-to-behaviour reward penalty α.
         value_learning_rate: Adam learning rate of the MLP value function.
+        validation_ratio: fraction of active members that must see an improvement
+            (``trpo.validation = "members"``).
     """
 
     SECTION: ClassVar[str] = "trpo"
@@ -261,6 +270,7 @@ class TRPOHParams(_Traced):
     lam: jax.Array
     kl_penalty: jax.Array
     value_learning_rate: jax.Array
+    validation_ratio: jax.Array
 
 
 @flax.struct.dataclass

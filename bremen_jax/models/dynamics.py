@@ -143,6 +143,12 @@ class Dynamics:
         return jax.vmap(self._outputs, in_axes=(0, None, None, None))(
             state.params, state.norm, obs, action)
 
+    def predict_each_step(self, state: DynamicsState, obs: jax.Array, action: jax.Array):
+        """Member ``e`` on its own inputs: ``obs [E, ..., o]``, ``action [E, ..., a]`` ->
+        :meth:`predict_step` outputs with a leading ``[E]`` axis (one rollout per member)."""
+        return jax.vmap(self._outputs, in_axes=(0, None, 0, 0))(state.params, state.norm, obs,
+                                                                action)
+
     def predict_all(self, state: DynamicsState, obs: jax.Array, action: jax.Array) -> jax.Array:
         """Next observation from every member: ``[..., o], [..., a] -> [E, ..., o]``."""
         return self.predict_all_step(state, obs, action)[0]

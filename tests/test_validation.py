@@ -1,0 +1,115 @@
+"""trpo.validation = "members" (ME-TRPO's policy validation as a rollback): the per-member imagined
+returns against hand-computed ones, and the rollback rule on a real chunk of the test config."""
+
+from types import SimpleNamespace
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bremen_jax import config as config_lib
+from bremen_jax.algo.imagine import make_member_evaluator
+from bremen_jax.algo.phases import make_phases
+
+
+def _fake_model(num_members=3, done_above=4.0):
+    """Member ``e`` moves every coordinate by ``e + 1`` per step whatever the action; reward =
+    next_obs[0]; termination when next_obs[0] > ``done_above``; the policy's mean is 0."""
+    shift = jnp.arange(1.0, num_members + 1.0)
+
+    def predict_each_step(state, obs, action):
+        del state, action
+        return obs + shift[:, None, None], None, None
+
+    dynamics = SimpleNamespace(cfg=SimpleNamespace(num_members=num_members, done_threshold=0.5),
+                               heads=False, predict_each_step=predict_each_step)
+    task = SimpleNamespace(reset_obs=lambda key: jnp.zeros((2,)),
+                           reward_fn=lambda obs, a, nxt: nxt[..., 0],
+                           done_fn=lambda nxt: nxt[..., 0] > done_above)
+    policy = SimpleNamespace(dist=lambda params, obs: (jnp.zeros(obs.shape[:-1] + (1,)),
+                                                       jnp.zeros(obs.shape[:-1] + (1,))))
+    return task, dynamics, policy
+
+
+@pytest.mark.parametrize("horizon, expected", [
+    # member 0: 1 + 2 + 3 (+ 4); member 1: 2 + 4 + 6 then 6 > 4 ends it; member 2: 3 + 6, ends.
+    (3, [6.0, 12.0, 9.0]),
+    (4, [10.0, 12.0, 9.0]),
+    (1, [1.0, 2.0, 3.0]),
+])
+def test_member_returns_by_hand(horizon, expected):
+    task, dynamics, policy = _fake_model()
+    member_eval = make_member_evaluator(task, dynamics, policy, horizon=horizon, num_rollouts=4)
+    got = jax.jit(member_eval)(None, None, jax.random.key(0))
+    np.testing.assert_allclose(np.asarray(got), expected)
+
+
+def test_member_evaluator_rejects_bad_sizes():
+    task, dynamics, policy = _fake_model()
+    with pytest.raises(ValueError, match="horizon and num_rollouts must be > 0"):
+        make_member_evaluator(task, dynamics, policy, horizon=0, num_rollouts=4)
+
+
+@pytest.fixture(scope="module")
+def chunk():
+    """The test config after deployment 1's preamble, and its first improve chunk with and
+    without validation (ratio 0: always kept; ratio 2: always rolled back)."""
+    base = config_lib.load_config("test")
+    cfgs = {v: config_lib.apply_overrides(base, [f"trpo.validation='{v}'"])
+            for v in ("none", "members")}
+    phases = {v: make_phases(config_lib.split(c)[0]) for v, c in cfgs.items()}
+    _, hp = config_lib.split(cfgs["members"])
+    p = phases["none"]
+    state = p.init(jax.random.key(0))
+    for step in (p.collect, p.fit_dynamics, p.fit_bc):
+        state, _ = jax.jit(step)(state, hp)
+    out = {"start": state}
+    improve = {v: jax.jit(lambda s, h, ph=ph: ph.improve(s, h, num_iterations=2))
+               for v, ph in phases.items()}
+    out["none"] = improve["none"](state, hp)
+    for name, ratio in (("keep", 0.0), ("rollback", 2.0)):
+        hp_r = hp.replace(trpo=hp.trpo.replace(validation_ratio=jnp.float32(ratio)))
+        out[name] = improve["members"](state, hp_r)
+    return out
+
+
+def _equal(a, b):
+    return all(np.array_equal(np.asarray(x), np.asarray(y))
+               for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_validation_ratio_zero_keeps_the_chunk_exactly(chunk):
+    (s_none, m_none), (s_keep, m_keep) = chunk["none"], chunk["keep"]
+    assert _equal(s_none.learner, s_keep.learner)
+    assert not _equal(s_keep.learner.policy, chunk["start"].learner.policy)  # TRPO moved it
+    assert np.all(np.asarray(m_keep["validation/rolled_back"]) == 0)
+    assert m_keep["validation/improved_fraction"].shape == (2,)
+    assert "validation/rolled_back" not in m_none
+    for k in m_none:
+        np.testing.assert_array_equal(np.asarray(m_none[k]), np.asarray(m_keep[k]), err_msg=k)
+
+
+def test_validation_rolls_back_the_policy_only(chunk):
+    (s_keep, m_keep), (s_back, m_back) = chunk["keep"], chunk["rollback"]
+    start = chunk["start"].learner
+    assert _equal(s_back.learner.policy, start.policy)
+    assert _equal(s_back.learner.baseline, s_keep.learner.baseline)  # refits are kept
+    assert np.all(np.asarray(m_back["validation/rolled_back"]) == 1)
+    frac = np.asarray(m_back["validation/improved_fraction"])
+    assert np.all((frac >= 0) & (frac <= 1))
+    # The fraction and the returns do not depend on the ratio (same policies, same key).
+    for k in ("validation/improved_fraction", "validation/return_before",
+              "validation/return_after"):
+        np.testing.assert_array_equal(np.asarray(m_back[k]), np.asarray(m_keep[k]), err_msg=k)
+
+
+def test_validation_config_fields():
+    cfg = config_lib.load_config("test")
+    static, hp = config_lib.split(cfg)
+    assert static.trpo.validation == "none"
+    assert float(hp.trpo.validation_ratio) == pytest.approx(0.7)
+    with pytest.raises(config_lib.ConfigError, match="trpo.validation"):
+        config_lib.validate(config_lib.apply_overrides(cfg, ["trpo.validation='stop'"]))
+    with pytest.raises(config_lib.ConfigError, match="trpo.validation_ratio"):
+        config_lib.validate(config_lib.apply_overrides(cfg, ["trpo.validation_ratio=1.5"]))
