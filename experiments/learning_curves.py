@@ -57,7 +57,11 @@ BREMEN_VARIANTS = {"bremen": [], "bremen_sampling": _SAMPLING,
                    # deployment the policy walks ever further from the clone (KL under its
                    # e^-5 sigma: 2e3-3e4 at the end) and peaks of 2,000+ collapse; 1e-4 x 5e3
                    # = 0.5 per step against halfcheetah's 2-5 per step at those peaks
-                   "bremen_sampling_kl01_pen": _KL01 + ["trpo.kl_penalty=1e-4"]}
+                   "bremen_sampling_kl01_pen": _KL01 + ["trpo.kl_penalty=1e-4"],
+                   # ... and ME-TRPO's policy validation: a chunk whose policy does not improve
+                   # the imagined return under >= 70% of the members on their own is rolled back
+                   # (the collapses above are the model being exploited)
+                   "bremen_sampling_kl01_val": _KL01 + ["trpo.validation='members'"]}
 ALGORITHMS = (*BREMEN_VARIANTS, "sac", "ppo")
 DEFAULT_ALGORITHMS = ("bremen", "sac", "ppo")
 
