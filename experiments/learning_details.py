@@ -11,7 +11,8 @@ surrogate improvement TRPO's line search accepted (``trpo/improvement``; the lik
 scale), the mean accepted step fraction (``trpo/ls_frac``, 1 = the full natural step), the
 real return lost within the deployment (its best chunk's evaluation minus its last: a policy that
 peaks and then collapses on the model) and the median KL from the target policy to the clone it
-started from at the deployment's last iteration (``kl_to_behavior``: how far TRPO walked from the data).
+started from at the deployment's last iteration (``kl_to_behavior``: how far TRPO walked from the data)
+and, for runs with ``trpo.validation = "members"``, the share of chunks rolled back.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def deployment_table(m: dict[str, np.ndarray]) -> list[dict[str, str]]:
     gap = m.get("eval|eval/model_gap")                           # [R, K, C]; None: older runs
     imagined = m.get("improve|imagined_return")                  # [R, K, C, chunk]
     kl = m.get("improve|kl_to_behavior")                         # [R, K, C, chunk]
+    rolled = m.get("improve|validation/rolled_back")             # [R, K, C, chunk]; or None
     rows = []
     for k in range(ev.shape[1]):
         rows.append({
@@ -67,6 +69,8 @@ def deployment_table(m: dict[str, np.ndarray]) -> list[dict[str, str]]:
             "KL to clone (last it.)": ("–" if kl is None else
                                        _median_sci(kl[:, k, -1, -1])),
         })
+        if rolled is not None:  # trpo.validation = "members": share of chunks rolled back
+            rows[-1]["chunks rolled back"] = f"{rolled[:, k, :, -1].mean():.2f}"
     return rows
 
 
