@@ -11,6 +11,7 @@ import pytest
 from bremen_jax import config as config_lib
 from bremen_jax.algo.imagine import make_member_evaluator
 from bremen_jax.algo.phases import make_phases
+from bremen_jax.types import Transition
 
 
 def _fake_model(num_members=3, done_above=4.0):
@@ -51,6 +52,17 @@ def test_member_evaluator_rejects_bad_sizes():
         make_member_evaluator(task, dynamics, policy, horizon=0, num_rollouts=4)
 
 
+def _synthetic_batch(task, n):
+    """``n`` transitions of a smooth made-up system of the task's sizes (what the fit needs)."""
+    k_obs, k_act = jax.random.split(jax.random.key(1))
+    obs = jax.random.normal(k_obs, (n, task.obs_size))
+    action = jax.random.uniform(k_act, (n, task.action_size), minval=-1.0, maxval=1.0)
+    next_obs = obs + 0.1 * jnp.tanh(obs) + 0.05 * action.sum(-1, keepdims=True)
+    zeros = jnp.zeros((n,))
+    return Transition(obs=obs, action=action, reward=next_obs[:, 0], next_obs=next_obs,
+                      done=zeros, truncation=zeros)
+
+
 @pytest.fixture(scope="module")
 def chunk():
     """The test config after deployment 1's preamble, and its first improve chunk with and
@@ -61,8 +73,8 @@ def chunk():
     phases = {v: make_phases(config_lib.split(c)[0]) for v, c in cfgs.items()}
     _, hp = config_lib.split(cfgs["members"])
     p = phases["none"]
-    state = p.init(jax.random.key(0))
-    for step in (p.collect, p.fit_dynamics, p.fit_bc):
+    state = p.insert(p.init(jax.random.key(0)), _synthetic_batch(p.task, 400))
+    for step in (p.fit_dynamics, p.fit_bc):  # no Brax step to compile: synthetic real data
         state, _ = jax.jit(step)(state, hp)
     out = {"start": state}
     improve = {v: jax.jit(lambda s, h, ph=ph: ph.improve(s, h, num_iterations=2))
