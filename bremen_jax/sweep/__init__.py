@@ -2,6 +2,7 @@
 
 * :mod:`~bremen_jax.sweep.spec`: sweep files (by name in :mod:`bremen_jax.configs.sweeps` or by
   ``.py`` path) and specs -> :class:`OuterPlan` s (HParams stacked along a ``[R]`` runs axis);
+* :mod:`~bremen_jax.sweep.offline`: the dataset of an offline sweep (``--dataset``);
 * :mod:`~bremen_jax.sweep.program`: devices, memory checks, the ``jit(vmap(train))`` program and
   :func:`run_sweep`, the entry point (``bremen sweep``; ``--dataset``: offline BREMEN runs on one
   dataset);
@@ -10,9 +11,9 @@
 See ``docs/sweeps.md`` for the file format.
 """
 
+from bremen_jax.sweep.offline import OfflineData, load_offline_data
 from bremen_jax.sweep.program import (
     PROGRAM_NAME,
-    OfflineData,
     STATE_COPIES,
     SweepExistsError,
     SweepMemoryError,
@@ -22,7 +23,6 @@ from bremen_jax.sweep.program import (
     estimate_memory,
     execute_plan,
     initialize_distributed,
-    load_offline_data,
     make_runs_mesh,
     make_sweep_program,
     pad_runs,
