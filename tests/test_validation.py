@@ -1,6 +1,7 @@
 """trpo.validation = "members" (ME-TRPO's policy validation as a rollback): the per-member imagined
 returns against hand-computed ones, and the rollback rule on a real chunk of the test config."""
 
+import math
 from types import SimpleNamespace
 
 import jax
@@ -11,6 +12,8 @@ import pytest
 from bremen_jax import config as config_lib
 from bremen_jax.algo.imagine import make_member_evaluator
 from bremen_jax.algo.phases import make_phases
+from bremen_jax.algo.policy_opt import scored_log_std
+from bremen_jax.models import distributions
 from bremen_jax.types import Transition
 
 
@@ -63,6 +66,22 @@ def _synthetic_batch(task, n):
                       done=zeros, truncation=zeros)
 
 
+def _prepared(p, hp):
+    """Deployment 1's preamble on synthetic data: the state ``improve`` starts from."""
+    state = p.insert(p.init(jax.random.key(0)), _synthetic_batch(p.task, 400))
+    for step in (p.fit_dynamics, p.fit_bc):  # no Brax step to compile: synthetic real data
+        state, _ = jax.jit(step)(state, hp)
+    return p, state, hp
+
+
+@pytest.fixture(scope="module")
+def chunk_inputs():
+    """The test config's phases, the state after deployment 1's preamble, its HParams."""
+    cfg = config_lib.load_config("test")
+    static, hp = config_lib.split(cfg)
+    return _prepared(make_phases(static), hp)
+
+
 @pytest.fixture(scope="module")
 def chunk():
     """The test config after deployment 1's preamble, and its first improve chunk with and
@@ -72,10 +91,7 @@ def chunk():
             for v in ("none", "members")}
     phases = {v: make_phases(config_lib.split(c)[0]) for v, c in cfgs.items()}
     _, hp = config_lib.split(cfgs["members"])
-    p = phases["none"]
-    state = p.insert(p.init(jax.random.key(0)), _synthetic_batch(p.task, 400))
-    for step in (p.fit_dynamics, p.fit_bc):  # no Brax step to compile: synthetic real data
-        state, _ = jax.jit(step)(state, hp)
+    p, state, hp = _prepared(phases["none"], hp)
     out = {"start": state}
     improve = {v: jax.jit(lambda s, h, ph=ph: ph.improve(s, h, num_iterations=2))
                for v, ph in phases.items()}
@@ -125,3 +141,34 @@ def test_validation_config_fields():
         config_lib.validate(config_lib.apply_overrides(cfg, ["trpo.validation='stop'"]))
     with pytest.raises(config_lib.ConfigError, match="trpo.validation_ratio"):
         config_lib.validate(config_lib.apply_overrides(cfg, ["trpo.validation_ratio=1.5"]))
+
+
+# ------------------------------------------------------------------------ trpo.kl_budget
+@pytest.mark.parametrize("ratio_std, expected", [
+    # means 0.3 vs 0.1, own log-std -5 for both; exploration sigma 0.1
+    ("sampling", 0.5 * 0.2 ** 2 / 0.1 ** 2),                 # 2.0: under N(., 0.1)
+    ("policy", 0.5 * 0.2 ** 2 / math.exp(-10.0)),            # 440.5: under N(., e^-5)
+    ("floor", 0.5 * 0.2 ** 2 / 0.1 ** 2),                    # max(e^-5, 0.1) = 0.1
+])
+def test_scored_kl_by_hand(ratio_std, expected):
+    ls = jnp.full((1,), -5.0)
+    sig = jnp.float32(0.1)
+    got = distributions.kl(jnp.array([0.3]), scored_log_std(ls, ratio_std, sig),
+                           jnp.array([0.1]), scored_log_std(ls, ratio_std, sig))
+    assert float(got) == pytest.approx(expected, rel=1e-4)
+
+
+def test_kl_budget_stops_the_policy_past_the_budget(chunk_inputs):
+    """Budget 1e-9: the first iteration starts at the clone (KL 0) and updates; every later
+    iteration starts past the budget and keeps the policy: 3 iterations = 1 iteration."""
+    phases, state, hp = chunk_inputs
+    tight = hp.replace(trpo=hp.trpo.replace(kl_budget=jnp.float32(1e-9)))
+    one, _ = jax.jit(lambda s, h: phases.improve(s, h, num_iterations=1))(state, hp)
+    three, m = jax.jit(lambda s, h: phases.improve(s, h, num_iterations=3))(state, tight)
+    assert _equal(three.learner.policy, one.learner.policy)
+    np.testing.assert_array_equal(np.asarray(m["trpo/over_kl_budget"]), [0, 1, 1])
+    assert abs(float(np.asarray(m["kl_to_behavior_scored"])[0])) < 1e-6  # the clone: 0 up to rounding
+    assert np.all(np.asarray(m["kl_to_behavior_scored"])[1:] > 1e-9)
+    free, m_free = jax.jit(lambda s, h: phases.improve(s, h, num_iterations=3))(state, hp)
+    assert not _equal(free.learner.policy, one.learner.policy)
+    assert np.all(np.asarray(m_free["trpo/over_kl_budget"]) == 0)

@@ -91,6 +91,10 @@ class PolicyOptimizer:
         mean, log_std = _dist_rows(learner.policy, batch.obs)
         b_mean, b_log_std = _dist_rows(learner.behavior, batch.obs)
         kl_behavior = distributions.kl(mean, log_std, b_mean, b_log_std)  # KL(pi || pi_beta)
+        sigma = hp.imagine.explore_sigma
+        kl_scored = distributions.kl(  # the same under the sigma TRPO scores actions with
+            mean, scored_log_std(log_std, s.trpo.ratio_std, sigma),
+            b_mean, scored_log_std(b_log_std, s.trpo.ratio_std, sigma))
         rewards = returns_lib.penalized_rewards(batch.reward, kl_behavior, hp.trpo.kl_penalty)
         adv, targets = returns_lib.gae(rewards, values, next_values, batch.terminated,
                                        batch.path_end, batch.mask, hp.trpo.gamma, hp.trpo.lam,
@@ -103,6 +107,7 @@ class PolicyOptimizer:
             "imagined_paths": jnp.sum(batch.path_end * batch.mask),
             "imagined_rows": jnp.sum(batch.mask),
             "kl_to_behavior": jnp.sum(kl_behavior * batch.mask) / n_rows,
+            "kl_to_behavior_scored": jnp.sum(kl_scored * batch.mask) / n_rows,
             "advantage_mean": jnp.sum(adv * batch.mask) / n_rows,
         }
         return adv_std, targets, obs_hat, metrics
@@ -138,8 +143,13 @@ class PolicyOptimizer:
         key_roll, key_value = jax.random.split(key)
         batch = self.imagine(learner, dyn_state, hp, key_roll, start_obs, start_mask)
         adv_std, targets, obs_hat, m_adv = self.advantages(learner, batch, hp)
-        learner, m_upd = self.update(learner, batch, adv_std, targets, obs_hat, hp, key_value)
-        return learner, {**m_adv, **m_upd}
+        new, m_upd = self.update(learner, batch, adv_std, targets, obs_hat, hp, key_value)
+        # trpo.kl_budget: past the budget the policy stays where it is (the baseline still refits).
+        budget = hp.trpo.kl_budget
+        over = (budget > 0) & (m_adv["kl_to_behavior_scored"] > budget)
+        policy = jax.tree.map(lambda n, o: jnp.where(over, o, n), new.policy, learner.policy)
+        m_upd["trpo/over_kl_budget"] = over.astype(jnp.int32)
+        return new.replace(policy=policy), {**m_adv, **m_upd}
 
     def improve(self, learner: LearnerState, dyn_state, hp: HParams, key: PRNGKey,
                 num_iterations: int,
@@ -209,19 +219,32 @@ def scoring_dist(dist_fn: Callable, ratio_std: str, sigma: jax.Array) -> Callabl
     Returns:
         a ``dist_fn`` of the same signature.
     """
+    _check_ratio_std(ratio_std)
     if ratio_std == "policy":
         return dist_fn
-    if ratio_std not in ("sampling", "floor"):
-        raise ValueError(f"ratio_std must be 'policy', 'sampling' or 'floor', got {ratio_std!r}")
 
     def scored(net, obs):
         mean, log_std = dist_fn(net, obs)
-        log_sigma = jnp.log(sigma).astype(log_std.dtype)
-        if ratio_std == "sampling":
-            return mean, jnp.broadcast_to(log_sigma, log_std.shape)
-        return mean, jnp.maximum(log_std, log_sigma)
+        return mean, scored_log_std(log_std, ratio_std, sigma)
 
     return scored
+
+
+def scored_log_std(log_std: jax.Array, ratio_std: str, sigma: jax.Array) -> jax.Array:
+    """The log σ TRPO scores actions with (``trpo.ratio_std``; see :func:`scoring_dist`), from
+    the policy's own ``log_std [..., a]`` and the exploration ``sigma`` ``[]``."""
+    _check_ratio_std(ratio_std)
+    if ratio_std == "policy":
+        return log_std
+    log_sigma = jnp.log(sigma).astype(log_std.dtype)
+    if ratio_std == "sampling":
+        return jnp.broadcast_to(log_sigma, log_std.shape)
+    return jnp.maximum(log_std, log_sigma)
+
+
+def _check_ratio_std(ratio_std: str) -> None:
+    if ratio_std not in ("policy", "sampling", "floor"):
+        raise ValueError(f"ratio_std must be 'policy', 'sampling' or 'floor', got {ratio_std!r}")
 
 
 def _dist_rows(policy: PolicyParams, obs: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -67,6 +67,7 @@ TARGET_KL = Range(0, 10, lo_open=True)                   # (0, 10]
 DAMPING = Range(0, 1e3)                                  # [0, 1000]
 SIGMA = Range(0, 10)                                     # [0, 10]
 PENALTY = Range(0, 1e4)                                  # [0, 10000]
+BUDGET = Range(0, 1e6)                                   # [0, 1e6]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,6 +193,10 @@ FIELDS: tuple[Field, ...] = (
     _f("trpo.lam", T, float, 0.95, "GAE lambda (0.97 ant)", UNIT),
     _f("trpo.kl_penalty", T, float, 0.0,
        "alpha of the explicit KL-to-behaviour reward penalty (original 0)", PENALTY),
+    _f("trpo.kl_budget", T, float, 0.0,
+       "once the mean KL from the policy to the clone it started the deployment from (under "
+       "ratio_std's sigma) exceeds this, the deployment's further TRPO updates are skipped; "
+       "0 = no budget (original)", BUDGET),
     _f("trpo.baseline", S, str, "linear", "linear (original) | mlp", choices=("linear", "mlp")),
     _f("trpo.value_learning_rate", T, float, 3e-4,
        "Adam learning rate of the MLP value function (baseline=mlp)", LEARNING_RATE),
@@ -234,7 +239,7 @@ SECTIONS: tuple[str, ...] = tuple(dict.fromkeys(f.section for f in FIELDS if f.s
 BACKWARD_COMPATIBLE = frozenset({"dynamics.reward_model", "dynamics.done_threshold",
                                  "trpo.ratio_std", "eval.model_return", "compile_effort",
                                  "trpo.validation", "trpo.validation_ratio",
-                                 "trpo.validation_rollouts"})
+                                 "trpo.validation_rollouts", "trpo.kl_budget"})
 
 
 def suggest(name: str) -> str:

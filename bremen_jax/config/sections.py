@@ -261,6 +261,8 @@ class TRPOHParams(_Traced):
         value_learning_rate: Adam learning rate of the MLP value function.
         validation_ratio: fraction of active members that must see an improvement
             (``trpo.validation = "members"``).
+        kl_budget: skip TRPO updates while the policy's mean KL to the clone (under
+            ``trpo.ratio_std``'s σ) exceeds it; 0 = no budget.
     """
 
     SECTION: ClassVar[str] = "trpo"
@@ -271,6 +273,7 @@ class TRPOHParams(_Traced):
     kl_penalty: jax.Array
     value_learning_rate: jax.Array
     validation_ratio: jax.Array
+    kl_budget: jax.Array
 
 
 @flax.struct.dataclass
