@@ -61,7 +61,11 @@ BREMEN_VARIANTS = {"bremen": [], "bremen_sampling": _SAMPLING,
                    # ... and ME-TRPO's policy validation: a chunk whose policy does not improve
                    # the imagined return under >= 70% of the members on their own is rolled back
                    # (the collapses above are the model being exploited)
-                   "bremen_sampling_kl01_val": _KL01 + ["trpo.validation='members'"]}
+                   "bremen_sampling_kl01_val": _KL01 + ["trpo.validation='members'"],
+                   # ... and a budget on the total distance from the clone within a deployment:
+                   # in the _val runs the policy walked to a KL (under sigma 0.1) of 30-120 per
+                   # deployment; returns often peaked below ~10-15 and collapsed past ~25
+                   "bremen_sampling_kl01_budget10": _KL01 + ["trpo.kl_budget=10.0"]}
 ALGORITHMS = (*BREMEN_VARIANTS, "sac", "ppo")
 DEFAULT_ALGORITHMS = ("bremen", "sac", "ppo")
 
