@@ -18,6 +18,7 @@ termination (halfcheetah, ant) both give exactly the original's 200 x 250 batch.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import flax.struct
@@ -61,6 +62,14 @@ def _sample_starts(key: PRNGKey, n: int, reset_obs_fn: Callable, pool_obs, pool_
     return pool_obs[idx]
 
 
+def _score(task, dynamics, obs, a_clip, next_obs, reward, logit):
+    """Reward and termination (float32) of an imagined step: the learned heads' (``reward``,
+    ``sigmoid(logit) > dynamics.cfg.done_threshold``) or the task's analytic functions."""
+    if dynamics.heads:
+        return reward, (jax.nn.sigmoid(logit) > dynamics.cfg.done_threshold).astype(jnp.float32)
+    return task.reward_fn(obs, a_clip, next_obs), task.done_fn(next_obs).astype(jnp.float32)
+
+
 def make_imagined_rollout(task, dynamics, policy, *, horizon: int, num_rollouts: int,
                           member_sampling: str = "per_step", exploration: str = "constant",
                           keep_partial_paths: bool = False) -> Callable:
@@ -86,13 +95,7 @@ def make_imagined_rollout(task, dynamics, policy, *, horizon: int, num_rollouts:
         raise ValueError(f"task {task.name!r} has no analytic reward_fn/done_fn; build the "
                          f"ensemble with dynamics.reward_model='learned' (or 'auto')")
     B, H = num_rollouts, horizon
-    threshold = dynamics.cfg.done_threshold
-
-    def score(obs, a_clip, next_obs, reward, logit):
-        """Reward and termination (float32) of the step: the heads' or the task's functions."""
-        if dynamics.heads:
-            return reward, (jax.nn.sigmoid(logit) > threshold).astype(jnp.float32)
-        return task.reward_fn(obs, a_clip, next_obs), task.done_fn(next_obs).astype(jnp.float32)
+    score = functools.partial(_score, task, dynamics)
 
     def rollout(dyn_state, policy_params, explore_sigma, num_active, key, start_obs=None,
                 start_mask=None) -> ImaginedBatch:
@@ -193,7 +196,6 @@ def make_member_evaluator(task, dynamics, policy, *, horizon: int, num_rollouts:
     """
     if horizon <= 0 or num_rollouts <= 0:
         raise ValueError(f"horizon and num_rollouts must be > 0, got {horizon}, {num_rollouts}")
-    threshold = dynamics.cfg.done_threshold
     E, B = dynamics.cfg.num_members, num_rollouts
 
     def member_eval(dyn_state, policy_params, key, start_obs=None, start_mask=None):
@@ -207,15 +209,9 @@ def make_member_evaluator(task, dynamics, policy, *, horizon: int, num_rollouts:
             next_obs, r_head, logit = dynamics.predict_each_step(dyn_state, obs, a_clip)
             finite = jnp.all(jnp.isfinite(next_obs), axis=-1)
             next_obs = jnp.where(finite[..., None], next_obs, 0.0)
-            if dynamics.heads:
-                reward = r_head
-                done = jax.nn.sigmoid(logit) > threshold
-            else:
-                reward = task.reward_fn(obs, a_clip, next_obs)
-                done = task.done_fn(next_obs) > 0
+            reward, done = _score(task, dynamics, obs, a_clip, next_obs, r_head, logit)
             ret = ret + alive * jnp.where(finite, reward, 0.0)
-            alive = alive * (1.0 - jnp.maximum(done.astype(jnp.float32),
-                                               1.0 - finite.astype(jnp.float32)))
+            alive = alive * (1.0 - jnp.maximum(done, 1.0 - finite.astype(jnp.float32)))
             return (next_obs, alive, ret), None
 
         zeros = jnp.zeros((E, B), jnp.float32)

@@ -40,9 +40,9 @@ from bremen_jax.sweep.spec import (
     parse_sweep,
 )
 
-__all__ = ["OfflineData", "OuterPlan", "PROGRAM_NAME", "STATE_COPIES", "SweepError", "SweepExistsError",
-           "SweepMemoryError", "SweepResult", "SweepSpec", "available_memory_bytes",
-           "build_plans", "compile_sweep", "estimate_memory", "execute_plan",
-           "initialize_distributed", "load_offline_data", "load_sweep", "make_runs_mesh", "make_sweep_program",
-           "pad_runs", "padded_size", "parse_sweep", "run_state_bytes", "run_sweep",
-           "tree_nbytes"]
+__all__ = ["OfflineData", "OuterPlan", "PROGRAM_NAME", "STATE_COPIES", "SweepError",
+           "SweepExistsError", "SweepMemoryError", "SweepResult", "SweepSpec",
+           "available_memory_bytes", "build_plans", "compile_sweep", "estimate_memory",
+           "execute_plan", "initialize_distributed", "load_offline_data", "load_sweep",
+           "make_runs_mesh", "make_sweep_program", "pad_runs", "padded_size", "parse_sweep",
+           "run_state_bytes", "run_sweep", "tree_nbytes"]
