@@ -45,6 +45,7 @@ import time
 _SAMPLING = ["trpo.ratio_std='sampling'"]
 # sampling moves the mean ~15x further per unit of KL: the paper's delta
 _KL01 = _SAMPLING + ["trpo.target_kl=0.1"]
+_M5 = ["dynamics.num_members=5", "dynamics.num_active=5"]
 BREMEN_VARIANTS = {"bremen": [], "bremen_sampling": _SAMPLING,
                    "bremen_sampling_kl01": _KL01,
                    # half that step (the paper's hopper/walker2d delta): steadier chunk to chunk?
@@ -65,7 +66,13 @@ BREMEN_VARIANTS = {"bremen": [], "bremen_sampling": _SAMPLING,
                    # ... and a budget on the total distance from the clone within a deployment:
                    # in the _val runs the policy walked to a KL (under sigma 0.1) of 30-120 per
                    # deployment; returns often peaked below ~10-15 and collapsed past ~25
-                   "bremen_sampling_kl01_budget10": _KL01 + ["trpo.kl_budget=10.0"]}
+                   "bremen_sampling_kl01_budget10": _KL01 + ["trpo.kl_budget=10.0"],
+                   # ... with the paper's 5 members (quick: 3): with the budget, seeds were still
+                   # lost within a deployment while the imagined return rose (exploitation of
+                   # errors the 3 members share); more members average more of them out
+                   "bremen_sampling_kl01_budget10_m5": _KL01 + _M5 + ["trpo.kl_budget=10.0"],
+                   "bremen_sampling_kl01_m5": _KL01 + _M5,
+                   "bremen_sampling_kl01_budget20_m5": _KL01 + _M5 + ["trpo.kl_budget=20.0"]}
 ALGORITHMS = (*BREMEN_VARIANTS, "sac", "ppo")
 DEFAULT_ALGORITHMS = ("bremen", "sac", "ppo")
 

@@ -31,6 +31,7 @@ import functools
 from typing import Callable, NamedTuple
 
 import jax
+import jax.numpy as jnp
 
 from bremen_jax.algo.phases import Phases, RunState
 from bremen_jax.config import HParams
@@ -120,11 +121,34 @@ class Schedule:
         return run_steps(self.chunk_steps(), state, hp)
 
     def deployment(self, state: RunState, hp: HParams) -> tuple[RunState, dict[str, Metrics]]:
-        """One deployment (pure): preamble, then the ``C`` chunks as a ``lax.scan``."""
-        state, pre = self.preamble(state, hp)
-        state, chunks = jax.lax.scan(lambda s, _: self.chunk(s, hp), state, None,
-                                     length=self.num_chunks)
-        return state, {"preamble": pre, **chunks}
+        """One deployment (pure): preamble, then the ``C`` chunks as a ``lax.scan``.
+
+        The preamble's closing evaluation (the BC init's) runs as step 0 of a ``C + 1`` scan
+        whose step 0 skips its improve (``lax.cond`` on the scan index): the same phases in the
+        same order as :meth:`preamble` then ``C`` :meth:`chunk` s, with one copy of the
+        evaluation (a Brax episode loop, the largest part of the program) in the graph instead
+        of two. Metrics are as if unrolled: the BC-init evaluation in ``preamble``, ``improve``
+        and ``eval`` leaves ``[C, ...]``.
+        """
+        *first, bc_eval = self.preamble_steps()
+        improve, evaluate = self.chunk_steps()
+        state, pre = run_steps(tuple(first), state, hp)
+        improve_shapes = jax.eval_shape(improve.fn, state, hp)[1]
+
+        def skip(s):
+            return s, jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), improve_shapes)
+
+        def step(s, i):
+            s, m_improve = jax.lax.cond(i > 0, lambda s: improve.fn(s, hp), skip, s)
+            s, m_eval = evaluate.fn(s, hp)
+            return s, (m_improve, m_eval)
+
+        state, (m_improve, m_eval) = jax.lax.scan(step, state,
+                                                  jnp.arange(self.num_chunks + 1))
+        out = collect_metrics(pre, bc_eval, jax.tree.map(lambda x: x[0], m_eval))
+        collect_metrics(out, improve, jax.tree.map(lambda x: x[1:], m_improve))
+        collect_metrics(out, evaluate, jax.tree.map(lambda x: x[1:], m_eval))
+        return state, out
 
 
 def make_continue(schedule: Schedule, num_deployments: int
