@@ -46,6 +46,7 @@ _SAMPLING = ["trpo.ratio_std='sampling'"]
 # sampling moves the mean ~15x further per unit of KL: the paper's delta
 _KL01 = _SAMPLING + ["trpo.target_kl=0.1"]
 _M5 = ["dynamics.num_members=5", "dynamics.num_active=5"]
+_DIS1 = ["imagine.penalty='disagreement'", "imagine.penalty_coef=1.0"]
 BREMEN_VARIANTS = {"bremen": [], "bremen_sampling": _SAMPLING,
                    "bremen_sampling_kl01": _KL01,
                    # half that step (the paper's hopper/walker2d delta): steadier chunk to chunk?
@@ -72,7 +73,12 @@ BREMEN_VARIANTS = {"bremen": [], "bremen_sampling": _SAMPLING,
                    # errors the 3 members share); more members average more of them out
                    "bremen_sampling_kl01_budget10_m5": _KL01 + _M5 + ["trpo.kl_budget=10.0"],
                    "bremen_sampling_kl01_m5": _KL01 + _M5,
-                   "bremen_sampling_kl01_budget20_m5": _KL01 + _M5 + ["trpo.kl_budget=20.0"]}
+                   "bremen_sampling_kl01_budget20_m5": _KL01 + _M5 + ["trpo.kl_budget=20.0"],
+                   # ... and MOPO-style pessimism: the imagined reward minus lambda x the
+                   # members' disagreement on the next state (imagine.penalty), so the policy is
+                   # not paid for going where the model is unreliable
+                   "bremen_sampling_kl01_dis1": _KL01 + _DIS1,
+                   "bremen_sampling_kl01_budget10_dis1": _KL01 + _DIS1 + ["trpo.kl_budget=10.0"]}
 ALGORITHMS = (*BREMEN_VARIANTS, "sac", "ppo")
 DEFAULT_ALGORITHMS = ("bremen", "sac", "ppo")
 

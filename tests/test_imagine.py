@@ -119,3 +119,42 @@ def test_bad_arguments(parts):
         make_imagined_rollout(task, dyn, pol, horizon=H, num_rollouts=B, exploration="x")
     with pytest.raises(ValueError, match="horizon"):
         make_imagined_rollout(task, dyn, pol, horizon=0, num_rollouts=B)
+
+
+def test_member_disagreement_by_hand():
+    from bremen_jax.algo.imagine import member_disagreement
+
+    # 3 members, one row, 2 dims; delta std (2, 0.5). In units: member z = x / std.
+    x = jnp.array([[[2.0, 0.5]], [[4.0, 1.0]], [[100.0, -7.0]]])      # [E=3, 1, 2]
+    std = jnp.array([2.0, 0.5])
+    # Active members 0, 1: z = (1, 1), (2, 2): per-dim population std 0.5, 0.5 -> sqrt(0.5).
+    np.testing.assert_allclose(member_disagreement(x, std, jnp.int32(2)), [np.sqrt(0.5)],
+                               rtol=1e-6)
+    # All three: dim 0 z = 1, 2, 50 -> var = mean(z^2) - mean^2 = 2505/3 - (53/3)^2.
+    z0, z1 = np.array([1.0, 2.0, 50.0]), np.array([1.0, 2.0, -14.0])
+    want = np.sqrt(z0.var() + z1.var())
+    np.testing.assert_allclose(member_disagreement(x, std, jnp.int32(3)), [want], rtol=1e-5)
+    assert float(member_disagreement(x, std, jnp.int32(1))[0]) == 0.0  # one member: no spread
+
+
+def test_disagreement_penalty_subtracts_lambda_times_the_spread(parts):
+    """imagine.penalty='disagreement': same paths (the drawn member's predictions), reward
+    minus lambda x the members' disagreement; lambda 0 or one active member = no penalty."""
+    sigma, key = jnp.float32(0.1), jax.random.key(5)
+    plain, dyn_state, pol_params = _rollout(parts)
+    pen, _, _ = _rollout(parts, penalty="disagreement")
+    a = plain(dyn_state, pol_params, sigma, jnp.int32(3), key)
+    assert a.disagreement is None
+    b0 = pen(dyn_state, pol_params, sigma, jnp.int32(3), key, None, None, jnp.float32(0.0))
+    b2 = pen(dyn_state, pol_params, sigma, jnp.int32(3), key, None, None, jnp.float32(2.0))
+    for b in (b0, b2):
+        np.testing.assert_allclose(b.obs, a.obs, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(b.mask, a.mask)
+    np.testing.assert_allclose(b0.reward, a.reward, rtol=1e-6)
+    u = np.asarray(b2.disagreement)
+    assert u.shape == (H, B) and (u > 0).all()  # random members disagree everywhere
+    np.testing.assert_allclose(b2.reward, np.asarray(a.reward) - 2.0 * u, rtol=1e-5, atol=1e-6)
+    one = pen(dyn_state, pol_params, sigma, jnp.int32(1), key, None, None, jnp.float32(2.0))
+    np.testing.assert_array_equal(one.disagreement, 0.0)
+    with pytest.raises(ValueError, match="penalty must be 'none' or 'disagreement'"):
+        _rollout(parts, penalty="mopo")

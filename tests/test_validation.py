@@ -172,3 +172,30 @@ def test_kl_budget_stops_the_policy_past_the_budget(chunk_inputs):
     free, m_free = jax.jit(lambda s, h: phases.improve(s, h, num_iterations=3))(state, hp)
     assert not _equal(free.learner.policy, one.learner.policy)
     assert np.all(np.asarray(m_free["trpo/over_kl_budget"]) == 0)
+
+
+def test_disagreement_penalty_is_traced_and_reported():
+    """imagine.penalty='disagreement' through the TRPO loop: its lambda is an HParam (one
+    program for lambda 0 and 5); lambda 0 gives the plain imagined return, lambda 5 lowers it
+    by exactly the reported penalty (first iteration: same policy, same key)."""
+    base = config_lib.load_config("test")
+    cfg = config_lib.apply_overrides(base, ["imagine.penalty='disagreement'"])
+    static, hp = config_lib.split(cfg)
+    plain = make_phases(config_lib.split(base)[0])
+    p, state, hp = _prepared(make_phases(static), hp)
+    run = jax.jit(lambda s, h: p.improve(s, h, num_iterations=1))
+    out = {}
+    for lam in (0.0, 5.0):
+        out[lam] = run(state, hp.replace(imagine=hp.imagine.replace(
+            penalty_coef=jnp.float32(lam))))[1]
+    _, m_plain = jax.jit(lambda s, h: plain.improve(s, h, num_iterations=1))(state, hp)
+    assert run._cache_size() == 1
+    np.testing.assert_allclose(out[0.0]["imagined_return"], m_plain["imagined_return"], rtol=1e-4)
+    assert "imagined_disagreement" not in m_plain
+    u = float(out[5.0]["imagined_disagreement"][0])
+    assert u > 0 and u == float(out[0.0]["imagined_disagreement"][0])
+    assert float(out[0.0]["imagined_penalty"][0]) == 0.0
+    pen = float(out[5.0]["imagined_penalty"][0])
+    assert pen > 0
+    np.testing.assert_allclose(out[5.0]["imagined_return"][0],
+                               out[0.0]["imagined_return"][0] - pen, rtol=1e-4)

@@ -42,6 +42,8 @@ class ImaginedBatch:
             end of the scan when partial paths are kept).
         t: ``[H, B]`` int32 step index within the path (for the baseline's time features).
         mask: ``[H, B]`` float32, 1 for rows that enter the update.
+        disagreement: ``[H, B]`` float32 :func:`member_disagreement` of each step with
+            ``imagine.penalty='disagreement'`` (``reward`` is then already penalised), else None.
     """
 
     obs: jax.Array
@@ -52,6 +54,7 @@ class ImaginedBatch:
     path_end: jax.Array
     t: jax.Array
     mask: jax.Array
+    disagreement: jax.Array | None = None
 
 
 def _sample_starts(key: PRNGKey, n: int, reset_obs_fn: Callable, pool_obs, pool_mask):
@@ -70,11 +73,34 @@ def _score(task, dynamics, obs, a_clip, next_obs, reward, logit):
     return task.reward_fn(obs, a_clip, next_obs), task.done_fn(next_obs).astype(jnp.float32)
 
 
+def member_disagreement(all_next_obs: jax.Array, delta_std: jax.Array,
+                        num_active: jax.Array) -> jax.Array:
+    """How much the active members disagree on the next state: ``[E, ..., o] -> [...]``.
+
+    Each dimension is put in units of the data's per-dimension delta std (``delta_std [o]``, the
+    dynamics normaliser's), the (population) std over members ``[0, num_active)`` is taken per
+    dimension, and its L2 norm over dimensions is returned. One active member gives 0.
+    """
+    E = all_next_obs.shape[0]
+    z = all_next_obs / delta_std
+    w = (jnp.arange(E) < num_active).astype(z.dtype).reshape((E,) + (1,) * (z.ndim - 1))
+    n = jnp.maximum(jnp.sum(w), 1.0)
+    mean = jnp.sum(w * z, axis=0) / n
+    var = jnp.sum(w * jnp.square(z - mean), axis=0) / n
+    return jnp.sqrt(jnp.sum(var, axis=-1))
+
+
 def make_imagined_rollout(task, dynamics, policy, *, horizon: int, num_rollouts: int,
                           member_sampling: str = "per_step", exploration: str = "constant",
-                          keep_partial_paths: bool = False) -> Callable:
+                          keep_partial_paths: bool = False, penalty: str = "none") -> Callable:
     """Builds ``rollout(dyn_state, policy_params, explore_sigma, num_active, key, start_obs=None,
-    start_mask=None) -> ImaginedBatch``.
+    start_mask=None, penalty_coef=0.0) -> ImaginedBatch``.
+
+    With ``penalty='disagreement'`` (not in the original; MOPO-style pessimism, Yu et al. 2020)
+    every active member predicts every step, the path follows the drawn member's prediction as
+    without it, and the step's reward is ``r - penalty_coef * member_disagreement`` (the batch
+    keeps the disagreement). Where the members disagree the model is unreliable, so the policy
+    is not paid for going there.
 
     Args (of the returned function):
         dyn_state: a ``DynamicsState`` of ``dynamics``.
@@ -84,7 +110,10 @@ def make_imagined_rollout(task, dynamics, policy, *, horizon: int, num_rollouts:
         key: PRNG key.
         start_obs / start_mask: optional ``[P, o]`` pool of start states and its ``[P]`` bool mask
             (``start_states='dataset'``); ``None`` samples the task's reset distribution.
+        penalty_coef: scalar lambda of ``penalty='disagreement'`` (ignored otherwise).
     """
+    if penalty not in ("none", "disagreement"):
+        raise ValueError(f"penalty must be 'none' or 'disagreement', got {penalty!r}")
     if member_sampling not in ("per_step", "per_rollout"):
         raise ValueError(f"member_sampling must be 'per_step' or 'per_rollout', got {member_sampling!r}")
     if exploration not in ("constant", "learned"):
@@ -98,7 +127,7 @@ def make_imagined_rollout(task, dynamics, policy, *, horizon: int, num_rollouts:
     score = functools.partial(_score, task, dynamics)
 
     def rollout(dyn_state, policy_params, explore_sigma, num_active, key, start_obs=None,
-                start_mask=None) -> ImaginedBatch:
+                start_mask=None, penalty_coef=0.0) -> ImaginedBatch:
         key_start, key_m0, key_scan = jax.random.split(key, 3)
         obs0 = _sample_starts(key_start, B, task.reset_obs, start_obs, start_mask)
         member0 = jax.random.randint(key_m0, (B,), 0, num_active)
@@ -111,11 +140,16 @@ def make_imagined_rollout(task, dynamics, policy, *, horizon: int, num_rollouts:
             scale = explore_sigma if exploration == "constant" else jnp.exp(log_std)
             action = mean + scale * noise
             a_clip = jnp.clip(action, -1.0, 1.0)
+            all_out = None
+            if member_sampling == "per_rollout" or penalty == "disagreement":
+                all_out = dynamics.predict_all_step(dyn_state, obs, a_clip)  # [E, B, ...] leaves
             if member_sampling == "per_step":
                 k = jax.random.randint(key_member, (), 0, num_active)
-                next_obs, r_head, logit = dynamics.predict_step(dyn_state, obs, a_clip, k)
+                if all_out is None:
+                    next_obs, r_head, logit = dynamics.predict_step(dyn_state, obs, a_clip, k)
+                else:
+                    next_obs, r_head, logit = jax.tree.map(lambda v: v[k], all_out)
             else:
-                all_out = dynamics.predict_all_step(dyn_state, obs, a_clip)  # [E, B, ...] leaves
                 next_obs, r_head, logit = jax.tree.map(
                     lambda v: jnp.take_along_axis(
                         v, member.reshape((1, B) + (1,) * (v.ndim - 2)), axis=0)[0], all_out)
@@ -124,6 +158,12 @@ def make_imagined_rollout(task, dynamics, policy, *, horizon: int, num_rollouts:
                 finite = finite & jnp.isfinite(r_head) & jnp.isfinite(logit)
             next_obs = jnp.where(finite[:, None], next_obs, 0.0)
             reward, done = score(obs, a_clip, next_obs, r_head, logit)
+            if penalty == "disagreement":
+                u = member_disagreement(all_out[0], dyn_state.norm.delta_std, num_active)
+                u = jnp.where(finite & jnp.isfinite(u), u, 0.0)
+                reward = reward - penalty_coef * u
+            else:
+                u = None
             reward = jnp.where(finite, reward, 0.0)
             terminated = jnp.maximum(done, 1.0 - finite.astype(jnp.float32))
             end = jnp.maximum(terminated, (t + 1 >= H).astype(jnp.float32))
@@ -132,11 +172,11 @@ def make_imagined_rollout(task, dynamics, policy, *, horizon: int, num_rollouts:
             ended = end > 0
             carry = (jnp.where(ended[:, None], fresh, next_obs), jnp.where(ended, 0, t + 1),
                      jnp.where(ended, new_member, member))
-            out = (obs, action, reward, next_obs, terminated, end, t)
+            out = (obs, action, reward, next_obs, terminated, end, t, u)
             return carry, out
 
         carry0 = (obs0, jnp.zeros((B,), jnp.int32), member0)
-        _, (obs, action, reward, next_obs, terminated, end, t) = jax.lax.scan(
+        _, (obs, action, reward, next_obs, terminated, end, t, u) = jax.lax.scan(
             step, carry0, jax.random.split(key_scan, H))
         # Rows after the last path end of a column belong to a path still in progress.
         ends_from_here = jnp.flip(jnp.cumsum(jnp.flip(end, 0), 0), 0)
@@ -147,7 +187,8 @@ def make_imagined_rollout(task, dynamics, policy, *, horizon: int, num_rollouts:
         else:
             mask = complete
         return ImaginedBatch(obs=obs, action=action, reward=reward, next_obs=next_obs,
-                             terminated=terminated, path_end=end, t=t, mask=mask)
+                             terminated=terminated, path_end=end, t=t, mask=mask,
+                             disagreement=u)
 
     return rollout
 

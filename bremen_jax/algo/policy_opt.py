@@ -75,7 +75,8 @@ class PolicyOptimizer:
                 start_mask=None) -> ImaginedBatch:
         """The imagined batch ``[H, B, ...]`` of one iteration."""
         return self.rollout(dyn_state, learner.policy, hp.imagine.explore_sigma,
-                            hp.dynamics.num_active, key, start_obs, start_mask)
+                            hp.dynamics.num_active, key, start_obs, start_mask,
+                            hp.imagine.penalty_coef)
 
     def advantages(self, learner: LearnerState, batch: ImaginedBatch, hp: HParams):
         """Baseline values, KL penalty, GAE and standardisation.
@@ -110,6 +111,10 @@ class PolicyOptimizer:
             "kl_to_behavior_scored": jnp.sum(kl_scored * batch.mask) / n_rows,
             "advantage_mean": jnp.sum(adv * batch.mask) / n_rows,
         }
+        if batch.disagreement is not None:  # imagine.penalty: the reward above is penalised
+            metrics["imagined_disagreement"] = jnp.sum(batch.disagreement * batch.mask) / n_rows
+            metrics["imagined_penalty"] = (hp.imagine.penalty_coef
+                                           * jnp.sum(batch.disagreement * batch.mask) / n_paths)
         return adv_std, targets, obs_hat, metrics
 
     def update(self, learner: LearnerState, batch: ImaginedBatch, adv_std, targets, obs_hat,
@@ -264,7 +269,8 @@ def make_policy_optimizer(static: StaticConfig, task: Task, dynamics: Dynamics,
                                     num_rollouts=im.num_rollouts,
                                     member_sampling=im.member_sampling,
                                     exploration=im.exploration,
-                                    keep_partial_paths=im.keep_partial_paths)
+                                    keep_partial_paths=im.keep_partial_paths,
+                                    penalty=im.penalty)
 
     value_fn = None
     if static.trpo.baseline == "mlp":

@@ -167,6 +167,14 @@ FIELDS: tuple[Field, ...] = (
        "sigma of constant exploration (also used when collecting)", SIGMA),
     _f("imagine.keep_partial_paths", S, bool, False,
        "keep paths cut by the end of the scan (original: complete paths only)"),
+    _f("imagine.penalty", S, str, "none",
+       "none (original) | disagreement: the imagined reward minus penalty_coef x the active "
+       "members' disagreement on the next state (MOPO-style pessimism; every member is "
+       "evaluated at every step)", choices=("none", "disagreement")),
+    _f("imagine.penalty_coef", T, float, 1.0,
+       "lambda of imagine.penalty=disagreement (reward units per unit of disagreement: the "
+       "L2 norm over dimensions of the members' std, each in units of the data's delta std)",
+       PENALTY),
     # trpo
     _f("trpo.target_kl", T, float, 0.1, "delta (0.1 halfcheetah, 0.05 ant/hopper/walker2d)",
        TARGET_KL),
@@ -239,7 +247,8 @@ SECTIONS: tuple[str, ...] = tuple(dict.fromkeys(f.section for f in FIELDS if f.s
 BACKWARD_COMPATIBLE = frozenset({"dynamics.reward_model", "dynamics.done_threshold",
                                  "trpo.ratio_std", "eval.model_return", "compile_effort",
                                  "trpo.validation", "trpo.validation_ratio",
-                                 "trpo.validation_rollouts", "trpo.kl_budget"})
+                                 "trpo.validation_rollouts", "trpo.kl_budget",
+                                 "imagine.penalty", "imagine.penalty_coef"})
 
 
 def suggest(name: str) -> str:

@@ -171,6 +171,7 @@ class ImagineConfig(_Static):
     start_states: str = _d("imagine.start_states")
     exploration: str = _d("imagine.exploration")
     keep_partial_paths: bool = _d("imagine.keep_partial_paths")
+    penalty: str = _d("imagine.penalty")
 
     @property
     def num_rollouts(self) -> int:
@@ -180,10 +181,12 @@ class ImagineConfig(_Static):
 
 @flax.struct.dataclass
 class ImagineHParams(_Traced):
-    """Traced rollout hyperparameters (``hp.imagine``). ``explore_sigma``: ``[]`` float32."""
+    """Traced rollout hyperparameters (``hp.imagine``): ``explore_sigma`` and ``penalty_coef``
+    (``imagine.penalty``'s lambda), ``[]`` float32."""
 
     SECTION: ClassVar[str] = "imagine"
     explore_sigma: jax.Array
+    penalty_coef: jax.Array
 
 
 # ------------------------------------------------------------------------------ trpo
