@@ -78,7 +78,10 @@ BREMEN_VARIANTS = {"bremen": [], "bremen_sampling": _SAMPLING,
                    # members' disagreement on the next state (imagine.penalty), so the policy is
                    # not paid for going where the model is unreliable
                    "bremen_sampling_kl01_dis1": _KL01 + _DIS1,
-                   "bremen_sampling_kl01_budget10_dis1": _KL01 + _DIS1 + ["trpo.kl_budget=10.0"]}
+                   "bremen_sampling_kl01_budget10_dis1": _KL01 + _DIS1 + ["trpo.kl_budget=10.0"],
+                   # ... three times the penalty (lambda 1 still lost 150-260 within deployments)
+                   "bremen_sampling_kl01_dis3": _KL01 + ["imagine.penalty='disagreement'",
+                                                         "imagine.penalty_coef=3.0"]}
 ALGORITHMS = (*BREMEN_VARIANTS, "sac", "ppo")
 DEFAULT_ALGORITHMS = ("bremen", "sac", "ppo")
 
