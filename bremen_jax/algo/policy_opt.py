@@ -112,9 +112,9 @@ class PolicyOptimizer:
             "advantage_mean": jnp.sum(adv * batch.mask) / n_rows,
         }
         if batch.disagreement is not None:  # imagine.penalty: the reward above is penalised
-            metrics["imagined_disagreement"] = jnp.sum(batch.disagreement * batch.mask) / n_rows
-            metrics["imagined_penalty"] = (hp.imagine.penalty_coef
-                                           * jnp.sum(batch.disagreement * batch.mask) / n_paths)
+            total = jnp.sum(batch.disagreement * batch.mask)
+            metrics["imagined_disagreement"] = total / n_rows
+            metrics["imagined_penalty"] = hp.imagine.penalty_coef * total / n_paths
         return adv_std, targets, obs_hat, metrics
 
     def update(self, learner: LearnerState, batch: ImaginedBatch, adv_std, targets, obs_hat,
