@@ -81,7 +81,13 @@ BREMEN_VARIANTS = {"bremen": [], "bremen_sampling": _SAMPLING,
                    "bremen_sampling_kl01_budget10_dis1": _KL01 + _DIS1 + ["trpo.kl_budget=10.0"],
                    # ... three times the penalty (lambda 1 still lost 150-260 within deployments)
                    "bremen_sampling_kl01_dis3": _KL01 + ["imagine.penalty='disagreement'",
-                                                         "imagine.penalty_coef=3.0"]}
+                                                         "imagine.penalty_coef=3.0"],
+                   # ... lambda 1 and the budget at twice the real batch (5 x 32K): with 16K the
+                   # seeds that do not learn in deployment 2 (9 -> -2, 65 -> 50, 49 -> 12) learn
+                   # in deployment 3, once the model has ~48K steps; does more data per
+                   # deployment move that learning earlier and lift the end point?
+                   "bremen_sampling_kl01_budget10_dis1_b32k": _KL01 + _DIS1 + [
+                       "trpo.kl_budget=10.0", "deploy.batch_size=32000"]}
 ALGORITHMS = (*BREMEN_VARIANTS, "sac", "ppo")
 DEFAULT_ALGORITHMS = ("bremen", "sac", "ppo")
 
