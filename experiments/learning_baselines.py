@@ -73,7 +73,9 @@ def make_eval_fn(task, make_networks: Callable, num_episodes: int) -> Callable:
         return make_policy(params, deterministic=True)(obs, key)[0]
 
     evaluate = jax.jit(make_evaluator(task, policy_fn, num_episodes))
-    return lambda params, key: float(evaluate(params, key)["return_mean"])
+    # Host copies: brax hands over parameters whose sharding names its own mesh axes ('devices'
+    # before training, 'i' inside it), and each new annotation would recompile the evaluator.
+    return lambda params, key: float(evaluate(jax.device_get(params), key)["return_mean"])
 
 
 class _ParamsTap:
