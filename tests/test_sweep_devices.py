@@ -1,10 +1,21 @@
-"""The sweep sharded over 4 fake CPU devices equals the single-device sweep, and a run count that
-does not divide the device count (3 runs on 4 devices) is padded and the padding dropped.
+"""The sweep sharded over 4 fake CPU devices equals the single-device sweep, a run count that
+does not divide the device count (3 runs on 4 devices) is padded and the padding dropped, and two
+real processes (``bremen sweep --distributed`` over a global mesh) equal one process.
 
 XLA's device count is fixed when JAX starts, so the 4-device sweeps run in a subprocess with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` (sharing the persistent compilation
 cache). The single-device sweep is the one ``tests/test_sweep.py`` compiles (cached in-process
 when both modules run in one session). Tolerances: see ``tests/test_sweep.py``.
+
+Two processes: two ``bremen sweep --config test --distributed`` processes start on this machine
+(``jax.distributed.initialize`` with a localhost coordinator, CPU collectives through gloo), each
+with 2 fake CPU devices: the 4 runs of the ``test`` sweep are sharded over the 4 global devices,
+process 0 computes runs 0-1, process 1 runs 2-3, and process 0 writes the files. The one process
+with 4 fake devices above runs the same per-device program (``bremen sweep`` is
+:func:`bremen_jax.sweep.run_sweep`), so the two processes' files must hold its numbers exactly;
+it is the reference here too, and is not run a second time. Every process runs in its own process
+group with a timeout, and the groups are killed whatever happens, so a hung coordinator cannot
+hang the suite.
 """
 
 from __future__ import annotations
@@ -12,10 +23,13 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 import socket
 import subprocess
 import sys
+import signal
 import textwrap
+import time
 
 import jax
 import numpy as np
@@ -24,6 +38,7 @@ import pytest
 from bremen_jax import sweep
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+TIMEOUT_S = 900
 TOL = 5e-2
 ROUNDING_METRICS = ("cg_residual",)
 RETURNS = ("return_d1", "return_d2", "bc_return_d1", "bc_return_d2", "final_return",
@@ -67,18 +82,23 @@ def _assert_close(a: dict, b: dict, runs_a, runs_b, tol=TOL):
             assert err <= tol, f"{k}: max |diff| / scale = {err:.3g} > {tol}"
 
 
-@pytest.fixture(scope="module")
-def four_devices(tmp_path_factory):
-    out = tmp_path_factory.mktemp("devices")
-    env = dict(os.environ)
+def _env(devices: int, **extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COORDINATOR")}
     env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
-                        " --xla_force_host_platform_device_count=4").strip()
+                        f" --xla_force_host_platform_device_count={devices}").strip()
     env["JAX_PLATFORMS"] = "cpu"
     cache = jax.config.jax_compilation_cache_dir
     if cache:
         env["JAX_COMPILATION_CACHE_DIR"] = str(cache)
         env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "1"
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(out)], cwd=ROOT, env=env,
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="module")
+def four_devices(tmp_path_factory):
+    out = tmp_path_factory.mktemp("devices")
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(out)], cwd=ROOT, env=_env(4),
                           capture_output=True, text=True, timeout=540)
     assert proc.returncode == 0, proc.stderr[-4000:]
     info = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -160,3 +180,89 @@ def test_initialize_distributed_one_process_and_global_arrays(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
+
+
+# ------------------------------------------------------------- two processes
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def _run_all(cmds: list[tuple[list[str], dict]], timeout: float) -> list[tuple[int, str, str]]:
+    """Starts every command in its own process group; kills every group on the way out."""
+    procs = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+             for cmd, env in cmds]
+    deadline = time.monotonic() + timeout
+    try:
+        outs = []
+        for p in procs:
+            try:
+                out, err = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"{' '.join(p.args)} did not finish within {timeout:.0f} s")
+            outs.append((p.returncode, out, err))
+        return outs
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+
+
+def _failure(who: str, rc: int, stdout: str, stderr: str) -> str:
+    """The lines that say what went wrong (gloo / coordination chatter left out)."""
+    lines = [x for x in stderr.splitlines() if x.strip() and "Gloo" not in x
+             and not x.startswith("WARNING")]
+    errors = [x for x in lines if "rror" in x][:10]
+    return "\n".join([f"{who}: rc {rc}", stdout[-1500:], *errors, "...", *lines[-15:]])
+
+
+def _sweep_cmd(workdir: pathlib.Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "bremen_jax.cli", "sweep", "--config", "test", "--workdir",
+            str(workdir), *extra]
+
+
+@pytest.fixture(scope="module")
+def sweeps(four_devices, tmp_path_factory):
+    """The two-process sweep, and the four-device one process of :func:`four_devices`."""
+    out = tmp_path_factory.mktemp("distributed")
+    port = _free_port()
+    two = [(_sweep_cmd(out / "two", "--distributed"),
+            _env(2, JAX_COORDINATOR_ADDRESS=f"localhost:{port}", JAX_NUM_PROCESSES="2",
+                 JAX_PROCESS_ID=str(i))) for i in range(2)]
+    t0 = time.monotonic()
+    res_two = _run_all(two, TIMEOUT_S)
+    seconds = time.monotonic() - t0
+    for i, (rc, stdout, stderr) in enumerate(res_two):
+        assert rc == 0, _failure(f"process {i}", rc, stdout, stderr)
+    (out / "one").symlink_to(four_devices[0] / "four", target_is_directory=True)
+    return out, [" ".join(o.split()) for _, o, _ in res_two], seconds
+
+
+def test_runs_are_split_between_the_two_processes(sweeps):
+    out, stdouts, _ = sweeps
+    for i, text in enumerate(stdouts):
+        assert f"bremen sweep: process {i} of 2" in text
+        m = re.search(r"on 4 cpu device\(s\) \(process (\d) of 2: runs ([\d,]+)\)", text)
+        assert m is not None, text[-1500:]
+        assert int(m[1]) == i and m[2] == ("0,1" if i == 0 else "2,3")
+    meta = json.loads((out / "two" / "sweep.json").read_text())
+    assert meta["finished"] and meta["device"]["process_count"] == 2
+    assert meta["device"]["num_devices"] == 4
+    t = meta["timings"][0]      # process 0's view (it alone writes the files)
+    assert (t["runs"], t["devices"], t["runs_per_device"]) == (4, 4, 1)
+    assert (t["process"], t["process_runs"]) == (0, [0, 1])
+
+
+def test_two_processes_equal_one_process(sweeps):
+    out, _, _ = sweeps
+    rows2 = [json.loads(x) for x in (out / "two" / "runs.jsonl").read_text().splitlines()]
+    rows1 = [json.loads(x) for x in (out / "one" / "runs.jsonl").read_text().splitlines()]
+    assert len(rows2) == len(rows1) == 4
+    assert rows2 == rows1
+    m2, m1 = _npz(out / "two" / "metrics_outer0.npz"), _npz(out / "one" / "metrics_outer0.npz")
+    assert m2.keys() == m1.keys()
+    for k in m1:
+        np.testing.assert_array_equal(m2[k], m1[k], err_msg=k)
