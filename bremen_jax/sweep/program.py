@@ -46,7 +46,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from bremen_jax import config as config_lib
 from bremen_jax.algo.phases import Phases
-from bremen_jax.algo.schedule import Schedule, make_continue, make_train
+from bremen_jax.algo.schedule import Schedule, make_continue
 from bremen_jax.run.compile import compile_cached
 from bremen_jax.run.lock import LOCK_NAME, WorkdirLock
 from bremen_jax.run.workdir import claim_workdir
@@ -213,35 +213,38 @@ def check_memory(need: int, devices: Sequence[jax.Device], what: str, runs_per_d
 def make_sweep_program(phases: Phases, num_deployments: int | None = None,
                        offline: bool = False):
     """``bremen_sweep(seeds [R] int32, hp: HParams [R]) -> metrics`` (leaves ``[R, K, ...]``):
-    ``jax.vmap`` of :func:`~bremen_jax.algo.schedule.make_train`'s ``train`` with
-    ``key = jax.random.key(seed)`` made inside the program (so the inputs are plain arrays).
+    :func:`~bremen_jax.algo.schedule.make_train`'s ``train`` over the runs (``jax.vmap`` of the
+    state's init, then of the deployments) with ``key = jax.random.key(seed)`` made inside the
+    program (so the inputs are plain arrays).
 
     ``offline``: ``bremen_sweep(seeds, hp, data)`` where ``data`` (flat ``[N, ...]``
     :class:`~bremen_jax.types.Transition`, not batched) fills every run's buffer and each run is
     offline BREMEN's one deployment (:class:`~bremen_jax.algo.schedule.Schedule` ``offline``):
     metric leaves ``[R, 1, ...]``, as the host driver's :func:`bremen_jax.run.run_offline`.
     """
+    # The runs' states are made by one vmap and run by another, so every leaf of the state the
+    # deployment scan carries is batched from its first step: vmapping init and run together
+    # leaves the seed-independent leaves (zero buffers, counters, the fixed-seed policy init)
+    # unbatched at the scan's entry, and JAX then batches the whole deployment body twice to
+    # find its fixpoint (and every scan nested in it again): ~2x the tracing time.
     if offline:
         if num_deployments not in (None, 1):
             raise ValueError(f"an offline sweep has one deployment, got {num_deployments}")
         schedule = Schedule(phases, offline=True)
         run = make_continue(schedule, 1)
 
-        def one_offline(seed, hp, data):
-            return run(schedule.init(jax.random.key(seed), data), hp)[1]
-
         def bremen_sweep(seeds, hp, data):  # noqa: F811 - the program's name, either way
-            return jax.vmap(one_offline, in_axes=(0, 0, None))(seeds, hp, data)
+            states = jax.vmap(lambda seed: schedule.init(jax.random.key(seed), data))(seeds)
+            return jax.vmap(lambda state, hp: run(state, hp)[1])(states, hp)
 
         return bremen_sweep
 
-    train = make_train(Schedule(phases), num_deployments)
-
-    def one(seed, hp):
-        return train(jax.random.key(seed), hp)[1]
+    schedule = Schedule(phases)
+    run = make_continue(schedule, num_deployments or schedule.num_deployments)
 
     def bremen_sweep(seeds, hp):
-        return jax.vmap(one)(seeds, hp)
+        states = jax.vmap(lambda seed: schedule.init(jax.random.key(seed)))(seeds)
+        return jax.vmap(lambda state, hp: run(state, hp)[1])(states, hp)
 
     return bremen_sweep
 
