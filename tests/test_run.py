@@ -22,7 +22,6 @@ from bremen_jax import config as config_lib
 from bremen_jax.algo.phases import make_phases
 from bremen_jax.algo.schedule import Schedule, make_train
 from bremen_jax.cli import main
-from bremen_jax.envs.acting import make_evaluator, uniform_random_policy
 from bremen_jax.run import Interrupted, run_compiled, run_host
 from bremen_jax.run import host as host_lib
 from bremen_jax.run.checkpoint import Checkpointer
@@ -303,11 +302,10 @@ def test_learns_inverted_pendulum(tmp_path):
         "dynamics.eval_every=5", "bc.num_steps=500", "imagine.horizon=250",
         "imagine.batch_size=5000", "trpo.target_kl=0.5", "trpo.iterations=60", "trpo.chunk=20",
         "eval.num_episodes=5"])
-    static, _ = config_lib.split(cfg)
     result = run_host(cfg, tmp_path, progress=False)
-    task = make_phases(static).task
-    random_eval = jax.jit(make_evaluator(task, uniform_random_policy(task.action_size), 20))
-    random_return = float(random_eval(None, jax.random.key(1))["return_mean"])
+    # Deployment 1 collects 4,000 steps with the uniform random policy: hundreds of episodes
+    # (no separate evaluator to compile for it).
+    random_return = result.summary["random_policy_return"]
     assert 1.0 < random_return < 20.0
     final = result.summary["returns"][-1]
     assert final >= 10 * random_return, (final, random_return, result.summary["returns"])
