@@ -74,7 +74,8 @@ def test_a_program_from_jax_cache_is_not_stored(tmp_path):
 
 def test_fast_compile_passes_o0_keeps_numbers_and_its_own_cache_entry(monkeypatch,
                                                                       compile_options_seen):
-    """``BREMEN_JAX_COMPILE=fast`` compiles with ``xla_backend_optimization_level=0`` (a cache
+    """``BREMEN_JAX_COMPILE=fast`` compiles with ``xla_backend_optimization_level=0`` and without
+    XLA:CPU's fusion emitters (a cache
     entry of its own), same numbers; an unknown value is a one-line error; ``--fast-compile``
     sets it."""
     import jax
@@ -95,7 +96,8 @@ def test_fast_compile_passes_o0_keeps_numbers_and_its_own_cache_entry(monkeypatc
     default = c.compile_cached(("effort-test",), fn, x)
     monkeypatch.setenv("BREMEN_JAX_COMPILE", "fast")
     fast = c.compile_cached(("effort-test",), fn, x)
-    assert not fast.cached and seen == [None, {"xla_backend_optimization_level": 0}]
+    assert not fast.cached and seen == [None, {"xla_backend_optimization_level": 0,
+                                               "xla_cpu_use_fusion_emitters": False}]
     np.testing.assert_allclose(fast.fn(x), default.fn(x), rtol=1e-6)
     assert c.compile_cached(("effort-test",), fn, x).cached
     # The config's effort is used unless BREMEN_JAX_COMPILE says otherwise.

@@ -10,8 +10,9 @@ another seed reuses it (a sweep's HParams are traced, never baked in).
 compile either; ``BREMEN_JAX_CACHE=off`` disables it and ``BREMEN_JAX_CACHE=DIR`` moves it.
 A job's compile *effort* (config field ``compile_effort``; ``BREMEN_JAX_COMPILE=default|fast``
 and the CLI's ``--fast-compile`` override it): ``fast`` compiles with XLA's backend optimisation
-off (LLVM -O0): about a third less compile time for up to 4x slower Brax steps (idle 2-core CPU,
-the ``test`` config: 36 s -> 24 s of compile; collect 0.06 -> 0.24 s), the trade wanted for a
+off (LLVM -O0) and, on CPU, without XLA's fusion emitters (:data:`COMPILE_EFFORTS`): about half
+the default's compile time on the ``test`` config's phase programs, with Brax steps that run up to
+~1.5x slower than the default's (and TRPO up to ~4x on small networks), the trade wanted for a
 first result, a test or a small sweep (the ``test`` config uses it); the numbers equal the
 default's up to float rounding.
 A :class:`Job` marked ``persist`` (its key determines its function, whose code is this package's)
@@ -45,7 +46,13 @@ _CACHE_SIZE = 32
 _STORED_MAX = 64  # stored executables kept on disk (the newest; ~0.3-4 MB each)
 _CACHE: "collections.OrderedDict[Hashable, Compiled]" = collections.OrderedDict()
 # compile effort (config field compile_effort) -> XLA compile options
-COMPILE_EFFORTS = {"default": {}, "fast": {"xla_backend_optimization_level": 0}}
+# fast: LLVM -O0, and XLA:CPU's older elementwise emitters instead of its fusion emitters (MLIR
+# codegen), which roughly halve compile again on the test config (collect 6.4 -> 3.9 s, improve
+# 4.2 -> 1.3 s, evaluate 6.3 -> 2.9 s at -O0, idle 2-core CPU) and run its collect 4x faster
+# (133 -> 34 ms); a debug option of every backend, read by the CPU compiler only.
+COMPILE_EFFORTS = {"default": {},
+                   "fast": {"xla_backend_optimization_level": 0,
+                            "xla_cpu_use_fusion_emitters": False}}
 assert tuple(COMPILE_EFFORTS) == schema.COMPILE_EFFORTS
 
 
