@@ -10,6 +10,14 @@ import pathlib
 import pytest
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# XLA:CPU's elementwise emitters instead of its fusion emitters: about 30% less compile for the
+# programs the tests jit themselves (collect 8.5 -> 6.0 s, evaluate 7.8 -> 4.6 s on the test
+# config), the same numbers up to float rounding, steps as fast or faster. The suite is mostly
+# compilation. BREMEN_TEST_XLA_DEFAULTS=1 runs it with XLA's own defaults. Subprocesses inherit it.
+if not os.environ.get("BREMEN_TEST_XLA_DEFAULTS") and \
+        "xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                               + " --xla_cpu_use_fusion_emitters=false").strip()
 
 import jax  # noqa: E402
 

@@ -48,7 +48,12 @@ def count_compiles():
 
 
 def _cfg(*overrides):
-    return config_lib.apply_overrides(config_lib.load_config("test"), list(overrides))
+    """The ``test`` config at the default compile effort: the drivers' programs are split
+    differently (phase programs vs one program), and at the fast effort (LLVM -O0 without the
+    fusion emitters) their float rounding differs enough to change deployment 2's collected
+    episodes, which training then amplifies; at the default effort they agree to ``TOL``."""
+    return config_lib.apply_overrides(config_lib.load_config("test"),
+                                      ["compile_effort='default'", *overrides])
 
 
 def _key_data(tree):
@@ -239,7 +244,8 @@ def test_train_is_vmappable_over_keys_and_hparams(monkeypatch):
 
 def test_cli_train_end_to_end_refuse_and_resume(host_run, tmp_path, capsys):
     workdir = tmp_path / "run"
-    args = ["train", "--config", "test", "--workdir", str(workdir), "--no-progress"]
+    args = ["train", "--config", "test", "--workdir", str(workdir), "--no-progress",
+            "--config.compile_effort=default"]  # as _cfg()
     assert main(args) == 0
     assert_rows_close(workdir, host_run[0])
     before = (workdir / "chunks.jsonl").read_text()
@@ -278,7 +284,7 @@ def test_cli_train_end_to_end_refuse_and_resume(host_run, tmp_path, capsys):
 def test_cli_compiled_driver_and_its_resume_rules(host_run, compiled_run, tmp_path, capsys):
     workdir = tmp_path / "c"
     assert main(["train", "--config", "test", "--workdir", str(workdir),
-                 "--driver", "compiled"]) == 0
+                 "--driver", "compiled", "--config.compile_effort=default"]) == 0
     assert_rows_close(workdir, compiled_run[0])
     mid = tmp_path / "mid"
     run_host(_cfg(), mid, progress=False, stop_at=(1, 1))
