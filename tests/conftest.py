@@ -10,14 +10,17 @@ import pathlib
 import pytest
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# XLA:CPU's elementwise emitters instead of its fusion emitters: about 30% less compile for the
-# programs the tests jit themselves (collect 8.5 -> 6.0 s, evaluate 7.8 -> 4.6 s on the test
-# config), the same numbers up to float rounding, steps as fast or faster. The suite is mostly
-# compilation. BREMEN_TEST_XLA_DEFAULTS=1 runs it with XLA's own defaults. Subprocesses inherit it.
+# The fast compile effort's XLA options for every program the tests compile (the package's
+# own and the ones tests jit themselves): LLVM -O0 and XLA:CPU's elementwise emitters instead of
+# its fusion emitters (bremen_jax.run.compile.COMPILE_EFFORTS["fast"]), about half the compile
+# of XLA's defaults (test config: collect 8.5 -> 2.5 s, evaluate 7.8 -> 2.5 s), the same numbers
+# up to float rounding; the suite is mostly compilation. BREMEN_TEST_XLA_DEFAULTS=1 runs it with
+# XLA's own defaults. Subprocesses inherit it. tests/test_run.py compares the host and compiled
+# drivers under explicit options of its own (see there).
+_FAST_XLA = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
 if not os.environ.get("BREMEN_TEST_XLA_DEFAULTS") and \
         "xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                               + " --xla_cpu_use_fusion_emitters=false").strip()
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _FAST_XLA).strip()
 
 import jax  # noqa: E402
 

@@ -23,6 +23,7 @@ from bremen_jax.algo.phases import make_phases
 from bremen_jax.algo.schedule import Schedule, make_train
 from bremen_jax.cli import main
 from bremen_jax.run import Interrupted, run_compiled, run_host
+from bremen_jax.run import compile as compile_lib
 from bremen_jax.run import host as host_lib
 from bremen_jax.run.checkpoint import Checkpointer
 from bremen_jax.run.logs import read_jsonl
@@ -47,11 +48,23 @@ def count_compiles():
         jax.monitoring.unregister_event_duration_listener(listener)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _default_effort_with_fusion_emitters():
+    """This module's runs compile at the ``default`` effort with XLA:CPU's fusion emitters on
+    (the conftest turns them off for the suite), i.e. -O0 with fusion emitters: the host and
+    compiled drivers split the same computation into different programs, and under the fast
+    effort (-O0 without fusion emitters) their float rounding differs enough to change
+    deployment 2's collected episodes, which training then amplifies; here they agree to
+    ``TOL`` after two deployments (as they do at XLA's defaults)."""
+    saved = dict(compile_lib.COMPILE_EFFORTS["default"])
+    compile_lib.COMPILE_EFFORTS["default"].update(xla_cpu_use_fusion_emitters=True)
+    yield
+    compile_lib.COMPILE_EFFORTS["default"].clear()
+    compile_lib.COMPILE_EFFORTS["default"].update(saved)
+
+
 def _cfg(*overrides):
-    """The ``test`` config at the default compile effort: the drivers' programs are split
-    differently (phase programs vs one program), and at the fast effort (LLVM -O0 without the
-    fusion emitters) their float rounding differs enough to change deployment 2's collected
-    episodes, which training then amplifies; at the default effort they agree to ``TOL``."""
+    """The ``test`` config at the default compile effort (see the fixture above)."""
     return config_lib.apply_overrides(config_lib.load_config("test"),
                                       ["compile_effort='default'", *overrides])
 

@@ -106,8 +106,9 @@ class Job:
     effort: str = "default"  # requested compile effort (BREMEN_JAX_COMPILE overrides it)
 
     def cache_key(self) -> Hashable:
-        return (self.key, self.precision, self.donate_argnums, _signature(self.args),
-                compile_effort(self.effort))
+        effort = compile_effort(self.effort)
+        return (self.key, self.precision, self.donate_argnums, _signature(self.args), effort,
+                tuple(sorted(COMPILE_EFFORTS[effort].items())))  # the options, not just the name
 
 
 def compile_cached(key: Hashable, fn: Callable, *args: Any, precision: str = "default",
