@@ -7,7 +7,7 @@ def get_config():
     c = default.get_config()
     c.task = "inverted_pendulum"
     c.backend = "positional"
-    c.compile_effort = "fast"  # its runs take seconds: a third less compile beats faster steps
+    c.compile_effort = "fast"  # its runs take seconds: half the compile beats faster steps
     c.episode_length = 50
     c.dynamics.num_members = 3
     c.dynamics.num_active = 3
