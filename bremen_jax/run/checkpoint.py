@@ -23,6 +23,7 @@ import hashlib
 import json
 import pathlib
 import shutil
+import time
 from typing import Any, Mapping
 
 import jax
@@ -220,8 +221,18 @@ class Checkpointer:
         """Deletes what a failed save of ``step`` left in orbax's temporary folder
         (``<step>.orbax-checkpoint-tmp*``; frees the space). Committed checkpoints are untouched
         (a step folder that exists is verified by its checksums when restored)."""
-        for p in self.directory.glob(f"{step}.orbax-checkpoint-tmp*"):
-            shutil.rmtree(p, ignore_errors=True)
+        # orbax's writer threads can still be creating files in it when the save has failed
+        # (seen on a loaded CPU: the folder was back after one removal), so wait for them and
+        # remove until nothing is left.
+        with contextlib.suppress(Exception):
+            self._mngr.wait_until_finished()
+        for attempt in range(20):
+            left = list(self.directory.glob(f"{step}.orbax-checkpoint-tmp*"))
+            if not left:
+                break
+            for p in left:
+                shutil.rmtree(p, ignore_errors=True)
+            time.sleep(0.05 * attempt)
         with contextlib.suppress(Exception):
             self._mngr.reload()
 
