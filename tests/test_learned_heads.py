@@ -164,7 +164,7 @@ def test_task_without_functions_trains_end_to_end(tmp_path):
 
 
 @pytest.mark.slow
-def test_halfcheetah_learned_reward_matches_analytic():
+def test_halfcheetah_learned_reward_matches_analytic(optimized):
     """Random halfcheetah data (positional backend): reward head vs the analytic reward.
 
     5000 uniform-random transitions; a 3-member 128x128 ensemble with heads, 100 epochs. Then
@@ -182,16 +182,18 @@ def test_halfcheetah_learned_reward_matches_analytic():
     )
 
     task = make_task("halfcheetah", backend="positional")
-    collect = jax.jit(make_collector(task, uniform_random_policy(task.action_size), 20, 250))
+    # Collection and fit at LLVM -O3 (``optimized``): they run, not compile, most of the time.
+    collect = optimized(make_collector(task, uniform_random_policy(task.action_size), 20, 250),
+                        None, jax.random.key(0))
     data = flatten_env_major(collect(None, jax.random.key(0))[0])
     buf = buffer_lib.insert(buffer_lib.init_buffer(5000, task.obs_size, task.action_size, 1),
                             data, 0.15)
     cfg = DynamicsConfig(num_members=3, hidden_sizes=(128, 128), batch_size=100, max_epochs=100,
                          reward_model="learned")
     dyn = make_dynamics(task.obs_size, task.action_size, cfg)
-    state, m = jax.jit(dyn.fit)(dyn.init(jax.random.key(1)), buf.data, buffer_lib.train_mask(buf),
-                                buffer_lib.val_mask(buf), DynamicsHParams.create(num_active=3),
-                                jax.random.key(2))
+    args = (dyn.init(jax.random.key(1)), buf.data, buffer_lib.train_mask(buf),
+            buffer_lib.val_mask(buf), DynamicsHParams.create(num_active=3), jax.random.key(2))
+    state, m = optimized(dyn.fit, *args)(*args)
     assert np.all(np.asarray(m["val_reward_nmse"]) < 0.1), jax.device_get(m)
     assert np.all(np.asarray(m["val_done_error"]) == 0.0)   # halfcheetah never terminates
 

@@ -55,14 +55,15 @@ def test_model_episodes_by_hand():
 
 def test_evaluate_logs_the_gap_and_keeps_the_real_numbers():
     cfg = config_lib.load_config("test")
-    runs = {}
+    runs, state = {}, None
     for flag in (True, False):
         static, hp = config_lib.split(config_lib.apply_overrides(
             cfg, [f"eval.model_return={flag}"]))
         phases = make_phases(static)
-        state = phases.init(jax.random.key(0))
-        state, _ = jax.jit(phases.collect)(state, hp)
-        state, _ = jax.jit(phases.fit_dynamics)(state, hp)
+        if state is None:  # collection and fit do not depend on the flag: once for both
+            state = phases.init(jax.random.key(0))
+            state, _ = jax.jit(phases.collect)(state, hp)
+            state, _ = jax.jit(phases.fit_dynamics)(state, hp)
         runs[flag] = jax.jit(phases.evaluate)(state, hp)
     (s_on, m_on), (s_off, m_off) = runs[True], runs[False]
     chex.assert_trees_all_equal(jax.random.key_data(s_on.key), jax.random.key_data(s_off.key))

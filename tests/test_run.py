@@ -307,7 +307,7 @@ def test_cli_compiled_driver_and_its_resume_rules(host_run, compiled_run, tmp_pa
 
 
 @pytest.mark.slow
-def test_learns_inverted_pendulum(tmp_path):
+def test_learns_inverted_pendulum(tmp_path, monkeypatch, optimized):
     """BREMEN's deterministic return after the last deployment is >= 10x the random policy's.
 
     Generalized backend, 1000-step episodes (random policy ~5). ~25 s on two CPU cores; seeds
@@ -320,7 +320,10 @@ def test_learns_inverted_pendulum(tmp_path):
         "dynamics.batch_size=128", "dynamics.max_epochs=40", "dynamics.patience=10",
         "dynamics.eval_every=5", "bc.num_steps=500", "imagine.horizon=250",
         "imagine.batch_size=5000", "trpo.target_kl=0.5", "trpo.iterations=60", "trpo.chunk=20",
-        "eval.num_episodes=5"])
+        "eval.num_episodes=5", "compile_effort='default'"])
+    # 12K generalized-backend steps and 15 1000-step evaluation episodes: LLVM -O3 (conftest's
+    # ``optimized``) runs them several times faster than the suite's -O0.
+    monkeypatch.setitem(compile_lib.COMPILE_EFFORTS, "default", optimized.options)
     result = run_host(cfg, tmp_path, progress=False)
     # Deployment 1 collects 4,000 steps with the uniform random policy: hundreds of episodes
     # (no separate evaluator to compile for it).

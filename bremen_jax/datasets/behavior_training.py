@@ -124,7 +124,9 @@ def evaluate_policies(task: Task, policy_fn: PolicyFn, params_list: Sequence[Any
     evaluate = jax.jit(make_evaluator(task, policy_fn, num_episodes))
     out = []
     for params in params_list:
-        m = jax.device_get(evaluate(params, key))
+        # On the host first: Brax PPO's arrays carry its device mesh's sharding, which differs
+        # between its snapshots and would recompile the evaluator for each.
+        m = jax.device_get(evaluate(jax.device_get(params), key))
         out.append({"mean": float(m["return_mean"]), "std": float(m["return_std"]),
                     "length": float(m["length_mean"])})
     return out
