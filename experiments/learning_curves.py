@@ -128,7 +128,16 @@ BREMEN_VARIANTS = {"bremen": [], "bremen_sampling": _SAMPLING,
                    "bremen_sampling_kl01_budget10_dis1_fit_ds": _KL01 + _DIS1 + [
                        "trpo.kl_budget=10.0", "dynamics.restore_best=True",
                        "dynamics.max_epochs=200", "dynamics.patience=20",
-                       "imagine.start_states='dataset'"]}
+                       "imagine.start_states='dataset'"],
+                   # ... the budget-10 fit variant at twice the real batch (5 x 32K): the issue
+                   # asks the default train for >= 1,500 in 4 of 5 seeds and deployment 2 above
+                   # deployment 1 in every seed, not for a sample budget; _b32k met the first
+                   # half (4 of 5) and missed the second by one seed (42 -> 37), the fit options
+                   # met the second half at 16K (5 of 5)
+                   "bremen_sampling_kl01_budget10_dis1_fit_b32k": _KL01 + _DIS1 + [
+                       "trpo.kl_budget=10.0", "dynamics.restore_best=True",
+                       "dynamics.max_epochs=200", "dynamics.patience=20",
+                       "deploy.batch_size=32000"]}
 ALGORITHMS = (*BREMEN_VARIANTS, "sac", "ppo")
 DEFAULT_ALGORITHMS = ("bremen", "sac", "ppo")
 
