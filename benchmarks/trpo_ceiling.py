@@ -22,8 +22,10 @@ per row, ``F_dyn`` = one member's):
 * Fisher-vector products: 10 Gauss-Newton products, per chunk the JVP's and the VJP's products
   (``10 * 4F * N``, as counted; the first layer's input JVP and input gradient are not needed,
   so slightly fewer are done);
-* every other policy pass (advantages 2, linearisation 1, gradient 2, line search 1 + candidates,
-  the rollout's policy 1: ``(7 + candidates) * F * N``), at the forward pass's dots-only rate.
+* every other policy pass (advantages 2, linearisation 1, gradient 2, the line search's
+  candidates, the rollout's policy 1: ``(6 + candidates) * F * N``; 4 candidates, the number
+  ``bremen bench --suite paper --phases trpo`` evaluates from its state), at the forward pass's
+  dots-only rate.
 
 Writes ``benchmarks/results/<device>-<date>-trpo-ceiling.json`` (or ``--out``) with each part's
 median and best times and fractions, and the iteration's ceiling against the measured peak (the
@@ -52,7 +54,7 @@ from bremen_jax.bench.common import device_info, device_slug, matmul_peak, time_
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 # paper halfcheetah sizes (bremen bench --suite paper)
 PAPER = {"obs": 17, "act": 6, "policy": (200, 200), "dyn": (1024, 1024), "members": 5,
-         "transitions": 50_000, "horizon": 250, "cg_iters": 10, "candidates": 1,
+         "transitions": 50_000, "horizon": 250, "cg_iters": 10, "candidates": 4,
          "chunk": ROW_CHUNK}
 TINY = {**PAPER, "policy": (16, 16), "dyn": (32, 32), "transitions": 400, "horizon": 10,
         "chunk": 100}
@@ -161,7 +163,7 @@ def measure(sizes: dict, repeats: int) -> dict:
         out[name] = {"flop_count": flops, "flop_formula": formula,
                      "median_s": timing.median_s, "min_s": timing.min_s,
                      "compile_s": timing.compile_s}
-    other = 7 + sizes["candidates"]   # policy passes besides the FVPs (see the docstring)
+    other = 6 + sizes["candidates"]   # policy passes besides the FVPs (see the docstring)
     it_flops = N * (F_dyn + F) + 2 * N * F + N * ((3 * F) + cg * 4 * F + sizes["candidates"] * F)
     floor = {k: out["rollout_dynamics"][k] + out["fisher_vector_products"][k]
              + other * out["policy_forward"][k] for k in ("median_s", "min_s")}

@@ -377,3 +377,33 @@ def test_tiny_suite_projection_and_deployment_check(tiny_run):
     it = next(r for r in doc["phases"] if r["name"] == "trpo_iteration")
     parts = it["extra"]["breakdown_s"]
     assert sum(parts.values()) == pytest.approx(it["median_s"])
+
+
+def test_trpo_ceiling_tiny_writes_its_json(tmp_path, capsys):
+    """benchmarks.trpo_ceiling at tiny sizes: every part timed, FLOPs as counted by hand, the
+    ceiling = the iteration's FLOPs over the parts' dots-only time."""
+    from benchmarks import trpo_ceiling as tc
+
+    out = tmp_path / "c.json"
+    assert tc.main(["--tiny", "--repeats", "1", "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    s = doc["sizes"]
+    assert s["policy_layers"] == [17, 16, 16, 12] and s["dynamics_layers"] == [23, 32, 32, 18]
+    F = 2 * (17 * 16 + 16 * 16 + 16 * 12)      # 1,440
+    F_dyn = 2 * (23 * 32 + 32 * 32 + 32 * 18)  # 5,152
+    parts = doc["parts"]
+    assert parts["fisher_vector_products"]["flop_count"] == 10 * 4 * F * 400
+    assert parts["rollout_dynamics"]["flop_count"] == F_dyn * 400
+    assert parts["policy_forward"]["flop_count"] == F * 400
+    it = doc["iteration"]
+    # rollout (F_dyn + F) + advantages 2F + linearise/gradient 3F + 10 FVPs + 4 candidates
+    assert it["flop_count"] == 400 * (F_dyn + F + 2 * F + 3 * F + 40 * F + 4 * F)
+    floor = (parts["rollout_dynamics"]["median_s"] + parts["fisher_vector_products"]["median_s"]
+             + 10 * parts["policy_forward"]["median_s"])
+    assert it["dots_only_s"]["median_s"] == pytest.approx(floor)
+    peak = doc["matmul_peak"]["used_flops_per_s"]
+    assert it["ceiling_fraction_of_peak"]["median"] == pytest.approx(it["flop_count"] / floor / peak)
+    assert it["target_reachable"] == (it["ceiling_fraction_of_peak"]["median"] >= 0.75)
+    assert "wrote" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        tc.main(["--repeats", "0"])
