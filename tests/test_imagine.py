@@ -158,3 +158,27 @@ def test_disagreement_penalty_subtracts_lambda_times_the_spread(parts):
     np.testing.assert_array_equal(one.disagreement, 0.0)
     with pytest.raises(ValueError, match="penalty must be 'none' or 'disagreement'"):
         _rollout(parts, penalty="mopo")
+
+
+def test_dataset_start_sampler_is_uniform_over_valid_rows_without_an_n_by_p_draw():
+    """start_sampler with a pool: only rows with the mask set, each with probability 1/3 here
+    (rows 1, 3, 4 of 6), and no [n, P] intermediate (one rank per sample, binary search)."""
+    from bremen_jax.algo.imagine import start_sampler
+
+    pool = jnp.arange(6.0)[:, None] * jnp.ones((1, 2))             # row i holds [i, i]
+    mask = jnp.array([False, True, False, True, True, False])
+    sample = start_sampler(lambda k: jnp.zeros(2), pool, mask)
+    n = 30_000
+    rows = np.asarray(jax.jit(sample, static_argnums=1)(jax.random.key(0), n))[:, 0]
+    assert set(np.unique(rows)) == {1.0, 3.0, 4.0}
+    freq = np.array([np.mean(rows == r) for r in (1.0, 3.0, 4.0)])
+    np.testing.assert_allclose(freq, 1 / 3, atol=0.015)             # ~5 binomial std
+    big = jnp.zeros((4096, 3))
+    jaxpr = jax.make_jaxpr(lambda k: start_sampler(None, big, jnp.ones(4096, bool))(k, 100))(
+        jax.random.key(0))
+    sizes = [np.prod(v.aval.shape) for e in jaxpr.eqns for v in e.outvars
+             if hasattr(v.aval, "shape")]
+    assert max(sizes) < 100 * 4096, max(sizes)
+    # no pool: the task's reset distribution, one key per start
+    resets = start_sampler(lambda k: jax.random.normal(k, (2,)))(jax.random.key(1), 3)
+    assert resets.shape == (3, 2) and len(np.unique(np.asarray(resets[:, 0]))) == 3
