@@ -49,7 +49,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from bremen_jax.algo.natural_gradient import ROW_CHUNK
-from bremen_jax.bench.common import device_info, device_slug, matmul_peak, time_jitted
+from bremen_jax.bench.common import (device_info, device_slug, matmul_peak,
+                                     mlp_forward_flops, time_jitted)
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 # paper halfcheetah sizes (bremen bench --suite paper)
@@ -59,14 +60,6 @@ PAPER = {"obs": 17, "act": 6, "policy": (200, 200), "dyn": (1024, 1024), "member
 TINY = {**PAPER, "policy": (16, 16), "dyn": (32, 32), "transitions": 400, "horizon": 10,
         "chunk": 100}
 TARGET = 0.75
-
-
-def _mlp_sizes(first: int, hidden: tuple, last: int) -> tuple:
-    return (first, *hidden, last)
-
-
-def _flops(sizes: tuple) -> int:
-    return sum(2 * a * b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
 def _normal(key, shape, scale=1.0):
@@ -129,11 +122,11 @@ def rollout_dots(stacked: list, x0: jax.Array, key: jax.Array, horizon: int, mem
 
 def measure(sizes: dict, repeats: int) -> dict:
     o, a = sizes["obs"], sizes["act"]
-    pol = _mlp_sizes(o, sizes["policy"], 2 * a)
-    dyn = _mlp_sizes(o + a, sizes["dyn"], o + 1)
+    pol = (o, *sizes["policy"], 2 * a)
+    dyn = (o + a, *sizes["dyn"], o + 1)
     N, chunk, H = sizes["transitions"], sizes["chunk"], sizes["horizon"]
     B, C = N // H, -(-N // chunk)
-    F, F_dyn = _flops(pol), _flops(dyn)
+    F, F_dyn = mlp_forward_flops(pol), mlp_forward_flops(dyn)
     keys = jax.random.split(jax.random.key(0), 6)
     w_pol = _weights(keys[0], pol)
     acts = [_normal(k, (C, chunk, d)) for k, d in zip(jax.random.split(keys[1], len(pol) - 1),
