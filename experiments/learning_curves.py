@@ -1,7 +1,8 @@
 """Learning curves: BREMEN (recursive, seeds vmapped) vs Brax SAC and PPO at equal real samples.
 
 ``python -m experiments.learning_curves --protocol cpu [--tasks halfcheetah,hopper]
-[--algorithms bremen,bremen_sampling,sac,ppo] [--seeds 5] [--tune] [--out FILE] [--merge]
+[--algorithms bremen,bremen_sampling,sac,ppo] [--seeds 5] [--first-seed 0] [--tune] [--out FILE]
+[--merge]
 [--workdir DIR]``
 
 For each task of the protocol:
@@ -210,7 +211,10 @@ def _parse(argv) -> argparse.Namespace:
                    help=f"comma-separated, some of {','.join(ALGORITHMS)}")
     p.add_argument("--merge", action="store_true", help="add to the --out JSON if it exists "
                    "(its other tasks and algorithms are kept; the same ones are replaced)")
-    p.add_argument("--seeds", type=int, default=None, help="number of seeds (0..n-1)")
+    p.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the "
+                   "protocol's; seeds first..first+n-1)")
+    p.add_argument("--first-seed", type=int, default=0, help="the first seed (default 0): "
+                   "e.g. --first-seed 5 --seeds 5 checks a result on 5 seeds not yet looked at")
     p.add_argument("--episodes", type=int, default=None, help="evaluation episodes (default 10)")
     p.add_argument("--tune", action="store_true", help="run SAC/PPO's tuning grid; report best")
     p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/"
@@ -312,6 +316,10 @@ def main(argv=None) -> int:
         print(f"learning_curves: error: algorithms must be some of {list(ALGORITHMS)} and tasks "
               f"some of {list(proto['tasks'])}; got {algorithms}, {tasks}", file=sys.stderr)
         return 2
+    if (args.seeds is not None and args.seeds < 1) or args.first_seed < 0:
+        print(f"learning_curves: error: --seeds must be >= 1 and --first-seed >= 0; got "
+              f"{args.seeds}, {args.first_seed}", file=sys.stderr)
+        return 2
     dirs = [sweep_dir(pathlib.Path(args.workdir), t, a) for t in tasks for a in algorithms
             if a in BREMEN_VARIANTS] if args.workdir else []
     taken = [d for d in dirs if d.is_dir() and any(d.iterdir())]
@@ -319,7 +327,7 @@ def main(argv=None) -> int:
         print(f"learning_curves: error: sweep directory {taken[0]} exists and is not empty; "
               f"choose a new --workdir or remove it (nothing was run)", file=sys.stderr)
         return 2
-    seeds = list(range(args.seeds)) if args.seeds else proto["seeds"]
+    seeds = [args.first_seed + s for s in (range(args.seeds) if args.seeds else proto["seeds"])]
     episodes = args.episodes or proto["episodes"]
     from bremen_jax.run.compile import enable_persistent_cache
     from experiments.learning_report import write_outputs

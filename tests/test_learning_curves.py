@@ -116,6 +116,29 @@ def test_merge_keeps_other_entries_and_variants_add_their_overrides(tmp_path, mo
     assert lc.main(base + ["--merge", "--algorithms", "bremen", "--episodes", "3"]) == 2
 
 
+def test_first_seed_picks_seeds_not_yet_looked_at(tmp_path, monkeypatch, capsys):
+    seen = []
+
+    def fake_bremen(spec, seeds, workdir, log=print):
+        seen.append(list(seeds))
+        return _entry([400, 800], list(seeds), 2)
+
+    monkeypatch.setattr(lc, "run_bremen", fake_bremen)
+    base = ["--protocol", "tiny", "--algorithms", "bremen", "--out", str(tmp_path / "l.json")]
+    assert lc.main(base + ["--workdir", str(tmp_path / "a")]) == 0
+    assert lc.main(base + ["--workdir", str(tmp_path / "b"), "--first-seed", "5"]) == 0
+    assert lc.main(base + ["--workdir", str(tmp_path / "c"), "--first-seed", "5",
+                           "--seeds", "3"]) == 0
+    assert seen == [[0, 1], [5, 6], [5, 6, 7]]
+    assert json.loads((tmp_path / "l.json").read_text())["tasks"]["inverted_pendulum"][
+        "bremen"]["seeds"] == [5, 6, 7]
+    capsys.readouterr()
+    for bad in (["--first-seed", "-1"], ["--seeds", "0"]):
+        assert lc.main(base + ["--workdir", str(tmp_path / "d")] + bad) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--seeds must be >= 1 and --first-seed >= 0" in err[0]
+
+
 @pytest.mark.slow
 def test_tiny_protocol_gives_three_curves_at_equal_samples(tmp_path):
     out = tmp_path / "learning.json"
