@@ -219,20 +219,98 @@ def merge(docs: list[dict]) -> dict:
     return out
 
 
+def summary_rows(docs: list[dict], task: str, threshold: float) -> list[dict]:
+    """One row per (algorithm, seeds) of ``task`` over the documents, then one pooled row per
+    algorithm found with disjoint seeds at the same sample counts in several documents (e.g. a
+    variant chosen on seeds 0-4, then checked on seeds 5-9).
+
+    Row: ``algorithm``, ``seeds``, ``samples`` (the last count), ``final`` (per seed, at it),
+    ``mean``/``std`` (sample std) of ``final``, ``at_least`` (seeds with ``final >= threshold``),
+    ``second_above_first`` (seeds whose return at the second sample count is above the first's:
+    BREMEN's deployment 2 against deployment 1; ``None`` with one count) and ``pooled``.
+    """
+    entries = []
+    for d in docs:
+        validate(d)
+        for algo, e in d["tasks"].get(task, {}).items():
+            entries.append((algo, e))
+    if not entries:
+        raise ValueError(f"learning-curves summary: no document has task {task!r}")
+
+    def row(algo, samples, returns, seeds, pooled):
+        a = np.asarray(returns, np.float64)             # [sample counts, seeds]
+        m, s = stats(returns)
+        return {"algorithm": algo, "seeds": list(seeds), "samples": int(samples[-1]),
+                "final": a[-1].tolist(), "mean": float(m[-1]), "std": float(s[-1]),
+                "at_least": int((a[-1] >= threshold).sum()),
+                "second_above_first": int((a[1] > a[0]).sum()) if len(a) > 1 else None,
+                "pooled": pooled}
+
+    rows, seen = [], set()
+    for algo, e in entries:
+        key = (algo, tuple(e["seeds"]), tuple(e["samples"]))
+        if key not in seen:
+            seen.add(key)
+            rows.append(row(algo, e["samples"], e["returns"], e["seeds"], False))
+    by_algo: dict = {}
+    for algo, e in entries:
+        by_algo.setdefault((algo, tuple(e["samples"])), {})[tuple(e["seeds"])] = e
+    for (algo, samples), parts in by_algo.items():
+        seeds = [x for k in parts for x in k]
+        if len(parts) > 1 and len(seeds) == len(set(seeds)):
+            returns = np.concatenate([np.asarray(e["returns"], np.float64)
+                                      for e in parts.values()], axis=1)
+            rows.append(row(algo, list(samples), returns.tolist(), seeds, True))
+    return rows
+
+
+def summary_table(rows: list[dict], threshold: float) -> str:
+    """Markdown of :func:`summary_rows`."""
+    lines = ["| algorithm | seeds | real steps | final, mean ± std | per seed | "
+             f"≥ {threshold:,.0f} | 2nd > 1st |", "|---|---|---:|---:|---|---:|---:|"]
+    for r in rows:
+        seeds = r["seeds"]
+        span = (f"{seeds[0]}–{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1))
+                else ",".join(map(str, seeds)))
+        name = r["algorithm"] + (" (pooled)" if r["pooled"] else "")
+        n = len(seeds)
+        second = "n/a" if r["second_above_first"] is None else f"{r['second_above_first']}/{n}"
+        lines.append(f"| {name} | {span} | {r['samples']:,} | {_fmt(r['mean'], r['std'])} | "
+                     + ", ".join(f"{x:,.0f}" for x in r["final"])
+                     + f" | {r['at_least']}/{n} | {second} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     """``python -m experiments.learning_report merge IN.json [IN.json ...] --out OUT.json``:
-    writes the merged document with its table and plots (:func:`write_outputs`)."""
+    writes the merged document with its table and plots (:func:`write_outputs`).
+    ``python -m experiments.learning_report summary IN.json [...] --task T [--threshold R]``:
+    prints every algorithm's end point over seeds (:func:`summary_table`), pooled over disjoint
+    seeds where an algorithm was run more than once; ``--out`` also writes it."""
     import argparse
     import json
     import sys
 
     p = argparse.ArgumentParser(prog="python -m experiments.learning_report")
-    p.add_argument("command", choices=["merge"])
+    p.add_argument("command", choices=["merge", "summary"])
     p.add_argument("inputs", nargs="+", help="learning-curves JSON files")
-    p.add_argument("--out", required=True, help="merged JSON (its .md and .png go next to it)")
+    p.add_argument("--out", default=None, help="merge: the merged JSON (its .md and .png go "
+                   "next to it; required); summary: a markdown file (optional)")
+    p.add_argument("--task", default="halfcheetah", help="summary: the task (default halfcheetah)")
+    p.add_argument("--threshold", type=float, default=1500.0,
+                   help="summary: count the seeds ending at or above this return (default 1500)")
     args = p.parse_args(argv)
+    if args.command == "merge" and not args.out:
+        print("learning_report: error: merge needs --out OUT.json", file=sys.stderr)
+        return 2
     try:
         docs = [json.loads(pathlib.Path(f).read_text()) for f in args.inputs]
+        if args.command == "summary":
+            text = summary_table(summary_rows(docs, args.task, args.threshold), args.threshold)
+            print(text)
+            if args.out:
+                pathlib.Path(args.out).write_text(text + "\n")
+            return 0
         paths = write_outputs(merge(docs), pathlib.Path(args.out))
     except (OSError, ValueError) as e:
         print(f"learning_report: error: {e}", file=sys.stderr)

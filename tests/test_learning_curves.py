@@ -217,3 +217,41 @@ def test_merge_documents(tmp_path):
                     "--out", str(out)]) == 0
     assert json.loads(out.read_text())["tasks"]["t"]["sac"]["seeds"] == [0, 1]
     assert lr.main(["merge", str(tmp_path / "none.json"), "--out", str(out)]) == 2
+
+
+def test_summary_end_points_and_pooled_seeds(tmp_path, capsys):
+    """Hand-computed: seeds 0-1 end at 1,000 and 2,000, seeds 5-6 at 1,500 and 20 (seed 6 falls
+    from 40 at the first count)."""
+    a, b = _doc(), _doc()
+    a["tasks"]["t"]["bremen"]["returns"] = [[10.0, 30.0], [1000.0, 2000.0]]
+    b["tasks"]["t"] = {"bremen": dict(_entry([400, 800], [5, 6], 2),
+                                      returns=[[50.0, 40.0], [1500.0, 20.0]])}
+    rows = lr.summary_rows([a, b], "t", 1500.0)
+    assert [(r["algorithm"], r["seeds"], r["pooled"]) for r in rows] == [
+        ("bremen", [0, 1], False), ("sac", [0, 1], False), ("bremen", [5, 6], False),
+        ("bremen", [0, 1, 5, 6], True)]
+    first, _, held_out, pooled = rows
+    assert first["final"] == [1000.0, 2000.0] and first["mean"] == 1500.0
+    assert first["std"] == pytest.approx(math.sqrt(500_000.0))     # sample std of 1,000, 2,000
+    assert (first["at_least"], first["second_above_first"]) == (1, 2)
+    assert (held_out["at_least"], held_out["second_above_first"]) == (1, 1)   # 40 -> 20
+    assert pooled["final"] == [1000.0, 2000.0, 1500.0, 20.0] and pooled["mean"] == 1130.0
+    # deviations -130, 870, 370, -1,110: sum of squares 2,142,800 / 3 -> std 845.1
+    assert pooled["std"] == pytest.approx(math.sqrt(2_142_800 / 3))
+    assert (pooled["at_least"], pooled["second_above_first"], pooled["samples"]) == (2, 3, 800)
+    table = lr.summary_table(rows, 1500.0)
+    assert "| bremen (pooled) | 0,1,5,6 | 800 | 1,130.0 ± 845.1 | 1,000, 2,000, 1,500, 20 " \
+           "| 2/4 | 3/4 |" in table
+    # The same seeds in two documents are not pooled (one run counted twice).
+    assert not any(r["pooled"] for r in lr.summary_rows([a, a], "t", 1500.0))
+    for name, doc in (("a", a), ("b", b)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(doc))
+    out = tmp_path / "s.md"
+    assert lr.main(["summary", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--task", "t",
+                    "--out", str(out)]) == 0
+    assert out.read_text().strip() == capsys.readouterr().out.strip()
+    assert lr.main(["summary", str(tmp_path / "a.json"), "--task", "nope"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no document has task 'nope'" in err[0]
+    assert lr.main(["merge", str(tmp_path / "a.json")]) == 2
+    assert "merge needs --out" in capsys.readouterr().err
