@@ -256,6 +256,7 @@ def summary_rows(docs: list[dict], task: str, threshold: float) -> list[dict]:
     for algo, e in entries:
         by_algo.setdefault((algo, tuple(e["samples"])), {})[tuple(e["seeds"])] = e
     for (algo, samples), parts in by_algo.items():
+        parts = dict(sorted(parts.items()))             # pooled seeds in increasing order
         seeds = [x for k in parts for x in k]
         if len(parts) > 1 and len(seeds) == len(set(seeds)):
             returns = np.concatenate([np.asarray(e["returns"], np.float64)
