@@ -179,6 +179,15 @@ def test_dataset_start_sampler_is_uniform_over_valid_rows_without_an_n_by_p_draw
     sizes = [np.prod(v.aval.shape) for e in jaxpr.eqns for v in e.outvars
              if hasattr(v.aval, "shape")]
     assert max(sizes) < 100 * 4096, max(sizes)
+    # reset_fraction 0.5 (start_states='reset_latest'): each row a reset state (here -1) with
+    # probability 1/2, else a valid pool row (1/6 each)
+    mixed = start_sampler(lambda k: jnp.full(2, -1.0), pool, mask, 0.5)
+    rows = np.asarray(jax.jit(mixed, static_argnums=1)(jax.random.key(2), n))[:, 0]
+    assert set(np.unique(rows)) == {-1.0, 1.0, 3.0, 4.0}
+    freq = np.array([np.mean(rows == r) for r in (-1.0, 1.0, 3.0, 4.0)])
+    np.testing.assert_allclose(freq, [1 / 2, 1 / 6, 1 / 6, 1 / 6], atol=0.015)
+    with pytest.raises(ValueError, match="reset_fraction must be in"):
+        start_sampler(None, pool, mask, 1.0)
     # no pool: the task's reset distribution, one key per start
     resets = start_sampler(lambda k: jax.random.normal(k, (2,)))(jax.random.key(1), 3)
     assert resets.shape == (3, 2) and len(np.unique(np.asarray(resets[:, 0]))) == 3

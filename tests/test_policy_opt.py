@@ -105,3 +105,24 @@ def test_advantage_policy_passes_in_row_chunks_equal_the_whole_batch(setup):
     for g, w in zip(got, want):
         assert g.shape == w.shape
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+
+
+def test_start_pools_per_start_states_option(setup):
+    """imagine.start_states picks the start pool: none for reset; every valid row for dataset;
+    the latest batch's rows for latest and reset_latest (the last mixing in resets at 0.5)."""
+    from bremen_jax.data import buffer as buffer_lib
+
+    _, _, state = setup
+    buf = state.buffer
+    pools = {}
+    for starts in ("reset", "dataset", "latest", "reset_latest"):
+        phases, _ = _phases(f"imagine.start_states='{starts}'")
+        pools[starts] = phases._start_pool(state)
+        want = 0.5 if starts == "reset_latest" else 0.0
+        assert phases.static.imagine.reset_fraction == want
+    assert pools["reset"] == (None, None)
+    np.testing.assert_array_equal(pools["dataset"][1], buffer_lib.valid_mask(buf))
+    for starts in ("latest", "reset_latest"):
+        obs, mask = pools[starts]
+        assert obs is buf.data.obs
+        np.testing.assert_array_equal(mask, buffer_lib.latest_segment_mask(buf))

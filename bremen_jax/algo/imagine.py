@@ -57,10 +57,13 @@ class ImaginedBatch:
     disagreement: jax.Array | None = None
 
 
-def start_sampler(reset_obs_fn: Callable, pool_obs=None, pool_mask=None
-                  ) -> Callable[[PRNGKey, int], jax.Array]:
+def start_sampler(reset_obs_fn: Callable, pool_obs=None, pool_mask=None,
+                  reset_fraction: float = 0.0) -> Callable[[PRNGKey, int], jax.Array]:
     """``sample(key, n) -> [n, o]`` start states: the task's reset distribution, or uniform over
-    the rows of ``pool_obs [P, o]`` with ``pool_mask [P]`` set (``start_states='dataset'``).
+    the rows of ``pool_obs [P, o]`` with ``pool_mask [P]`` set (``start_states='dataset'`` /
+    ``'latest'``), or, with a pool and ``reset_fraction`` in (0, 1) (``'reset_latest'``: 0.5),
+    each row independently a reset state with probability ``reset_fraction`` and a pool row
+    otherwise.
 
     Build it once, outside the rollout's step loop: the pool's running count of valid rows is
     taken here (``O(P)``), and each ``sample`` draws ``n`` ranks among the valid rows and finds
@@ -68,8 +71,11 @@ def start_sampler(reset_obs_fn: Callable, pool_obs=None, pool_mask=None
     samples over the ``P`` rows, ``n x P`` Gumbel draws: with the quick config's 80K-row buffer
     that was 8M random numbers per imagined step.) An empty pool gives row 0.
     """
+    if not 0.0 <= reset_fraction < 1.0:
+        raise ValueError(f"reset_fraction must be in [0, 1), got {reset_fraction}")
+    resets = lambda key, n: jax.vmap(reset_obs_fn)(jax.random.split(key, n))  # noqa: E731
     if pool_obs is None:
-        return lambda key, n: jax.vmap(reset_obs_fn)(jax.random.split(key, n))
+        return resets
     ranks = jnp.cumsum(pool_mask.astype(jnp.int32))           # [P] valid rows up to each row
     count = jnp.maximum(ranks[-1], 1)
     last = pool_obs.shape[0] - 1
@@ -79,7 +85,15 @@ def start_sampler(reset_obs_fn: Callable, pool_obs=None, pool_mask=None
         idx = jnp.minimum(jnp.searchsorted(ranks, r, side="right"), last)
         return pool_obs[idx]
 
-    return sample
+    if reset_fraction == 0.0:
+        return sample
+
+    def mixed(key: PRNGKey, n: int) -> jax.Array:
+        key_pool, key_reset, key_coin = jax.random.split(key, 3)
+        coin = jax.random.bernoulli(key_coin, reset_fraction, (n,))
+        return jnp.where(coin[:, None], resets(key_reset, n), sample(key_pool, n))
+
+    return mixed
 
 
 def _score(task, dynamics, obs, a_clip, next_obs, reward, logit):
@@ -109,7 +123,8 @@ def member_disagreement(all_next_obs: jax.Array, delta_std: jax.Array,
 
 def make_imagined_rollout(task, dynamics, policy, *, horizon: int, num_rollouts: int,
                           member_sampling: str = "per_step", exploration: str = "constant",
-                          keep_partial_paths: bool = False, penalty: str = "none") -> Callable:
+                          keep_partial_paths: bool = False, penalty: str = "none",
+                          reset_fraction: float = 0.0) -> Callable:
     """Builds ``rollout(dyn_state, policy_params, explore_sigma, num_active, key, start_obs=None,
     start_mask=None, penalty_coef=0.0) -> ImaginedBatch``.
 
@@ -126,7 +141,9 @@ def make_imagined_rollout(task, dynamics, policy, *, horizon: int, num_rollouts:
         num_active: int32 scalar, members ``[0, num_active)`` may be drawn.
         key: PRNG key.
         start_obs / start_mask: optional ``[P, o]`` pool of start states and its ``[P]`` bool mask
-            (``start_states='dataset'``); ``None`` samples the task's reset distribution.
+            (``start_states='dataset'`` / ``'latest'`` / ``'reset_latest'``, the last mixed
+            with reset states at ``reset_fraction``); ``None`` samples the task's reset
+            distribution.
         penalty_coef: scalar lambda of ``penalty='disagreement'`` (ignored otherwise).
     """
     if penalty not in ("none", "disagreement"):
@@ -146,7 +163,7 @@ def make_imagined_rollout(task, dynamics, policy, *, horizon: int, num_rollouts:
     def rollout(dyn_state, policy_params, explore_sigma, num_active, key, start_obs=None,
                 start_mask=None, penalty_coef=0.0) -> ImaginedBatch:
         key_start, key_m0, key_scan = jax.random.split(key, 3)
-        sample_starts = start_sampler(task.reset_obs, start_obs, start_mask)
+        sample_starts = start_sampler(task.reset_obs, start_obs, start_mask, reset_fraction)
         obs0 = sample_starts(key_start, B)
         member0 = jax.random.randint(key_m0, (B,), 0, num_active)
 
@@ -242,7 +259,8 @@ def make_model_evaluator(task, dynamics, policy, *, horizon: int, num_episodes: 
     return model_eval
 
 
-def make_member_evaluator(task, dynamics, policy, *, horizon: int, num_rollouts: int) -> Callable:
+def make_member_evaluator(task, dynamics, policy, *, horizon: int, num_rollouts: int,
+                          reset_fraction: float = 0.0) -> Callable:
     """The policy's imagined return under each ensemble member on its own (ME-TRPO's policy
     validation, Kurutach et al. 2018; not in the original BREMEN).
 
@@ -258,7 +276,7 @@ def make_member_evaluator(task, dynamics, policy, *, horizon: int, num_rollouts:
     E, B = dynamics.cfg.num_members, num_rollouts
 
     def member_eval(dyn_state, policy_params, key, start_obs=None, start_mask=None):
-        obs0 = start_sampler(task.reset_obs, start_obs, start_mask)(key, B)          # [B, o]
+        obs0 = start_sampler(task.reset_obs, start_obs, start_mask, reset_fraction)(key, B)
         obs0 = jnp.broadcast_to(obs0, (E,) + obs0.shape)                               # [E, B, o]
 
         def step(carry, _):

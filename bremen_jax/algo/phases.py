@@ -151,9 +151,12 @@ class Phases:
 
     # -- 4. TRPO on imagined rollouts ---------------------------------------------------------------
     def _start_pool(self, state: RunState):
-        if self.static.imagine.start_states == "dataset":
-            buf = state.buffer
+        starts = self.static.imagine.start_states
+        buf = state.buffer
+        if starts == "dataset":
             return buf.data.obs, buffer_lib.valid_mask(buf)
+        if starts in ("latest", "reset_latest"):
+            return buf.data.obs, buffer_lib.latest_segment_mask(buf)
         return None, None
 
     def improve(self, state: RunState, hp: HParams, num_iterations: int

@@ -270,7 +270,8 @@ def make_policy_optimizer(static: StaticConfig, task: Task, dynamics: Dynamics,
                                     member_sampling=im.member_sampling,
                                     exploration=im.exploration,
                                     keep_partial_paths=im.keep_partial_paths,
-                                    penalty=im.penalty)
+                                    penalty=im.penalty,
+                                    reset_fraction=im.reset_fraction)
 
     value_fn = None
     if static.trpo.baseline == "mlp":
@@ -278,6 +279,7 @@ def make_policy_optimizer(static: StaticConfig, task: Task, dynamics: Dynamics,
     member_eval = None
     if static.trpo.validation == "members":
         member_eval = make_member_evaluator(task, dynamics, policy, horizon=im.horizon,
-                                            num_rollouts=static.trpo.validation_rollouts)
+                                            num_rollouts=static.trpo.validation_rollouts,
+                                            reset_fraction=im.reset_fraction)
     return PolicyOptimizer(static=static, task=task, dynamics=dynamics, policy=policy,
                            value_fn=value_fn, rollout=rollout, member_eval=member_eval)

@@ -159,7 +159,10 @@ FIELDS: tuple[Field, ...] = (
        "per_step (original: one member per step for all rollouts) | per_rollout",
        choices=("per_step", "per_rollout")),
     _f("imagine.start_states", S, str, "reset",
-       "reset (original: real reset distribution) | dataset", choices=("reset", "dataset")),
+       "reset (original: real reset distribution) | dataset (all rows of the data) | latest "
+       "(the latest batch: states the deployed policy visited over whole episodes) | "
+       "reset_latest (each start a reset state or a latest-batch state, half and half)",
+       choices=("reset", "dataset", "latest", "reset_latest")),
     _f("imagine.exploration", S, str, "constant",
        "constant (mean + sigma*N, original) | learned (mean + std*N)",
        choices=("constant", "learned")),

@@ -178,6 +178,12 @@ class ImagineConfig(_Static):
         """B: parallel imagined rollouts per TRPO iteration (= batch_size / horizon)."""
         return self.batch_size // self.horizon
 
+    @property
+    def reset_fraction(self) -> float:
+        """Share of imagined start states drawn from the reset distribution when a start pool
+        is used (``start_states='reset_latest'``: 0.5; ``'dataset'``/``'latest'``: 0)."""
+        return 0.5 if self.start_states == "reset_latest" else 0.0
+
 
 @flax.struct.dataclass
 class ImagineHParams(_Traced):
