@@ -176,7 +176,14 @@ BREMEN_VARIANTS = {"bremen": [], "bremen_sampling": _SAMPLING,
                        "imagine.horizon=500", "imagine.batch_size=10000", "trpo.baseline='mlp'"],
                    # ... or with twice the imagined transitions per iteration
                    "bremen_sampling_kl01_long_b20k": _KL01 + [
-                       "imagine.horizon=500", "imagine.batch_size=20000"]}
+                       "imagine.horizon=500", "imagine.batch_size=20000"],
+                   # ... consistent ratios at delta 0.1 (the best pooled end point) with each
+                   # imagined path following one member throughout (imagine.member_sampling=
+                   # per_rollout, PETS's TS-inf) instead of one member drawn per step for all
+                   # paths: a policy cannot ride one member's error for more than a step under
+                   # per_step, but every path sees the same member at a step, so one member's
+                   # error moves the whole batch's gradient
+                   "bremen_sampling_kl01_pr": _KL01 + ["imagine.member_sampling='per_rollout'"]}
 ALGORITHMS = (*BREMEN_VARIANTS, "sac", "ppo")
 DEFAULT_ALGORITHMS = ("bremen", "sac", "ppo")
 
