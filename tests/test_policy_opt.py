@@ -113,7 +113,13 @@ def test_start_pools_per_start_states_option(setup):
     from bremen_jax.data import buffer as buffer_lib
 
     _, _, state = setup
+    # a second batch (the first one's rows again), so "latest" and "all rows" differ
     buf = state.buffer
+    first = np.asarray(buffer_lib.valid_mask(buf))
+    buf = buffer_lib.insert(buf, jax.tree.map(lambda x: x[first], buf.data))
+    state = state.replace(buffer=buf)
+    assert int(buffer_lib.latest_segment_mask(buf).sum()) == first.sum() > 0
+    assert int(buffer_lib.valid_mask(buf).sum()) == 2 * first.sum()
     pools = {}
     for starts in ("reset", "dataset", "latest", "reset_latest"):
         phases, _ = _phases(f"imagine.start_states='{starts}'")
