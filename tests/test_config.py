@@ -16,7 +16,7 @@ from bremen_jax.cli import main
 from bremen_jax.config import ConfigError
 
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
-SHIPPED = ["default", "halfcheetah", "ant", "hopper", "walker2d", "quick", "test"]
+SHIPPED = ["default", "halfcheetah", "ant", "hopper", "walker2d", "quick", "quick_tuned", "test"]
 
 
 @contextlib.contextmanager
@@ -54,6 +54,25 @@ def test_test_config_is_tiny():
     static, _ = config_lib.split(config_lib.load_config("test"))
     assert static.deploy.batch_size * static.deploy.num_deployments <= 2_000
     assert static.trpo.iterations <= 10 and static.bc.num_steps <= 100
+
+
+def test_quick_tuned_is_quick_plus_the_measured_variant():
+    """``bremen train``'s default is the learning-curves variant whose numbers its docstring and
+    the README quote (quick protocol = quick + 10 episodes), and differs from quick only there;
+    ``bremen offline`` keeps quick."""
+    from bremen_jax.cli.runs import DEFAULT_CONFIG
+    from experiments.learning_curves import BREMEN_VARIANTS
+
+    variant = config_lib.apply_overrides(
+        config_lib.load_config("quick"), BREMEN_VARIANTS["bremen_sampling_kl01_budget10_dis1_fit"])
+    tuned, quick = (config_lib.flatten(config_lib.load_config(n)) for n in ("quick_tuned", "quick"))
+    assert config_lib.flatten(variant) == tuned
+    assert {k for k in tuned if tuned[k] != quick[k]} == {
+        "trpo.ratio_std", "trpo.target_kl", "trpo.kl_budget", "imagine.penalty",
+        "dynamics.restore_best", "dynamics.max_epochs", "dynamics.patience"}
+    assert tuned["imagine.penalty_coef"] == 1.0
+    assert quick["trpo.ratio_std"] == "policy" and quick["imagine.penalty"] == "none"
+    assert DEFAULT_CONFIG == {"train": "quick_tuned", "offline": "quick"}
 
 
 def test_default_config_is_the_schema_defaults():
