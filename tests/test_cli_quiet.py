@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import os
+import pathlib
 import subprocess
 import sys
 import warnings
@@ -152,6 +153,22 @@ def test_seed_flag_sets_the_config_seed(tmp_path):
         ["train", "--config", "test", "--seed", "7", "--workdir", str(tmp_path / "w")])
     cfg, _ = runs._config(args, overrides, "train")
     assert cfg.seed == 7
+
+
+@pytest.mark.parametrize("command,expected", [("train", "quick_tuned"), ("offline", "quick")])
+def test_default_config_per_command(tmp_path, command, expected):
+    """Without --config, train runs quick_tuned and offline quick (work directory named so)."""
+    from bremen_jax import config as config_lib
+    from bremen_jax.cli import runs
+
+    argv = [command, "--workdir", str(tmp_path / "w")]
+    args, overrides = cli.build_parser().parse_known_args(argv)
+    cfg, _ = runs._config(args, overrides, command)
+    assert args.config == expected
+    assert cfg.to_dict() == config_lib.load_config(expected).to_dict()
+    args, _ = cli.build_parser().parse_known_args([command])
+    runs._config(args, [], command)
+    assert pathlib.Path(args.workdir).name.startswith(f"{command}-{expected}-")
 
 
 def test_offline_missing_dataset_before_the_banner(tmp_path, capsys):
