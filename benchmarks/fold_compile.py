@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     from bremen_jax import config as config_lib
     from bremen_jax.algo.phases import make_phases
     from bremen_jax.algo.schedule import Schedule, make_train
-    from bremen_jax.run.compile import compile_lowered
+    from bremen_jax.run.compile import compile_effort, compile_lowered
 
     name = argv[0] if argv else "test"
     rounds = int(argv[1]) if len(argv) > 1 else 1
@@ -42,7 +42,7 @@ def main(argv=None) -> int:
                 low = jax.jit(make_train(Schedule(make_phases(static)))).lower(
                     jax.random.key(r), hp)
                 t1 = time.perf_counter()
-                compile_lowered(low, static.compile_effort)
+                compile_lowered(low, compile_effort(static.compile_effort))
                 t2 = time.perf_counter()
                 print(json.dumps({"config": name, "round": r, "code": label,
                                   "trace_lower_s": round(t1 - t0, 2), "xla_s": round(t2 - t1, 2),

@@ -8,7 +8,10 @@ With ``--seeds N`` every (task, size) is one offline sweep (:func:`bremen_jax.sw
 with ``dataset``): the N seeds are vmapped in one program, and the rows hold per-seed returns and
 mean ± std (sample std) of behaviour, BC, BREMEN's last iterate and BREMEN's mean over its
 evaluations (the expected return of a checkpoint drawn uniformly: a pick that needs no real
-episode). ``--protocol cpu-seeds`` is the compute that fits 5 seeds x 3 tasks x 3 sizes in about
+episode) and, where the runs log ``eval/model_return_min`` (``eval.member_rollouts > 0``, on in
+``cpu-seeds``), BREMEN's *model-picked* checkpoint: among the BC init and every chunk's end, the
+one whose imagined return under its most pessimistic ensemble member is highest
+(:func:`model_picked`; no real episode either). ``--protocol cpu-seeds`` is the compute that fits 5 seeds x 3 tasks x 3 sizes in about
 1.5 hours of a 2-core CPU (:data:`PROTOCOLS`). Without ``--seeds`` one run per row goes through
 ``bremen offline``'s host driver, as in the first table.
 
@@ -52,6 +55,7 @@ PROTOCOL_CPU_SEEDS = [
     "trpo.iterations=50",                # paper 6,250 offline
     "trpo.chunk=25",
     "eval.num_episodes=10",
+    "eval.member_rollouts=50",           # eval/model_return_min: the model-picked checkpoint
 ]
 PROTOCOLS = {"cpu": PROTOCOL_CPU, "cpu-seeds": PROTOCOL_CPU_SEEDS}
 # Ensemble epochs by dataset size: the first table keeps 100 (20 from 500K rows up, 17K minibatch
@@ -154,6 +158,24 @@ def _stats(xs) -> dict:
             "std": round(float(a.std(ddof=1)) if a.size > 1 else 0.0, 2)}
 
 
+def model_picked(metrics: dict) -> tuple[list[float], list[int]] | None:
+    """Per seed, the real return of the checkpoint (BC init or a chunk's end) whose imagined
+    return under the most pessimistic member (``eval/model_return_min``, fixed start states) is
+    the highest, and its index (0 = BC init): a pick that needs no real episode. None when the
+    run did not log the estimate (``eval.member_rollouts = 0``)."""
+    import numpy as np
+
+    pre, ev = metrics["preamble"], metrics["eval"]
+    if "eval/model_return_min" not in ev:
+        return None
+    real = np.concatenate([np.asarray(pre["bc_eval/return_mean"])[:, :1],
+                           np.asarray(ev["eval/return_mean"])[:, 0]], axis=1)        # [R, 1+C]
+    est = np.concatenate([np.asarray(pre["bc_eval/model_return_min"])[:, :1],
+                          np.asarray(ev["eval/model_return_min"])[:, 0]], axis=1)
+    pick = np.argmax(np.where(np.isfinite(est), est, -np.inf), axis=1)
+    return real[np.arange(len(pick)), pick].tolist(), pick.tolist()
+
+
 def _seeded_row(task: str, n: int, info: dict, result, cfg, collect: dict,
                 run_dir: pathlib.Path, wall: float) -> dict:
     """One table row from an offline sweep's per-seed rows: per-seed returns, mean ± std."""
@@ -165,6 +187,9 @@ def _seeded_row(task: str, n: int, info: dict, result, cfg, collect: dict,
            "bremen_final": [r["return_d1"] for r in rows],
            "bremen_mean": [r["mean_return"] for r in rows],
            "bremen_best": [r["best_return"] for r in rows]}
+    picked = model_picked(result.metrics[0])
+    if picked is not None:
+        per["bremen_model_pick"] = picked[0]
     norm = {k: [_norm(task, x, refs) for x in v] for k, v in per.items()}
     (timing,) = result.timings
     return {"task": task, "size": n, "seeds": [r["seed"] for r in rows],
@@ -181,7 +206,8 @@ def _seeded_row(task: str, n: int, info: dict, result, cfg, collect: dict,
             "run_s": timing["run_s"], "target_kl": float(cfg.trpo.target_kl),
             "dynamics_max_epochs": int(cfg.dynamics.max_epochs),
             "dynamics_epochs_run": result.metrics[0]["preamble"]["dynamics/epochs"][:, 0]
-            .tolist()}
+            .tolist(),
+            "model_pick_index": None if picked is None else picked[1]}
 
 
 def markdown(doc: dict) -> str:
@@ -190,16 +216,19 @@ def markdown(doc: dict) -> str:
              f"({doc['device']}, {doc['date']}); normalised score mean ± std over seeds "
              f"(raw return in brackets).", "",
              "| task | rows | behaviour | BC | BREMEN last iterate | BREMEN mean over checkpoints "
-             "| wall |", "|---|---:|---:|---:|---:|---:|---:|"]
+             "| BREMEN model-picked | wall |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
 
     def cell(r, k):
+        if k not in r["score_stats"]:
+            return "–"
         sc, rt = r["score_stats"][k], r["return_stats"][k]
         return f"{sc['mean']:.1f} ± {sc['std']:.1f} ({rt['mean']:,.0f})"
 
     for r in doc["rows"]:
         lines.append(f"| {r['task']} | {r['size']:,} | {r['behavior_score']:.1f} "
                      f"({r['behavior_return']:,.0f}) | {cell(r, 'bc')} | {cell(r, 'bremen_final')} "
-                     f"| {cell(r, 'bremen_mean')} | {r['wall_time_s'] / 60:.1f} min |")
+                     f"| {cell(r, 'bremen_mean')} | {cell(r, 'bremen_model_pick')} "
+                     f"| {r['wall_time_s'] / 60:.1f} min |")
     return "\n".join(lines) + "\n"
 
 

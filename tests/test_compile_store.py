@@ -107,9 +107,80 @@ def test_fast_compile_passes_o0_keeps_numbers_and_its_own_cache_entry(monkeypatc
     assert c.compile_cached(("effort-test",), fn, x, effort="fast").cached   # = the fast one
     assert len(seen) == 2
     monkeypatch.setenv("BREMEN_JAX_COMPILE", "slow")
-    with pytest.raises(ValueError, match="BREMEN_JAX_COMPILE='slow': expected one of default, "
-                                         "fast"):
+    with pytest.raises(ValueError, match="BREMEN_JAX_COMPILE='slow': expected one of auto, "
+                                         "default, light, fast"):
         c.compile_cached(("effort-test",), fn, x)
     monkeypatch.delenv("BREMEN_JAX_COMPILE")
     assert cli.main(["train", "--fast-compile", "--config", "no_such_config"]) == 2
     assert os.environ["BREMEN_JAX_COMPILE"] == "fast"   # (monkeypatch restores it)
+
+
+def test_auto_effort_compiles_physics_programs_light_and_the_rest_at_xla_defaults(
+        monkeypatch, compile_options_seen):
+    """``compile_effort="auto"`` (the schema's default): a ``kind="env"`` job compiles with the
+    light options on CPU, any other job with XLA's own; both give the same numbers up to float
+    rounding and have cache entries of their own; an explicit effort or BREMEN_JAX_COMPILE
+    applies to both kinds; an unknown kind is refused."""
+    import jax.numpy as jnp
+    import numpy as np
+    import pytest
+
+    from bremen_jax.config import schema
+    from bremen_jax.run import compile as c
+
+    monkeypatch.delenv("BREMEN_JAX_COMPILE", raising=False)
+    assert schema.SCHEMA["compile_effort"].default == "auto"
+    assert c.compile_effort("auto", "env") == "light"
+    assert c.compile_effort("auto", "other") == c.compile_effort() == "default"
+    assert c.compile_effort("default", "env") == "default"
+    assert c.compile_effort("fast", "other") == "fast"
+    monkeypatch.setenv("BREMEN_JAX_COMPILE", "light")
+    assert c.compile_effort("auto", "other") == c.compile_effort("default", "env") == "light"
+    monkeypatch.delenv("BREMEN_JAX_COMPILE")
+    with pytest.raises(ValueError, match="job kind must be one of env, other, got 'physics'"):
+        c.compile_effort("auto", "physics")
+
+    def fn(x):
+        return jnp.sin(x) @ x.T @ x + jnp.cumsum(x, axis=0)
+
+    x = jnp.arange(20.0).reshape(4, 5) / 9
+    seen = compile_options_seen
+    other = c.compile_cached(("auto-test",), fn, x)
+    env = c.compile_cached(("auto-test",), fn, x, kind="env")
+    assert not env.cached and seen == [None, {"xla_backend_optimization_level": 1,
+                                              "xla_cpu_use_fusion_emitters": False}]
+    np.testing.assert_allclose(env.fn(x), other.fn(x), rtol=1e-6)
+    assert c.compile_cached(("auto-test",), fn, x, effort="light").cached  # = the env one
+    assert c.compile_cached(("auto-test",), fn, x, effort="default", kind="env").cached
+    assert len(seen) == 2
+
+
+def test_host_driver_compiles_collect_and_evaluate_as_physics_programs(monkeypatch):
+    """The schedule marks the steps that step the physics (``kind="env"``): collection and
+    both evaluations; the host driver passes the kind and the config's effort to each
+    program's compile."""
+    import jax
+
+    from bremen_jax import config as config_lib
+    from bremen_jax.algo.phases import make_phases
+    from bremen_jax.algo.schedule import Schedule
+    from bremen_jax.run import host
+
+    static, _ = config_lib.split(config_lib.load_config("test"))
+    schedule = Schedule(make_phases(static))
+    kinds = {(s.name, s.prefix): s.kind for s in schedule.preamble_steps() + schedule.chunk_steps()}
+    assert kinds == {("collect", ""): "env", ("fit_dynamics", ""): "other",
+                     ("fit_bc", ""): "other", ("evaluate", "bc_"): "env",
+                     ("improve", ""): "other", ("evaluate", ""): "env"}
+    offline = Schedule(make_phases(static), offline=True)
+    assert offline.preamble_steps()[0].kind == "other"  # insert: no physics
+
+    jobs = []
+    monkeypatch.setattr(host, "compile_many", lambda js: jobs.extend(js) or [
+        type("C", (), {"fn": None, "seconds": 0.0})() for _ in js])
+    host.compile_steps(schedule, config_lib.split(config_lib.load_config("test"))[1],
+                       (jax.random.key(0),))
+    assert {j.key[1]: j.kind for j in jobs} == {"init": "other", "collect": "env",
+                                                "fit_dynamics": "other", "fit_bc": "other",
+                                                "evaluate": "env", "improve": "other"}
+    assert {j.effort for j in jobs} == {"fast"}  # the test config's

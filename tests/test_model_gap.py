@@ -77,3 +77,35 @@ def test_evaluate_logs_the_gap_and_keeps_the_real_numbers():
     # test config: H = 20 of 50-step episodes, +1 a step while up: the first 20 steps' return
     assert 1.0 <= float(m_on["eval/prefix_return_mean"]) <= min(
         20.0, float(m_on["eval/return_mean"]))
+
+
+def test_member_min_is_the_lowest_active_members_return_on_fixed_starts():
+    """``eval.member_rollouts > 0`` adds ``eval/model_return_min``: the member evaluator's
+    lowest return among the active members, from start states that do not depend on the run's
+    key (the same at every evaluation); the other metrics are untouched."""
+    from bremen_jax.algo import phases as phases_lib
+    from bremen_jax.algo.imagine import make_member_evaluator
+
+    cfg = config_lib.apply_overrides(config_lib.load_config("test"),
+                                     ["dynamics.num_members=3", "dynamics.num_active=2"])
+    static0, hp = config_lib.split(cfg)
+    static, _ = config_lib.split(config_lib.apply_overrides(cfg, ["eval.member_rollouts=4"]))
+    phases = make_phases(static)
+    state = phases.init(jax.random.key(0))
+    state, _ = jax.jit(phases.collect)(state, hp)
+    state, _ = jax.jit(phases.fit_dynamics)(state, hp)
+    evaluate = jax.jit(phases.evaluate)
+    _, m = evaluate(state, hp)
+    _, m_other_key = evaluate(state.replace(key=jax.random.key(7)), hp)
+    _, m_off = jax.jit(make_phases(static0).evaluate)(state, hp)
+    assert set(m) - set(m_off) == {"eval/model_return_min"}
+    for k, v in m_off.items():
+        np.testing.assert_array_equal(v, m[k], err_msg=k)
+    member_eval = make_member_evaluator(phases.task, phases.dynamics, phases.policy,
+                                        horizon=static.imagine.horizon, num_rollouts=4)
+    each = np.asarray(jax.jit(member_eval)(state.dynamics, state.learner.policy,
+                                           jax.random.key(phases_lib._MEMBER_EVAL_SEED)))
+    assert each.shape == (3,) and np.all(np.isfinite(each))
+    np.testing.assert_allclose(float(m["eval/model_return_min"]), each[:2].min(), rtol=1e-6)
+    # fixed starts: another run key gives the same estimate (the real episodes differ)
+    assert float(m_other_key["eval/model_return_min"]) == float(m["eval/model_return_min"])

@@ -143,3 +143,22 @@ def test_offline_table_rows_from_a_sweep(swept, plan, dataset, tmp_path):
     doc = {"seeds": 4, "protocol": "cpu-seeds", "device": "cpu", "date": "today", "rows": [row]}
     md = offline_table.markdown(doc)
     assert "| inverted_pendulum | 400 |" in md and md.splitlines()[-1].count("±") == 3
+    assert row["model_pick_index"] is None and "bremen_model_pick" not in row["returns"]
+    assert md.splitlines()[-1].count("| – |") == 1   # no estimate logged: no model pick
+
+
+def test_model_picked_checkpoint_by_hand():
+    """The checkpoint (0 = BC init, then each chunk's end) with the highest pessimistic model
+    estimate gives the reported real return; a non-finite estimate is never picked."""
+    from experiments.offline_table import model_picked
+
+    nan = float("nan")
+    metrics = {"preamble": {"bc_eval/return_mean": np.array([[10.0], [20.0], [30.0]]),
+                            "bc_eval/model_return_min": np.array([[5.0], [1.0], [nan]])},
+               "eval": {"eval/return_mean": np.array([[[11.0, 12.0]], [[21.0, 22.0]],
+                                                      [[31.0, 32.0]]]),            # [R, K, C]
+                        "eval/model_return_min": np.array([[[4.0, 3.0]], [[2.0, 7.0]],
+                                                           [[nan, 0.5]]])}}
+    assert model_picked(metrics) == ([10.0, 22.0, 32.0], [0, 2, 2])
+    del metrics["eval"]["eval/model_return_min"]
+    assert model_picked(metrics) is None

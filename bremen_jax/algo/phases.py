@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from bremen_jax.algo.bc import BC, BCState, make_bc
-from bremen_jax.algo.imagine import make_model_evaluator
+from bremen_jax.algo.imagine import make_member_evaluator, make_model_evaluator
 from bremen_jax.algo.policy_opt import LearnerState, PolicyOptimizer, make_policy_optimizer
 from bremen_jax.config import HParams, StaticConfig
 from bremen_jax.data import buffer as buffer_lib
@@ -63,6 +63,10 @@ class RunState:
     deployment: jax.Array
     env_steps: jax.Array
     key: jax.Array
+
+
+# eval.member_rollouts: the start states of the members' evaluation come from this fixed key.
+_MEMBER_EVAL_SEED = 20211
 
 
 def _split(state: RunState, n: int) -> tuple[RunState, jax.Array]:
@@ -186,7 +190,22 @@ class Phases:
                                           hp.dynamics.num_active, jax.random.fold_in(key, 1))
             m["model_return_mean"] = jnp.mean(model_returns)
             m["model_gap"] = m["model_return_mean"] - m["prefix_return_mean"]
+        if s.eval.member_rollouts > 0:
+            m["model_return_min"] = self._member_min(state, hp)
         return state, {f"eval/{k}": v for k, v in m.items()}
+
+    def _member_min(self, state: RunState, hp: HParams) -> jax.Array:
+        """``[]``: the policy's imagined return under its most pessimistic active member, from
+        ``eval.member_rollouts`` reset states drawn from a fixed key (the same states at every
+        evaluation, so checkpoints compare on common random numbers)."""
+        s = self.static
+        member_eval = make_member_evaluator(self.task, self.dynamics, self.policy,
+                                            horizon=s.imagine.horizon,
+                                            num_rollouts=s.eval.member_rollouts)
+        returns = member_eval(state.dynamics, state.learner.policy,
+                              jax.random.key(_MEMBER_EVAL_SEED))                   # [E]
+        active = jnp.arange(returns.shape[0]) < hp.dynamics.num_active
+        return jnp.min(jnp.where(active, returns, jnp.inf))
 
 
 def make_phases(static: StaticConfig, task=None, capacity: int | None = None,

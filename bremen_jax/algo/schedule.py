@@ -48,12 +48,16 @@ class Step(NamedTuple):
         fn: ``(state, hp) -> (state, metrics)``, pure.
         group: which metrics dict of the deployment its metrics go to.
         prefix: prepended to its metric names (``"bc_"``: the BC-init evaluation).
+        kind: ``"env"`` when its time goes into stepping the physics (collection, evaluation),
+            else ``"other"``: a driver that compiles steps one by one may compile the two
+            kinds differently (:func:`bremen_jax.run.compile.compile_effort`).
     """
 
     name: str
     fn: PhaseFn
     group: str
     prefix: str = ""
+    kind: str = "other"
 
 
 def collect_metrics(out: dict[str, Metrics], step: Step, metrics: Metrics) -> dict[str, Metrics]:
@@ -103,15 +107,16 @@ class Schedule:
     def preamble_steps(self) -> tuple[Step, ...]:
         p = self.phases
         first = (Step("insert", _next_deployment, "preamble") if self.offline
-                 else Step("collect", p.collect, "preamble"))
+                 else Step("collect", p.collect, "preamble", kind="env"))
         return (first, Step("fit_dynamics", p.fit_dynamics, "preamble"),
                 Step("fit_bc", p.fit_bc, "preamble"),
-                Step("evaluate", p.evaluate, "preamble", "bc_"))
+                Step("evaluate", p.evaluate, "preamble", "bc_", kind="env"))
 
     def chunk_steps(self) -> tuple[Step, ...]:
         p = self.phases
         improve = functools.partial(p.improve, num_iterations=p.static.trpo.chunk)
-        return (Step("improve", improve, "improve"), Step("evaluate", p.evaluate, "eval"))
+        return (Step("improve", improve, "improve"),
+                Step("evaluate", p.evaluate, "eval", kind="env"))
 
     def preamble(self, state: RunState, hp: HParams) -> tuple[RunState, Metrics]:
         state, m = run_steps(self.preamble_steps(), state, hp)

@@ -323,11 +323,16 @@ class EvalConfig(_Static):
             (``algo/imagine.make_model_evaluator``): ``eval/model_return_mean``, the real
             episodes' return over those steps ``eval/prefix_return_mean`` and ``eval/model_gap``
             (model minus real).
+        member_rollouts: > 0: the policy's imagined return under each active member on its
+            own from this many reset states, the same at every evaluation of a run
+            (``algo/imagine.make_member_evaluator``): ``eval/model_return_min``, the lowest
+            member's (pessimistic; what ``experiments.offline_table`` picks a checkpoint by).
     """
 
     SECTION: ClassVar[str] = "eval"
     num_episodes: int = _d("eval.num_episodes")
     model_return: bool = _d("eval.model_return")
+    member_rollouts: int = _d("eval.member_rollouts")
 
 
 # ------------------------------------------------------------------------------ the two trees

@@ -8,13 +8,23 @@ another seed reuses it (a sweep's HParams are traced, never baked in).
 :func:`enable_persistent_cache` turns on JAX's on-disk cache (``$XDG_CACHE_HOME/bremen_jax``, default
 ``~/.cache/bremen_jax``) so that a second *process* with the same config does not pay the XLA
 compile either; ``BREMEN_JAX_CACHE=off`` disables it and ``BREMEN_JAX_CACHE=DIR`` moves it.
-A job's compile *effort* (config field ``compile_effort``; ``BREMEN_JAX_COMPILE=default|fast``
-and the CLI's ``--fast-compile`` override it): ``fast`` compiles with XLA's backend optimisation
-off (LLVM -O0) and, on CPU, without XLA's fusion emitters (:data:`COMPILE_EFFORTS`): about half
-the default's compile time on the ``test`` config's phase programs, with Brax steps that run up to
-~1.5x slower than the default's (and TRPO up to ~4x on small networks), the trade wanted for a
-first result, a test or a small sweep (the ``test`` config uses it); the numbers equal the
-default's up to float rounding.
+A job's compile *effort* (config field ``compile_effort``; ``BREMEN_JAX_COMPILE=auto|default|
+light|fast`` and the CLI's ``--fast-compile`` override it; :data:`COMPILE_EFFORTS`):
+
+* ``default``: XLA's own options;
+* ``light``: LLVM -O1 and, on CPU, XLA's elementwise emitters instead of its fusion emitters;
+  on the quick config's Brax-stepping programs about 40% less XLA time (collect 12.0 -> 7.1 s,
+  evaluate 10.7 -> 8.3 s, 2-core CPU) at about the same speed, but its model fits ran ~25%
+  slower;
+* ``fast``: LLVM -O0 and no fusion emitters: about half the default's compile time on the
+  ``test`` config's phase programs, with Brax steps up to ~1.5x slower there (5x on the quick
+  config's 16-env collection) and TRPO up to ~4x on small networks, the trade wanted for a test
+  or a small sweep (the ``test`` config uses it);
+* ``auto`` (the schema's default): per program, ``light`` for the programs that step the
+  physics (a job's ``kind="env"``: collection, evaluation, rendering) on CPU, ``default`` for
+  everything else and on other platforms.
+
+The numbers of every effort equal the default's up to float rounding.
 A :class:`Job` marked ``persist`` (its key determines its function, whose code is this package's)
 also stores its whole executable there (:mod:`jax.experimental.serialize_executable`), keyed by its
 key, argument shapes, this package's source, the library versions and XLA flags: a second process
@@ -50,19 +60,34 @@ _CACHE: "collections.OrderedDict[Hashable, Compiled]" = collections.OrderedDict(
 # codegen), which roughly halve compile again on the test config (collect 6.4 -> 3.9 s, improve
 # 4.2 -> 1.3 s, evaluate 6.3 -> 2.9 s at -O0, idle 2-core CPU) and run its collect 4x faster
 # (133 -> 34 ms); a debug option of every backend, read by the CPU compiler only.
+# light: -O1 and the elementwise emitters, for programs whose time is in Brax's physics: on the
+# quick config (halfcheetah, 2-core CPU, sequential compiles) collect 12.0 -> 7.1 s and evaluate
+# 10.7 -> 8.3 s of XLA time at the same speed within noise (collect 4.3 vs 4.4-5.1 s per call,
+# evaluate 1.8 vs 1.5-1.8 s); -O1 alone compiled no faster, and -O0 (fast) ran that collect 5.5x
+# slower. The model fit ran 25% slower at light, TRPO 6%: auto keeps them at the default.
 COMPILE_EFFORTS = {"default": {},
+                   "light": {"xla_backend_optimization_level": 1,
+                             "xla_cpu_use_fusion_emitters": False},
                    "fast": {"xla_backend_optimization_level": 0,
                             "xla_cpu_use_fusion_emitters": False}}
-assert tuple(COMPILE_EFFORTS) == schema.COMPILE_EFFORTS
+AUTO = "auto"  # per program: light for physics-stepping programs on CPU, default otherwise
+JOB_KINDS = ("env", "other")
+assert (AUTO, *COMPILE_EFFORTS) == schema.COMPILE_EFFORTS
 
 
-def compile_effort(requested: str = "default") -> str:
-    """The effort a program compiles with: ``BREMEN_JAX_COMPILE`` when set (read at each
-    compile), else ``requested`` (the config's ``compile_effort``)."""
+def compile_effort(requested: str = AUTO, kind: str = "other") -> str:
+    """The effort (a key of :data:`COMPILE_EFFORTS`) a program of ``kind`` compiles with:
+    ``BREMEN_JAX_COMPILE`` when set (read at each compile), else ``requested`` (the config's
+    ``compile_effort``); ``auto`` resolves to ``light`` for ``kind="env"`` programs (they step
+    the physics) on CPU and to ``default`` otherwise."""
+    if kind not in JOB_KINDS:
+        raise ValueError(f"job kind must be one of {', '.join(JOB_KINDS)}, got {kind!r}")
     value = os.environ.get("BREMEN_JAX_COMPILE", "").strip().lower() or requested
-    if value not in COMPILE_EFFORTS:
+    if value != AUTO and value not in COMPILE_EFFORTS:
         raise ValueError(f"BREMEN_JAX_COMPILE={value!r}: expected one of "
-                         f"{', '.join(COMPILE_EFFORTS)}")
+                         f"{', '.join(schema.COMPILE_EFFORTS)}")
+    if value == AUTO:
+        return "light" if kind == "env" and jax.default_backend() == "cpu" else "default"
     return value
 
 
@@ -103,17 +128,22 @@ class Job:
     donate_argnums: int | tuple[int, ...] = ()
     jit_kwargs: dict = dataclasses.field(default_factory=dict)
     persist: bool = False  # key + shapes determine fn, fn's code is bremen_jax's: store it on disk
-    effort: str = "default"  # requested compile effort (BREMEN_JAX_COMPILE overrides it)
+    effort: str = AUTO  # requested compile effort (BREMEN_JAX_COMPILE overrides it)
+    kind: str = "other"  # "env": the program steps the physics (see compile_effort)
+
+    def resolved_effort(self) -> str:
+        """The key of :data:`COMPILE_EFFORTS` this job compiles with."""
+        return compile_effort(self.effort, self.kind)
 
     def cache_key(self) -> Hashable:
-        effort = compile_effort(self.effort)
+        effort = self.resolved_effort()
         return (self.key, self.precision, self.donate_argnums, _signature(self.args), effort,
                 tuple(sorted(COMPILE_EFFORTS[effort].items())))  # the options, not just the name
 
 
 def compile_cached(key: Hashable, fn: Callable, *args: Any, precision: str = "default",
                    donate_argnums: int | tuple[int, ...] = (), persist: bool = False,
-                   effort: str = "default", **jit_kwargs: Any) -> Compiled:
+                   effort: str = AUTO, kind: str = "other", **jit_kwargs: Any) -> Compiled:
     """``jax.jit(fn, **jit_kwargs).lower(*args).compile()``, cached per ``(key, shapes of args)``.
 
     Args:
@@ -125,11 +155,14 @@ def compile_cached(key: Hashable, fn: Callable, *args: Any, precision: str = "de
         donate_argnums: arguments whose buffers the executable may reuse.
         persist: ``key`` and the shapes determine ``fn`` and its code is this package's (see
             :class:`Job`): the executable is stored with the persistent cache and loaded from it.
-        effort: compile effort (``"default"`` | ``"fast"``; see the module docstring).
+        effort: requested compile effort (``"auto"`` | ``"default"`` | ``"light"`` |
+            ``"fast"``; see the module docstring).
+        kind: ``"env"`` for a program that steps the physics (``auto`` compiles it ``light``
+            on CPU), else ``"other"``.
         **jit_kwargs: more ``jax.jit`` options (``in_shardings``, ``out_shardings``).
     """
     return compile_many([Job(key, fn, args, precision, donate_argnums, jit_kwargs,
-                             persist, effort)])[0]
+                             persist, effort, kind)])[0]
 
 
 def compile_many(jobs: Sequence[Job], threads: int | None = None) -> list[Compiled]:
@@ -169,7 +202,7 @@ def compile_many(jobs: Sequence[Job], threads: int | None = None) -> list[Compil
             else:
                 t1 = time.perf_counter()
                 lowered = _lower(job)
-                effort = compile_effort(job.effort)
+                effort = job.resolved_effort()
                 build = (functools.partial(compile_lowered, lowered, effort) if path is None
                          else functools.partial(_compile_to_store, lowered, effort))
                 lower_s = time.perf_counter() - t1
@@ -279,7 +312,7 @@ def _load_or_build(path: pathlib.Path, job: Job):
         payload, in_tree, out_tree = pickle.loads(path.read_bytes())
         return serialize_executable.deserialize_and_load(payload, in_tree, out_tree)
     except Exception:  # unreadable or stale entry: compile (and the caller does not rewrite it)
-        return compile_lowered(_lower(job), compile_effort(job.effort))
+        return compile_lowered(_lower(job), job.resolved_effort())
 
 
 def _store(path: pathlib.Path, exe) -> None:

@@ -206,7 +206,7 @@ def evaluate_restored(run: RestoredRun, *, episodes: int = 10, stochastic: bool 
     params = run.params("target")
     exe = compile_cached(("evaluate", static, run.phases.task.name, stochastic), fn, params,
                          keys, precision=static.precision,
-                         effort=static.compile_effort).fn
+                         effort=static.compile_effort, kind="env").fn
     return {name: _summary(jax.device_get(exe(run.params(name), keys))) for name in policies}
 
 

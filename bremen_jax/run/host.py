@@ -55,13 +55,14 @@ def compile_steps(schedule: Schedule, hp, init_args: tuple, console=None
     threads, :func:`~bremen_jax.run.compile.compile_many`); returns (executables, seconds)."""
     key, precision = schedule_key(schedule), schedule.phases.static.precision
     state_abs = jax.eval_shape(schedule.init, *init_args)
-    todo = {"init": (schedule.init, init_args, ())}
+    todo = {"init": (schedule.init, init_args, (), "other")}
     for step in schedule.preamble_steps() + schedule.chunk_steps():
-        todo.setdefault(step.name, (step.fn, (state_abs, hp), 0))
+        todo.setdefault(step.name, (step.fn, (state_abs, hp), 0, step.kind))
     persist = builtin_task(schedule)
     effort = schedule.phases.static.compile_effort
-    jobs = [Job((key, name), fn, args, precision, donate, persist=persist, effort=effort)
-            for name, (fn, args, donate) in todo.items()]
+    jobs = [Job((key, name), fn, args, precision, donate, persist=persist, effort=effort,
+                kind=kind)
+            for name, (fn, args, donate, kind) in todo.items()]
     with display.compiling(console, f"{len(jobs)} programs ({', '.join(todo)})"):
         out = compile_many(jobs)
     return ({name: c.fn for name, c in zip(todo, out)},

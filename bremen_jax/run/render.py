@@ -204,7 +204,8 @@ def render_run(run_dir: str | pathlib.Path, out: str | pathlib.Path, *,
     fn = make_rollout(task, run.phases.policy.act_deterministic, episodes, steps)
     params, key = run.params(policy), jax.random.key(seed)
     exe = compile_cached(("render", static, task.name, episodes, steps), fn, params, key,
-                         precision=static.precision, effort=static.compile_effort).fn
+                         precision=static.precision, effort=static.compile_effort,
+                         kind="env").fn
     pipes, done = jax.device_get(exe(params, key))
     frames, counts = episode_frames(pipes, np.asarray(done), every)
     if path.suffix.lower() == ".html":

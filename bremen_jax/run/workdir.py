@@ -29,7 +29,7 @@ from typing import Any, Callable
 import ml_collections
 
 from bremen_jax import config as config_lib
-from bremen_jax.config.schema import BACKWARD_COMPATIBLE
+from bremen_jax.config.schema import BACKWARD_COMPATIBLE, STORED_DEFAULTS
 from bremen_jax.run import checkpoint as ckpt_lib
 from bremen_jax.run.files import (STREAMS, RunFileError, atomic_write, read_json_object,
                                   truncate_logs)
@@ -119,7 +119,8 @@ def load_run_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
     flat = config_lib.flatten(data)
     # Fields added to the schema later take their defaults where those change nothing of the run:
     # host fields (e.g. checkpoint.*) and the schema's BACKWARD_COMPATIBLE ones.
-    defaults = {k: v for k, v in config_lib.flatten(config_lib.default_config()).items()
+    defaults = {k: STORED_DEFAULTS.get(k, v)
+                for k, v in config_lib.flatten(config_lib.default_config()).items()
                 if k not in flat and (config_lib.kind_of(k) == "host"
                                       or k in BACKWARD_COMPATIBLE)}
     try:
