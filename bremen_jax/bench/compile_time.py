@@ -45,7 +45,7 @@ TARGETS = (
     ("train_host", "test", "warm", "compile_s", 3.0),
     ("train_host", "quick", "cold", "compile_s", 30.0),
     ("train_compiled", "quick", "cold", "compile_s", 60.0),
-    # `bremen train`'s default since 2026-12-03 (quick's sizes, five options on; not in CONFIGS,
+    # `bremen train`'s default since 2026-12-03 (quick's sizes, fixes on; not in CONFIGS,
     # measure it with --configs quick_tuned --commands train_host)
     ("train_host", "quick_tuned", "cold", "compile_s", 30.0),
     ("sweep", "test", "cold", "wall_s", 60.0),
