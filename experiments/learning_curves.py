@@ -48,7 +48,11 @@ _SAMPLING = ["trpo.ratio_std='sampling'"]
 _KL01 = _SAMPLING + ["trpo.target_kl=0.1"]
 _M5 = ["dynamics.num_members=5", "dynamics.num_active=5"]
 _DIS1 = ["imagine.penalty='disagreement'", "imagine.penalty_coef=1.0"]
-BREMEN_VARIANTS = {"bremen": [], "bremen_sampling": _SAMPLING,
+BREMEN_VARIANTS = {"bremen": [],
+                   # the original at twice the real batch (5 x 32K): the equal-samples baseline
+                   # of bremen train's default (quick_tuned = _budget10_dis1_b32k below)
+                   "bremen_b32k": ["deploy.batch_size=32000"],
+                   "bremen_sampling": _SAMPLING,
                    "bremen_sampling_kl01": _KL01,
                    # half that step (the paper's hopper/walker2d delta): steadier chunk to chunk?
                    "bremen_sampling_kl005": _SAMPLING + ["trpo.target_kl=0.05"],
