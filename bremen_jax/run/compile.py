@@ -14,8 +14,8 @@ light|fast`` and the CLI's ``--fast-compile`` override it; :data:`COMPILE_EFFORT
 * ``default``: XLA's own options;
 * ``light``: LLVM -O1 and, on CPU, XLA's elementwise emitters instead of its fusion emitters;
   on the quick config's Brax-stepping programs about 40% less XLA time (collect 12.0 -> 7.1 s,
-  evaluate 10.7 -> 8.3 s, 2-core CPU) at about the same speed, but its model fits ran ~25%
-  slower;
+  evaluate 10.7 -> 8.3 s, 2-core CPU) at the same speed (a whole quick run: 22.1 vs 21.2 s of
+  collection, 40.3 vs 41.0 s of evaluation), but its model fits ran ~25% slower;
 * ``fast``: LLVM -O0 and no fusion emitters: about half the default's compile time on the
   ``test`` config's phase programs, with Brax steps up to ~1.5x slower there (5x on the quick
   config's 16-env collection) and TRPO up to ~4x on small networks, the trade wanted for a test
@@ -62,9 +62,10 @@ _CACHE: "collections.OrderedDict[Hashable, Compiled]" = collections.OrderedDict(
 # (133 -> 34 ms); a debug option of every backend, read by the CPU compiler only.
 # light: -O1 and the elementwise emitters, for programs whose time is in Brax's physics: on the
 # quick config (halfcheetah, 2-core CPU, sequential compiles) collect 12.0 -> 7.1 s and evaluate
-# 10.7 -> 8.3 s of XLA time at the same speed within noise (collect 4.3 vs 4.4-5.1 s per call,
-# evaluate 1.8 vs 1.5-1.8 s); -O1 alone compiled no faster, and -O0 (fast) ran that collect 5.5x
-# slower. The model fit ran 25% slower at light, TRPO 6%: auto keeps them at the default.
+# 10.7 -> 8.3 s of XLA time at the same speed within noise (a whole cold quick run: compile 36.3
+# -> 25.6 s, collection 21.2 -> 22.1 s, evaluation 41.0 -> 40.3 s); -O1 alone compiled no faster,
+# and -O0 (fast) ran that collect 5.5x slower. The model fit ran 25% slower at light, TRPO 6%:
+# auto keeps them at the default.
 COMPILE_EFFORTS = {"default": {},
                    "light": {"xla_backend_optimization_level": 1,
                              "xla_cpu_use_fusion_emitters": False},
