@@ -23,7 +23,7 @@ return after the 5th deployment:
 
 * this config, seeds 0-4: 2,245.2 +- 774.4, 4 of 5 seeds >= 1,500, deployment 2 above
   deployment 1 in 4 of 5; seeds 5-9 (not used to choose it): 2,290.3 +- 970.8, 4 of 5, 4 of 5;
-  pooled 0-9: 2,267.9 +- 828.3 (median 2,403), 8 of 10, 8 of 10;
+  pooled 0-9: 2,267.8 +- 828.2 (median 2,403), 8 of 10, 8 of 10;
 * the default before it (2026-12-03; the same four fixes at 16K plus best-epoch ensemble weights
   fitted up to 200 epochs, variant ``bremen_sampling_kl01_budget10_dis1_fit``), pooled 0-9:
   1,419.2 +- 1,166.7, 5 of 10, 10 of 10;
