@@ -222,7 +222,8 @@ def test_unknown_and_missing_fields():
         config_lib.validate(cfg)
     cfg = ml_collections.ConfigDict(_test_cfg().to_dict())
     del cfg.eval
-    with pytest.raises(ConfigError, match=r"missing field\(s\) \['eval.num_episodes', 'eval.model_return'\]"):
+    with pytest.raises(ConfigError, match=r"missing field\(s\) \['eval.num_episodes', 'eval.model_return', "
+                                            r"'eval.member_rollouts'\]"):
         config_lib.validate(cfg)
 
 
