@@ -112,33 +112,41 @@ def _normalizer(on: bool):
     return running_statistics.normalize if on else types.identity_observation_preprocessor
 
 
-def sac_networks(task, cfg: dict) -> Callable:
-    """``() -> (networks, make_inference_fn)`` for SAC with ``cfg``'s sizes."""
+def sac_factory(cfg: dict) -> Callable:
+    """Brax's ``network_factory`` for SAC with ``cfg``'s hidden sizes (what ``sac.train`` and the
+    evaluator both build)."""
     from brax.training.agents.sac import networks as sac_nets
+    return functools.partial(sac_nets.make_sac_networks,
+                             hidden_layer_sizes=tuple(cfg["hidden_sizes"]))
 
-    factory = functools.partial(sac_nets.make_sac_networks,
-                                hidden_layer_sizes=tuple(cfg["hidden_sizes"]))
 
+def ppo_factory(cfg: dict) -> Callable:
+    """Brax's ``network_factory`` for PPO with ``cfg``'s policy and value sizes."""
+    from brax.training.agents.ppo import networks as ppo_nets
+    return functools.partial(ppo_nets.make_ppo_networks,
+                             policy_hidden_layer_sizes=tuple(cfg["policy_hidden_sizes"]),
+                             value_hidden_layer_sizes=tuple(cfg["value_hidden_sizes"]))
+
+
+def _networks(factory: Callable, make_inference_fn: Callable, task, cfg: dict) -> Callable:
+    """``() -> (networks, make_inference_fn)`` from a network factory, for ``task``'s sizes."""
     def make():
         return (factory(observation_size=task.obs_size, action_size=task.action_size,
                         preprocess_observations_fn=_normalizer(cfg["normalize_observations"])),
-                sac_nets.make_inference_fn)
+                make_inference_fn)
     return make
+
+
+def sac_networks(task, cfg: dict) -> Callable:
+    """``() -> (networks, make_inference_fn)`` for SAC with ``cfg``'s sizes."""
+    from brax.training.agents.sac import networks as sac_nets
+    return _networks(sac_factory(cfg), sac_nets.make_inference_fn, task, cfg)
 
 
 def ppo_networks(task, cfg: dict) -> Callable:
     """``() -> (networks, make_inference_fn)`` for PPO with ``cfg``'s sizes."""
     from brax.training.agents.ppo import networks as ppo_nets
-
-    factory = functools.partial(ppo_nets.make_ppo_networks,
-                                policy_hidden_layer_sizes=tuple(cfg["policy_hidden_sizes"]),
-                                value_hidden_layer_sizes=tuple(cfg["value_hidden_sizes"]))
-
-    def make():
-        return (factory(observation_size=task.obs_size, action_size=task.action_size,
-                        preprocess_observations_fn=_normalizer(cfg["normalize_observations"])),
-                ppo_nets.make_inference_fn)
-    return make
+    return _networks(ppo_factory(cfg), ppo_nets.make_inference_fn, task, cfg)
 
 
 def sac_schedule(grid: int, total: int, cfg: dict) -> tuple[int, int]:
@@ -201,9 +209,7 @@ def run_sac(task, seed: int, grid: int, total: int, cfg: dict, evaluate: Callabl
         if step in on_grid or step == prefill:
             evals[step] = evaluate(params, eval_key)
 
-    from brax.training.agents.sac import networks as sac_nets
-    factory = functools.partial(sac_nets.make_sac_networks,
-                                hidden_layer_sizes=tuple(cfg["hidden_sizes"]))
+    factory = sac_factory(cfg)
     t0 = time.perf_counter()
     with _tap_sac_params(on_params), compat.brax_jax_compat():
         sac_train.train(
@@ -226,7 +232,6 @@ def run_sac(task, seed: int, grid: int, total: int, cfg: dict, evaluate: Callabl
 def run_ppo(task, seed: int, grid: int, total: int, cfg: dict, evaluate: Callable,
             eval_key) -> dict:
     """One PPO run (see :func:`run_sac`); evaluated through ``policy_params_fn``."""
-    from brax.training.agents.ppo import networks as ppo_nets
     from brax.training.agents.ppo import train as ppo_train
 
     cfg = {**PPO_DEFAULTS, **cfg}
@@ -240,9 +245,7 @@ def run_ppo(task, seed: int, grid: int, total: int, cfg: dict, evaluate: Callabl
         del make_policy
         evals[int(step)] = evaluate(params[:2], eval_key)
 
-    factory = functools.partial(ppo_nets.make_ppo_networks,
-                                policy_hidden_layer_sizes=tuple(cfg["policy_hidden_sizes"]),
-                                value_hidden_layer_sizes=tuple(cfg["value_hidden_sizes"]))
+    factory = ppo_factory(cfg)
     t0 = time.perf_counter()
     with compat.brax_jax_compat():
         ppo_train.train(
