@@ -184,3 +184,48 @@ def test_host_driver_compiles_collect_and_evaluate_as_physics_programs(monkeypat
                                                 "fit_dynamics": "other", "fit_bc": "other",
                                                 "evaluate": "env", "improve": "other"}
     assert {j.effort for j in jobs} == {"fast"}  # the test config's
+
+
+def test_effort_options_fit_the_backend_and_an_unknown_option_is_dropped(monkeypatch, capsys):
+    """``xla_cpu_*`` options go to the CPU compiler only (the GPU one refuses them: seen on a lent
+    H200 with jax 0.11.2, "No such compile option: 'xla_cpu_use_fusion_emitters'"); an option
+    the installed XLA does not know is dropped with one line on stderr and the compile retried,
+    once: later compiles leave it out from the start."""
+    import pytest
+
+    from bremen_jax.run import compile as c
+
+    monkeypatch.setattr(c, "_UNKNOWN_OPTIONS", set())
+    assert c.effort_options("fast", "cpu") == {"xla_backend_optimization_level": 0,
+                                               "xla_cpu_use_fusion_emitters": False}
+    assert c.effort_options("fast", "gpu") == {"xla_backend_optimization_level": 0}
+    assert c.effort_options("default", "gpu") == {}
+
+    class Lowered:  # stands in for jax's Lowered: rejects one option, as XLA does
+        def __init__(self):
+            self.calls = []
+
+        def compile(self, options):
+            self.calls.append(options)
+            if options and "xla_backend_optimization_level" in options:
+                raise RuntimeError("INVALID_ARGUMENT: No such compile option: "
+                                   "'xla_backend_optimization_level'")
+            return "executable"
+
+    monkeypatch.setattr(c.jax, "default_backend", lambda: "cpu")
+    low = Lowered()
+    assert c.compile_lowered(low, "fast") == "executable"
+    assert low.calls == [{"xla_backend_optimization_level": 0,
+                          "xla_cpu_use_fusion_emitters": False},
+                         {"xla_cpu_use_fusion_emitters": False}]
+    assert "no compile option 'xla_backend_optimization_level'" in capsys.readouterr().err
+    low = Lowered()
+    assert c.compile_lowered(low, "light") == "executable"
+    assert low.calls == [{"xla_cpu_use_fusion_emitters": False}]   # dropped from the start
+
+    class Broken:  # any other compile error is the caller's
+        def compile(self, options):
+            raise RuntimeError("RESOURCE_EXHAUSTED: out of memory")
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        c.compile_lowered(Broken(), "fast")

@@ -92,9 +92,35 @@ def compile_effort(requested: str = AUTO, kind: str = "other") -> str:
     return value
 
 
+_UNKNOWN_OPTIONS: set[str] = set()  # options this XLA build rejected (dropped from then on)
+
+
+def effort_options(effort: str, backend: str | None = None) -> dict:
+    """The XLA options of ``effort`` (:data:`COMPILE_EFFORTS`) for ``backend`` (default: JAX's
+    default backend): ``xla_cpu_*`` options only on the CPU (other backends' compilers reject
+    them: "No such compile option"), without any this XLA build rejected earlier."""
+    backend = backend or jax.default_backend()
+    return {k: v for k, v in COMPILE_EFFORTS[effort].items()
+            if (backend == "cpu" or not k.startswith("xla_cpu_")) and k not in _UNKNOWN_OPTIONS}
+
+
 def compile_lowered(lowered, effort: str):
-    """``lowered.compile()`` with the XLA options of ``effort`` (:data:`COMPILE_EFFORTS`)."""
-    return lowered.compile(COMPILE_EFFORTS[effort] or None)
+    """``lowered.compile()`` with the XLA options of ``effort`` (:func:`effort_options`). An
+    option the installed XLA does not know (they are debug options and get renamed between
+    releases) is dropped with a warning and the compile retried: the effort is a speed knob,
+    never a reason for a run to fail."""
+    options = effort_options(effort)
+    while True:
+        try:
+            return lowered.compile(options or None)
+        except Exception as e:  # noqa: BLE001 - jax raises JaxRuntimeError(INVALID_ARGUMENT)
+            bad = [k for k in options if f"No such compile option: '{k}'" in str(e)]
+            if not bad:
+                raise
+            _UNKNOWN_OPTIONS.update(bad)
+            options = {k: v for k, v in options.items() if k not in bad}
+            print(f"bremen_jax: this XLA has no compile option {bad[0]!r}; compiling without "
+                  "it", file=sys.stderr)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
