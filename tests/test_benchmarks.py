@@ -245,7 +245,7 @@ def stub_runner(monkeypatch):
     """suite.run_suite and report.render replaced: records the overrides, returns a small doc."""
     seen = {}
 
-    def run_suite(name, groups, precisions, repeats, full, config, overrides):
+    def run_suite(name, groups, precisions, repeats, full, config, overrides, progress=None):
         seen.update(suite=name, groups=groups, overrides=list(overrides))
         return {"device": {"platform": "cpu", "cpu_count": 2}, "date": "2026-01-02",
                 "phases": [], "overrides": list(overrides)}
@@ -271,6 +271,30 @@ def test_bench_writes_to_the_current_directory_or_out(tmp_path, monkeypatch, cap
     assert (tmp_path / "res" / "deeper" / name).is_file()
     assert cli.main(["bench", "--suite", "tiny", "--out", "x.json"]) == 0
     assert (tmp_path / "x.json").is_file()
+
+
+def test_bench_keeps_what_it_measured_when_stopped(tmp_path, monkeypatch, capsys):
+    """After every phase group the document so far is written to ``--out`` (``"finished":
+    False``): a bench stopped by a time limit (a lent GPU's check) keeps its phases; the report
+    says it is partial."""
+    from bremen_jax import cli
+
+    def run_suite(name, groups, precisions, repeats, full, config, overrides, progress=None):
+        doc = {"device": {"platform": "gpu", "cpu_count": 16}, "date": "2026-01-02",
+               "phases": [{"name": "collection", "median_s": 0.8}], "finished": False}
+        progress(doc)
+        doc["phases"].append({"name": "ensemble_fit", "median_s": 0.1})
+        progress(doc)
+        raise KeyboardInterrupt  # as `timeout` stops it: nothing after this runs
+
+    monkeypatch.setattr(suite, "run_suite", run_suite)
+    out = tmp_path / "gpu.json"
+    assert cli.main(["bench", "--suite", "tiny", "--out", str(out)]) != 0
+    assert capsys.readouterr().err.strip().endswith("bremen bench: interrupted")
+    doc = json.loads(out.read_text())
+    assert doc["finished"] is False and [r["name"] for r in doc["phases"]] == ["collection",
+                                                                               "ensemble_fit"]
+    assert doc["command"] == ["bremen", "bench", "--suite", "tiny", "--out", str(out)]
 
 
 def test_bench_override_is_a_deprecated_alias(tmp_path, capsys, stub_runner):
@@ -337,8 +361,10 @@ def test_tiny_suite_writes_a_valid_json(tiny_run):
         if r["flop_count"] is not None:
             assert r["fraction_of_peak"] == pytest.approx(r["flop_count"] / r["median_s"] / peak)
     assert all(t["applies"] is False for t in doc["targets"])   # tiny sizes: no target applies
+    assert doc["finished"] is True
     text = report.render(doc)
-    assert "| trpo_iteration | highest |" in text
+    assert "| trpo_iteration | highest |" in text and "Partial" not in text
+    assert "**Partial**: the suite stopped" in report.render({**doc, "finished": False})
 
 
 def test_tiny_suite_flop_counts_by_hand(tiny_run):

@@ -172,7 +172,9 @@ def render(doc: dict, source: str | None = None) -> str:
             f", {d['num_devices']} device(s), {d['cpu_count']} CPU cores, load average "
             f"{d.get('load_avg_start')} at the start and {d.get('load_avg_end')} at the end, "
             f"suite wall time {_duration(doc.get('wall_s'))}"
-            + (f"; raw results: `{source}`" if source else "") + ".")
+            + (f"; raw results: `{source}`" if source else "") + "."
+            + (" **Partial**: the suite stopped (a time limit?) before its end; the tables "
+               "hold the phases it measured." if doc.get("finished") is False else ""))
     peaks = _table(["precision", "matmul peak GFLOP/s (start)", "at the end", "measured with"],
                    [[p, _num(m["gflops"], ".1f"),
                      _num(doc.get("matmul_peak_end_gflops", {}).get(p), ".1f"),

@@ -34,7 +34,7 @@ import pathlib
 import sys
 import time
 import traceback
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 # bremen_jax.bench.phases.GROUPS and bench.common.PRECISIONS, named here so that the command
 # line is built without importing JAX (a test checks that they agree)
@@ -79,9 +79,13 @@ def _summary(r: dict) -> str:
 
 def run_suite(suite: str, groups: Sequence[str], precisions: Sequence[str], repeats: int | None,
               full_deployment: bool = False, config: str | None = None,
-              overrides: Sequence[str] = (), sizes: Any = None) -> dict:
+              overrides: Sequence[str] = (), sizes: Any = None,
+              progress: Callable[[dict], None] | None = None) -> dict:
     """Runs the suite and returns the result document (see the module docstring). ``sizes``: a
-    :class:`bremen_jax.bench.phases.Sizes` instead of the suite's."""
+    :class:`bremen_jax.bench.phases.Sizes` instead of the suite's. ``progress(doc)`` is called
+    with the document so far (``"finished": False``) after every phase group, so that a run
+    stopped by a time limit keeps what it measured (a lent GPU's time-boxed check lost a whole
+    190 s bench that way)."""
     import jax
 
     # mujoco prints notices about optional backends on import: keep stdout for the report
@@ -107,7 +111,9 @@ def run_suite(suite: str, groups: Sequence[str], precisions: Sequence[str], repe
                                                       common.load_average()},
         "precision": list(precisions), "sizes": dataclasses.asdict(sizes),
         "matmul_peak": {}, "phases": [], "projection": {}, "deployment_check": {},
+        "finished": False,
     }
+    progress = progress or (lambda doc: None)
     for p in precisions:
         doc["matmul_peak"][p] = common.matmul_peak(p, spec.peak_n)
         _log(t0, f"matmul peak {p}: {doc['matmul_peak'][p]['gflops']:.1f} GFLOP/s")
@@ -131,7 +137,8 @@ def run_suite(suite: str, groups: Sequence[str], precisions: Sequence[str], repe
                 for r in new:
                     _log(t0, f"{p} {_summary(r)}")
                 results += new
-        doc["phases"] += results
+                doc["phases"] += new
+                progress(doc)
         doc["projection"][p] = projection.project(results, static)
         doc["deployment_check"][p] = projection.deployment_check(results, static)
     doc["matmul_peak_end_gflops"] = {p: common.matmul_peak(p, spec.peak_n)["gflops"]
@@ -139,6 +146,7 @@ def run_suite(suite: str, groups: Sequence[str], precisions: Sequence[str], repe
     doc["device"]["load_avg_end"] = common.load_average()
     doc["targets"] = evaluate_targets(doc)
     doc["wall_s"] = time.perf_counter() - t0
+    doc["finished"] = True
     return doc
 
 
@@ -228,10 +236,19 @@ def run(args: argparse.Namespace, overrides: Sequence[str], command: Sequence[st
     groups, precisions = check_args(args, overrides)
     from bremen_jax.bench import common, report
 
+    paths: list[pathlib.Path] = []
+
+    def progress(doc: dict) -> None:  # the partial document, where the finished one will go
+        if not paths:
+            paths.append(_out_path(args.out, common.default_out_name(doc["device"], args.suite,
+                                                                     doc["date"])))
+        write_json({**doc, "command": list(command)}, paths[0])
+
     doc = run_suite(args.suite, groups, precisions, args.repeats, args.full_deployment,
-                    args.config, overrides)
+                    args.config, overrides, progress=progress)
     doc["command"] = list(command)
-    out = _out_path(args.out, common.default_out_name(doc["device"], args.suite, doc["date"]))
+    out = paths[0] if paths else _out_path(args.out, common.default_out_name(
+        doc["device"], args.suite, doc["date"]))
     write_json(doc, out)
     print(report.render(doc, source=str(out)))
     print(f"wrote {out}", file=sys.stderr)
