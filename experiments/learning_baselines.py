@@ -296,18 +296,50 @@ def run_baseline(algo: str, task, seeds, grid: int, total: int, cfg: dict, num_e
             "deployments_at": per_seed[0]["deployments_at"], "config": full}
 
 
+def parse_grid(specs, algorithms=("sac", "ppo")) -> dict[str, dict]:
+    """``["sac.reward_scaling=1,5", ...]`` -> ``{"sac": {"reward_scaling": [1.0, 5.0]}}``: axes
+    that replace those of the built-in grid (:data:`SAC_GRID`, :data:`PPO_GRID`); a field may be
+    any of the algorithm's settings (:data:`SAC_DEFAULTS`, :data:`PPO_DEFAULTS`), values take the
+    type of its default. Raises ValueError naming what was wrong."""
+    out: dict[str, dict] = {}
+    for spec in specs:
+        name, _, values = spec.partition("=")
+        algo, _, field = name.partition(".")
+        if algo not in algorithms or not field or not values:
+            raise ValueError(f"--grid {spec!r}: expected ALGO.FIELD=V1[,V2...] with ALGO one of "
+                             f"{', '.join(algorithms)}")
+        defaults = RUNNERS[algo][2]
+        if field not in defaults or isinstance(defaults[field], (tuple, bool)) or \
+                defaults[field] is None:
+            known = [k for k, v in defaults.items()
+                     if not isinstance(v, (tuple, bool)) and v is not None]
+            raise ValueError(f"--grid {spec!r}: {algo} has no numeric setting {field!r}; "
+                             f"expected one of {', '.join(known)}")
+        kind = type(defaults[field])
+        try:
+            out.setdefault(algo, {})[field] = [kind(v) if kind is float else int(v)
+                                               for v in values.split(",")]
+        except ValueError:
+            raise ValueError(f"--grid {spec!r}: {field} takes {kind.__name__} values") from None
+    return out
+
+
 def tune_baseline(algo: str, task, seeds, grid: int, total: int, base: dict, num_episodes: int,
-                  tune: bool, log=print) -> dict:
-    """:func:`run_baseline` at ``base`` or, with ``tune``, at every point of the algorithm's grid;
-    returns the point with the best mean final return, with every point's result in
-    ``config["tuning"]``."""
-    points = grid_points(RUNNERS[algo][3]) if tune else [{}]
+                  tune: bool, log=print, axes: dict | None = None) -> dict:
+    """:func:`run_baseline` at ``base`` or, with ``tune``, at every point of the algorithm's grid
+    (its built-in axes, those in ``axes`` replaced: :func:`parse_grid`); returns the point with
+    the best mean final return, with every point's result in ``config["tuning"]``."""
+    points = grid_points({**RUNNERS[algo][3], **(axes or {})}) if tune else [{}]
     results = []
     for p in points:
         if tune:
             log(f"  {algo} tuning point {p}")
         results.append((p, run_baseline(algo, task, seeds, grid, total, {**base, **p},
                                         num_episodes, log)))
+        if tune:
+            log(f"  {algo} tuning point {p}: final return "
+                f"{np.mean(results[-1][1]['returns'][-1]):.1f} +- "
+                f"{np.std(results[-1][1]['returns'][-1], ddof=1) if len(seeds) > 1 else 0:.1f}")
     best_p, best = max(results, key=lambda pr: float(np.mean(pr[1]["returns"][-1])))
     if tune:
         best["config"]["tuning"] = [{"point": p, "final_mean": float(np.mean(r["returns"][-1])),

@@ -269,6 +269,9 @@ def _parse(argv) -> argparse.Namespace:
                    "e.g. --first-seed 5 --seeds 5 checks a result on 5 seeds not yet looked at")
     p.add_argument("--episodes", type=int, default=None, help="evaluation episodes (default 10)")
     p.add_argument("--tune", action="store_true", help="run SAC/PPO's tuning grid; report best")
+    p.add_argument("--grid", action="append", default=[], metavar="ALGO.FIELD=V1,V2",
+                   help="with --tune: this axis instead of the built-in one (repeatable), e.g. "
+                        "--grid sac.reward_scaling=5 --grid sac.updates_per_step=1")
     p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/"
                                                "learning-<device>-<date>.json)")
     p.add_argument("--workdir", default=None, help="BREMEN sweep directories (default "
@@ -333,7 +336,7 @@ def sweep_dir(workdir: pathlib.Path, task: str, variant: str) -> pathlib.Path:
 
 
 def run_task(name: str, spec: dict, algorithms, seeds, episodes: int, tune: bool,
-             workdir: pathlib.Path, log=print) -> dict:
+             workdir: pathlib.Path, log=print, axes: dict | None = None) -> dict:
     """``{algorithm: entry}`` for one task (BREMEN's grid = its deployments)."""
     from bremen_jax.envs.registry import make_task
     from experiments.learning_baselines import tune_baseline
@@ -349,7 +352,8 @@ def run_task(name: str, spec: dict, algorithms, seeds, episodes: int, tune: bool
                                       sweep_dir(workdir, name, variant), log)
     task = make_task(cfg.task, backend=cfg.backend, episode_length=int(cfg.episode_length))
     for algo in (a for a in ("sac", "ppo") if a in algorithms):
-        r = tune_baseline(algo, task, seeds, B, K * B, spec.get(algo, {}), episodes, tune, log)
+        r = tune_baseline(algo, task, seeds, B, K * B, spec.get(algo, {}), episodes, tune, log,
+                          (axes or {}).get(algo))
         out[algo] = {"samples": samples, "returns": r["returns"], "seeds": list(seeds),
                      "deployments": None, "deployments_at": r["deployments_at"],
                      "wall_s": r["wall_s"], "wall_s_covers": "one seed each, compile and "
@@ -371,6 +375,16 @@ def main(argv=None) -> int:
     if (args.seeds is not None and args.seeds < 1) or args.first_seed < 0:
         print(f"learning_curves: error: --seeds must be >= 1 and --first-seed >= 0; got "
               f"{args.seeds}, {args.first_seed}", file=sys.stderr)
+        return 2
+    from experiments.learning_baselines import parse_grid
+    try:
+        axes = parse_grid(args.grid)
+    except ValueError as e:
+        print(f"learning_curves: error: {e}", file=sys.stderr)
+        return 2
+    if axes and not args.tune:
+        print("learning_curves: error: --grid needs --tune (it changes the tuning grid)",
+              file=sys.stderr)
         return 2
     dirs = [sweep_dir(pathlib.Path(args.workdir), t, a) for t in tasks for a in algorithms
             if a in BREMEN_VARIANTS] if args.workdir else []
@@ -402,7 +416,7 @@ def main(argv=None) -> int:
     for name in tasks:
         print(f"[{name}]", flush=True)
         entries = run_task(name, proto["tasks"][name], algorithms, seeds, episodes, args.tune,
-                           workdir, lambda s: print(s, flush=True))
+                           workdir, lambda s: print(s, flush=True), axes)
         doc["tasks"][name] = {**doc["tasks"].get(name, {}), **entries}
         doc["wall_s_total"] = round(time.perf_counter() - t0, 1)
         paths = write_outputs(doc, out)

@@ -5,6 +5,7 @@ counts) and same-seed determinism of BREMEN on one machine (slow: they compile B
 import copy
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -137,6 +138,51 @@ def test_first_seed_picks_seeds_not_yet_looked_at(tmp_path, monkeypatch, capsys)
         assert lc.main(base + ["--workdir", str(tmp_path / "d")] + bad) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "--seeds must be >= 1 and --first-seed >= 0" in err[0]
+
+
+def test_grid_replaces_tuning_axes_and_reports_every_point(tmp_path, monkeypatch, capsys):
+    """``--grid ALGO.FIELD=V1,V2`` replaces that axis of the built-in tuning grid (the others
+    stay); the best point is reported with every point's mean in ``config.tuning``; a bad axis
+    or --grid without --tune is one line and runs nothing."""
+    assert lb.parse_grid(["sac.reward_scaling=5", "sac.learning_rate=3e-4,1e-3",
+                          "ppo.unroll_length=10,20"]) == {
+        "sac": {"reward_scaling": [5.0], "learning_rate": [3e-4, 1e-3]},
+        "ppo": {"unroll_length": [10, 20]}}
+    for bad, msg in [("sac.hidden_sizes=1", "sac has no numeric setting 'hidden_sizes'"),
+                     ("dqn.lr=1", "expected ALGO.FIELD=V1[,V2...]"),
+                     ("sac.updates_per_step=1.5", "updates_per_step takes int values")]:
+        with pytest.raises(ValueError, match=re.escape(msg)):
+            lb.parse_grid([bad])
+    ran = []
+
+    def fake_baseline(algo, task, seeds, grid, total, cfg, num_episodes, log=print):
+        ran.append(dict(cfg))
+        final = 100 * cfg["reward_scaling"] + 1e4 * cfg["learning_rate"]
+        return {"returns": [[0.0] * len(seeds)] * (total // grid - 1) +
+                [[final + s for s in seeds]], "deployments_at": [1] * (total // grid),
+                "wall_s": [1.0] * len(seeds), "config": dict(cfg)}
+
+    monkeypatch.setattr(lb, "run_baseline", fake_baseline)
+    out = tmp_path / "l.json"
+    base = ["--protocol", "tiny", "--algorithms", "sac", "--out", str(out), "--workdir",
+            str(tmp_path / "w")]
+    assert lc.main(base + ["--tune", "--grid", "sac.reward_scaling=1,5",
+                           "--grid", "sac.updates_per_step=1"]) == 0
+    # learning_rate keeps its built-in axis [3e-4, 1e-3]: 2 x 2 points, seeds 0 and 1
+    assert [(c["learning_rate"], c["reward_scaling"], c["updates_per_step"]) for c in ran] == [
+        (3e-4, 1.0, 1), (3e-4, 5.0, 1), (1e-3, 1.0, 1), (1e-3, 5.0, 1)]
+    sac = json.loads(out.read_text())["tasks"]["inverted_pendulum"]["sac"]
+    assert sac["config"]["tuned_best"] == {"learning_rate": 1e-3, "reward_scaling": 5.0,
+                                           "updates_per_step": 1}
+    assert [t["final_mean"] for t in sac["config"]["tuning"]] == pytest.approx(
+        [103.5, 503.5, 110.5, 510.5])   # 100 rs + 1e4 lr + mean seed 0.5
+    assert "sac tuning point {'learning_rate': 0.001, 'reward_scaling': 5.0, " \
+           "'updates_per_step': 1}: final return 510.5 +- 0.7" in capsys.readouterr().out
+    assert lc.main(base + ["--grid", "sac.reward_scaling=5"]) == 2
+    assert "--grid needs --tune" in capsys.readouterr().err
+    assert lc.main(base + ["--tune", "--grid", "sac.lr=1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "sac has no numeric setting 'lr'" in err[0]
 
 
 @pytest.mark.slow
