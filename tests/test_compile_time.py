@@ -144,6 +144,29 @@ def test_cold_only_runs_one_phase(tmp_path, monkeypatch):
     assert [r["phase"] for r in rows] == ["cold"] and calls[0].endswith("train_host-test-cold")
 
 
+def test_a_stopped_suite_keeps_its_measurements(tmp_path, monkeypatch):
+    """The JSON is rewritten after each measurement (``"finished": False``): a suite stopped by
+    a time limit (a lent GPU's check stopped it after three of four) keeps the rows it made."""
+    calls = []
+
+    def fake_measure(argv, cache, log, dump=None, timeout=0):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # as `timeout` stops it
+        return {"rc": 0, "wall_s": 10.0 * len(calls), "load_avg_1min": 0.0, "total_s": 5.0,
+                "compiles": 1, "cache_hits": 0, "programs": [], "stdout_tail": ""}
+
+    monkeypatch.setattr(ct, "measure", fake_measure)
+    out = tmp_path / "c.json"
+    with pytest.raises(KeyboardInterrupt):
+        ct.main(["--configs", "test", "--commands", "train_host,train_compiled", "--no-hlo",
+                 "--out", str(out)], prog="compile_time")
+    doc = json.loads(out.read_text())
+    assert doc["finished"] is False
+    assert [(r["command"], r["phase"], r["wall_s"]) for r in doc["measurements"]] == [
+        ("train_host", "cold", 10.0), ("train_host", "warm", 20.0)]
+
+
 # ------------------------------------------------------------------- benchmarks/gpu_check.sh
 GPU_CHECK = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_check.sh"
 FAKE_PYTHON = r"""#!/usr/bin/env bash
@@ -185,4 +208,33 @@ def test_gpu_check_tiny_mode_runs_every_part(tmp_path):
     assert "--suite tiny" in bench and "--precision highest" in bench
     assert any("-m benchmarks.compile_time --quick" in x for x in lines)
     sweep = next(x for x in lines if "bremen_jax.cli sweep" in x)
-    assert "--config.deploy.num_deployments=1" in sweep
+    assert "--config.deploy.num_deployments=1" in sweep and "--config.trpo.chunk=2" in sweep
+
+
+def test_gpu_check_parts_pick_what_runs(tmp_path):
+    """On the GPU (not tiny) the default runs bench and compile (all three do not fit one
+    8-minute call, measured on a lent H200); PARTS=sweep runs the paper sweep alone, evaluating
+    every 250 TRPO iterations."""
+    fake = tmp_path / "python"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    for parts, ran in [(None, ("bench", "compile")), ("sweep", ("sweep",))]:
+        out, calls = tmp_path / f"out-{parts}", tmp_path / f"calls-{parts}.txt"
+        env = {**os.environ, "PYTHON": str(fake), "OUT": str(out), "CALLS": str(calls)}
+        env.pop("PARTS", None)
+        if parts:
+            env["PARTS"] = parts
+        r = subprocess.run(["bash", str(GPU_CHECK)], env=env, capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode == 0, r.stderr
+        text = (out / "parts.txt").read_text()
+        for name in ("bench", "compile", "sweep"):
+            want = rf"^{name} ok rc=0" if name in ran else rf"^{name} not asked for"
+            assert re.search(want, text, re.M), text
+        lines = [x for x in calls.read_text().splitlines()
+                 if "bremen_jax.cli" in x or "benchmarks.compile_time" in x]
+        if parts == "sweep":
+            assert len(lines) == 1 and "bremen_jax.cli sweep" in lines[0]
+            assert "--config.trpo.chunk=250" in lines[0]
+        else:
+            assert len(lines) == 2 and "--suite paper" in lines[0] and "bfloat16" in lines[0]

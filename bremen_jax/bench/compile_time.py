@@ -238,9 +238,10 @@ def _setup(command: str, config: str, work: pathlib.Path, done: set, timeout: fl
 
 def run_measurements(configs: Sequence[str], commands: Sequence[str], work: pathlib.Path,
                      hlo: bool = True, timeout: float = 3600.0, log=print,
-                     phases: Sequence[str] = PHASES) -> list[dict]:
+                     phases: Sequence[str] = PHASES, progress=None) -> list[dict]:
     """Cold then warm (or only ``phases``), per (command, config), each in a fresh cache folder
-    under ``work``."""
+    under ``work``; ``progress(rows)`` after each measurement (the rows so far)."""
+    progress = progress or (lambda rows: None)
     rows, done = [], set()
     for config in configs:
         for command in _order(commands):
@@ -264,6 +265,7 @@ def run_measurements(configs: Sequence[str], commands: Sequence[str], work: path
                     f"compile {res['own_compile_s']} s (log {res['total_s']:.1f} s, "
                     f"{res['compiles']} compiles, {res['cache_hits']} cache hits), "
                     f"load {res['load_avg_1min']}")
+                progress(rows)
             if command == "collect":  # the cold dataset feeds offline
                 shutil.copy(work / f"collect-{config}-cold.npz", work / f"data-{config}.npz")
             done.add((command, config))
@@ -358,28 +360,33 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m benchmarks.co
                   f"({type(e).__name__}: {e})", file=sys.stderr)
             return 2
     info = common.device_info()
+    command = [*prog.split(), *(sys.argv[1:] if argv is None else argv)]
+    out = pathlib.Path(args.out or common.RESULTS_DIR /
+                       f"compile-{common.device_slug(info)}-{common.today()}.json")
+
+    def document(new_rows: list[dict], finished: bool) -> dict:
+        rows = list(new_rows)
+        if earlier is not None:
+            rows = merge_rows(earlier["measurements"], rows)
+        doc = {"suite": "compile", "date": common.today(), "device": info, "command": command,
+               "targets": verdicts(rows, info.get("cpu_count")), "measurements": rows,
+               "finished": finished}
+        if earlier is not None:  # every invocation whose measurements are kept
+            doc["commands"] = [*(earlier.get("commands") or [earlier.get("command")]), command]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(doc, indent=2) + "\n")
+        return doc
+
     work = pathlib.Path(args.keep or tempfile.mkdtemp(prefix="bremen-compile-"))
     work.mkdir(parents=True, exist_ok=True)
-    try:
+    try:  # the document so far after each measurement: a time-boxed run keeps what it measured
         rows = run_measurements(configs, commands, work, not args.no_hlo, args.timeout,
                                 log=lambda s: print(s, file=sys.stderr, flush=True),
-                                phases=phases)
+                                phases=phases, progress=lambda rows: document(rows, False))
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
-    command = [*prog.split(), *(sys.argv[1:] if argv is None else argv)]
-    if earlier is not None:
-        rows = merge_rows(earlier["measurements"], rows)
-        before = earlier.get("commands") or [earlier.get("command")]
-        doc_commands = [*before, command]
-    doc = {"suite": "compile", "date": common.today(), "device": info, "command": command,
-           "targets": verdicts(rows, info.get("cpu_count")), "measurements": rows}
-    if earlier is not None:
-        doc["commands"] = doc_commands  # every invocation whose measurements are kept
-    out = pathlib.Path(args.out or common.RESULTS_DIR /
-                       f"compile-{common.device_slug(info)}-{doc['date']}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=2) + "\n")
+    doc = document(rows, True)
     for t in doc["targets"]:
         print(f"{t['command']:15s} {t['config']:6s} {t['phase']:5s} {t['measure']:10s} "
               f"<= {t['limit_s']:5.1f} s: {t.get('value_s', '-')!s:>8} {t['verdict']}"
