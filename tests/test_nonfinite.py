@@ -62,15 +62,18 @@ def test_all_finite_and_keep_if():
 # --- each guard on its own ----------------------------------------------------------------------
 
 def test_bc_with_a_huge_learning_rate_rejects_its_steps():
-    """lr 1e30: the first Adam step moves every weight by ~1e30 (finite); the second's loss
-    overflows, its Adam moments are inf and every later step is rejected and counted."""
+    """lr 3e38 (near float32's largest, 3.4e38): the first Adam step moves every weight by ~3e38
+    (finite); the next one would pass float32's range (and the saturated net's forward pass gives
+    nan), so every later step is rejected and counted, and the parameters stay finite. (With lr
+    1e30 this test relied on the loss overflowing, which the tanh-bounded mean never does: a
+    fresh install on 2026-12-04 took all ten steps, at this commit and at the one before.)"""
     policy = pol.make_policy(pol.PolicyConfig(3, 2, hidden_sizes=(8,)))
     bc = bc_lib.make_bc(policy, bc_lib.BCConfig(batch_size=16, num_steps=10, reinit=False))
     state = bc.init(jax.random.key(0))
     data, mask = _data(), jnp.ones((64,), bool)
     _, m_good = bc.fit(state, data, mask, BCHParams.create(1e-3), jax.random.key(1))
     assert int(m_good["nonfinite_steps"]) == 0
-    hp = BCHParams.create(1e-3).replace(learning_rate=jnp.float32(1e30))
+    hp = BCHParams.create(1e-3).replace(learning_rate=jnp.float32(3e38))
     bad, m = jax.jit(bc.fit)(state, data, mask, hp, jax.random.key(1))
     chex.assert_tree_all_finite((bad.params, bad.opt_state))
     assert 1 <= int(m["nonfinite_steps"]) <= 10
