@@ -308,17 +308,14 @@ def parse_grid(specs, algorithms=("sac", "ppo")) -> dict[str, dict]:
         if algo not in algorithms or not field or not values:
             raise ValueError(f"--grid {spec!r}: expected ALGO.FIELD=V1[,V2...] with ALGO one of "
                              f"{', '.join(algorithms)}")
-        defaults = RUNNERS[algo][2]
-        if field not in defaults or isinstance(defaults[field], (tuple, bool)) or \
-                defaults[field] is None:
-            known = [k for k, v in defaults.items()
-                     if not isinstance(v, (tuple, bool)) and v is not None]
+        numeric = {k: type(v) for k, v in RUNNERS[algo][2].items()
+                   if type(v) in (int, float)}  # not sizes (tuples), flags or None
+        if field not in numeric:
             raise ValueError(f"--grid {spec!r}: {algo} has no numeric setting {field!r}; "
-                             f"expected one of {', '.join(known)}")
-        kind = type(defaults[field])
+                             f"expected one of {', '.join(numeric)}")
+        kind = numeric[field]
         try:
-            out.setdefault(algo, {})[field] = [kind(v) if kind is float else int(v)
-                                               for v in values.split(",")]
+            out.setdefault(algo, {})[field] = [kind(v) for v in values.split(",")]
         except ValueError:
             raise ValueError(f"--grid {spec!r}: {field} takes {kind.__name__} values") from None
     return out

@@ -165,7 +165,7 @@ class Job:
     def cache_key(self) -> Hashable:
         effort = self.resolved_effort()
         return (self.key, self.precision, self.donate_argnums, _signature(self.args), effort,
-                tuple(sorted(COMPILE_EFFORTS[effort].items())))  # the options, not just the name
+                tuple(sorted(effort_options(effort).items())))  # the options it compiles with
 
 
 def compile_cached(key: Hashable, fn: Callable, *args: Any, precision: str = "default",
