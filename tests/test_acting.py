@@ -1,49 +1,22 @@
 """Tests for bremen_jax.envs.acting on a tiny physics-free Brax env (compiles in about a second).
 
-Toy env: obs = [x, c]; reset draws x ~ U(0, x0_max) and c ~ U(0, 1) (fresh per reset); a step does
-x += 0.1 + 0.1·a (a clipped to [-1, 1] by the TaskEnv), c unchanged. Task reward = x' (after the
-step), native reward = 2x'. Task termination: x' > threshold.
+Toy env (``tests/toys.py``): obs = [x, c]; reset draws x ~ U(0, x0_max) and c ~ U(0, 1) (fresh
+per reset); a step does x += 0.1 + 0.1·a (a clipped to [-1, 1] by the TaskEnv), c unchanged. Task
+reward = x' (after the step), native reward = 2x'. Task termination: x' > threshold.
 """
 
-import brax.envs
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from brax.envs.base import State
 
 from bremen_jax.envs.acting import (EpisodeStats, flatten_env_major, make_collector,
                                      make_evaluator, summarize_episodes, uniform_random_policy)
 from bremen_jax.envs import make_custom_task
 from bremen_jax.types import Transition
 
-
-class ToyEnv(brax.envs.Env):
-    def __init__(self, x0_max: float = 1.0):
-        self._x0_max = x0_max
-
-    def reset(self, rng):
-        key_x, key_c = jax.random.split(rng)
-        obs = jnp.stack([jax.random.uniform(key_x, (), maxval=self._x0_max),
-                         jax.random.uniform(key_c, ())])
-        return State(pipeline_state=None, obs=obs, reward=jnp.zeros(()), done=jnp.zeros(()))
-
-    def step(self, state, action):
-        x = state.obs[0] + 0.1 + 0.1 * action[0]
-        return state.replace(obs=state.obs.at[0].set(x), reward=2.0 * x)
-
-    @property
-    def observation_size(self):
-        return 2
-
-    @property
-    def action_size(self):
-        return 1
-
-    @property
-    def backend(self):
-        return "toy"
+from toys import ToyEnv
 
 
 def toy_task(threshold=2.05, episode_length=15, x0_max=1.0):

@@ -1,42 +1,19 @@
 """Mixtures of the original (BRAC): exact counts, noise wrappers, layout, reproducibility.
 
-Collection tests use a physics-free toy Brax env (compiles in about a second): obs = [x, c],
+Collection tests use the physics-free toy Brax env of ``tests/toys.py``: obs = [x, c],
 x += 0.1 + 0.1·a per step, c ~ U(0, 1) fixed per episode; termination never fires.
 """
 
-import brax.envs
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from brax.envs.base import State
 
 from bremen_jax.datasets import mixtures as mx
 from bremen_jax.envs import make_custom_task
 
-
-class ToyEnv(brax.envs.Env):
-    def reset(self, rng):
-        key_x, key_c = jax.random.split(rng)
-        obs = jnp.stack([jax.random.uniform(key_x, ()), jax.random.uniform(key_c, ())])
-        return State(pipeline_state=None, obs=obs, reward=jnp.zeros(()), done=jnp.zeros(()))
-
-    def step(self, state, action):
-        x = state.obs[0] + 0.1 + 0.1 * action[0]
-        return state.replace(obs=state.obs.at[0].set(x), reward=x)
-
-    @property
-    def observation_size(self):
-        return 2
-
-    @property
-    def action_size(self):
-        return 1
-
-    @property
-    def backend(self):
-        return "toy"
+from toys import ToyEnv
 
 
 W = jnp.array([[0.8], [-1.5]], jnp.float32)
