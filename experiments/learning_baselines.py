@@ -296,6 +296,10 @@ def run_baseline(algo: str, task, seeds, grid: int, total: int, cfg: dict, num_e
             "deployments_at": per_seed[0]["deployments_at"], "config": full}
 
 
+# Integer settings whose default is None ("derive it"), which a grid may still set.
+_INT_OR_AUTO = {"ppo": ("batch_size",)}
+
+
 def parse_grid(specs, algorithms=("sac", "ppo")) -> dict[str, dict]:
     """``["sac.reward_scaling=1,5", ...]`` -> ``{"sac": {"reward_scaling": [1.0, 5.0]}}``: axes
     that replace those of the built-in grid (:data:`SAC_GRID`, :data:`PPO_GRID`); a field may be
@@ -309,7 +313,8 @@ def parse_grid(specs, algorithms=("sac", "ppo")) -> dict[str, dict]:
             raise ValueError(f"--grid {spec!r}: expected ALGO.FIELD=V1[,V2...] with ALGO one of "
                              f"{', '.join(algorithms)}")
         numeric = {k: type(v) for k, v in RUNNERS[algo][2].items()
-                   if type(v) in (int, float)}  # not sizes (tuples), flags or None
+                   if type(v) in (int, float)}  # not sizes (tuples) or flags
+        numeric.update({k: int for k in _INT_OR_AUTO.get(algo, ())})
         if field not in numeric:
             raise ValueError(f"--grid {spec!r}: {algo} has no numeric setting {field!r}; "
                              f"expected one of {', '.join(numeric)}")
@@ -327,6 +332,9 @@ def tune_baseline(algo: str, task, seeds, grid: int, total: int, base: dict, num
     (its built-in axes, those in ``axes`` replaced: :func:`parse_grid`); returns the point with
     the best mean final return, with every point's result in ``config["tuning"]``."""
     points = grid_points({**RUNNERS[algo][3], **(axes or {})}) if tune else [{}]
+    if algo == "ppo":  # a point whose sizes do not fit the grid fails now, not hours in
+        for p in points:
+            ppo_batch_size(grid, {**PPO_DEFAULTS, **base, **p})
     results = []
     for p in points:
         if tune:

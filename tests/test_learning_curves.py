@@ -145,12 +145,13 @@ def test_grid_replaces_tuning_axes_and_reports_every_point(tmp_path, monkeypatch
     stay); the best point is reported with every point's mean in ``config.tuning``; a bad axis
     or --grid without --tune is one line and runs nothing."""
     assert lb.parse_grid(["sac.reward_scaling=5", "sac.learning_rate=3e-4,1e-3",
-                          "ppo.unroll_length=10,20"]) == {
+                          "ppo.unroll_length=10,20", "ppo.batch_size=8"]) == {
         "sac": {"reward_scaling": [5.0], "learning_rate": [3e-4, 1e-3]},
-        "ppo": {"unroll_length": [10, 20]}}
+        "ppo": {"unroll_length": [10, 20], "batch_size": [8]}}
     for bad, msg in [("sac.hidden_sizes=1", "sac has no numeric setting 'hidden_sizes'"),
                      ("dqn.lr=1", "expected ALGO.FIELD=V1[,V2...]"),
-                     ("sac.updates_per_step=1.5", "updates_per_step takes int values")]:
+                     ("sac.updates_per_step=1.5", "updates_per_step takes int values"),
+                     ("ppo.batch_size=auto", "batch_size takes int values")]:
         with pytest.raises(ValueError, match=re.escape(msg)):
             lb.parse_grid([bad])
     ran = []
@@ -183,6 +184,12 @@ def test_grid_replaces_tuning_axes_and_reports_every_point(tmp_path, monkeypatch
     assert lc.main(base + ["--tune", "--grid", "sac.lr=1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "sac has no numeric setting 'lr'" in err[0]
+    # A PPO batch size that does not divide the evaluation grid is refused before any point runs.
+    ran.clear()
+    with pytest.raises(ValueError, match="no batch_size makes"):
+        lb.tune_baseline("ppo", None, [0], 800, 1600, {}, 1, True, log=lambda *a: None,
+                         axes={"batch_size": [10, 7]})
+    assert ran == []
 
 
 @pytest.mark.slow
