@@ -51,8 +51,11 @@ PPO_DEFAULTS = {"learning_rate": 3e-4, "entropy_cost": 1e-3, "discounting": 0.99
 # The tuning grids of ``--tune`` (every combination; the best mean final return is reported).
 SAC_GRID = {"learning_rate": [3e-4, 1e-3], "reward_scaling": [1.0, 5.0],
             "updates_per_step": [1, 2]}
+# PPO's third axis is the epochs per batch, not the unroll length: a longer unroll changes the
+# samples per update, which must divide the evaluation grid (20 does not at the cpu protocol's
+# halfcheetah sizes, 16 x 10 x 4 = 640 steps per update).
 PPO_GRID = {"learning_rate": [3e-4, 1e-3], "entropy_cost": [1e-3, 1e-2],
-            "unroll_length": [10, 20]}
+            "num_updates_per_batch": [4, 8]}
 
 
 def grid_points(grid: dict) -> list[dict]:
