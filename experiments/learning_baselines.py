@@ -330,10 +330,13 @@ def parse_grid(specs, algorithms=("sac", "ppo")) -> dict[str, dict]:
 
 
 def tune_baseline(algo: str, task, seeds, grid: int, total: int, base: dict, num_episodes: int,
-                  tune: bool, log=print, axes: dict | None = None) -> dict:
+                  tune: bool, log=print, axes: dict | None = None,
+                  on_point: Callable[[dict, dict], None] | None = None) -> dict:
     """:func:`run_baseline` at ``base`` or, with ``tune``, at every point of the algorithm's grid
     (its built-in axes, those in ``axes`` replaced: :func:`parse_grid`); returns the point with
-    the best mean final return, with every point's result in ``config["tuning"]``."""
+    the best mean final return, with every point's result in ``config["tuning"]``.
+    ``on_point(point, result)`` sees each point as it finishes (the driver keeps it on disk: a
+    process that dies mid-grid keeps the points before)."""
     points = grid_points({**RUNNERS[algo][3], **(axes or {})}) if tune else [{}]
     if algo == "ppo":  # a point whose sizes do not fit the grid fails now, not hours in
         for p in points:
@@ -344,6 +347,8 @@ def tune_baseline(algo: str, task, seeds, grid: int, total: int, base: dict, num
             log(f"  {algo} tuning point {p}")
         results.append((p, run_baseline(algo, task, seeds, grid, total, {**base, **p},
                                         num_episodes, log)))
+        if on_point is not None:
+            on_point(p, results[-1][1])
         if tune:
             log(f"  {algo} tuning point {p}: final return "
                 f"{np.mean(results[-1][1]['returns'][-1]):.1f} +- "

@@ -352,8 +352,17 @@ def run_task(name: str, spec: dict, algorithms, seeds, episodes: int, tune: bool
                                       sweep_dir(workdir, name, variant), log)
     task = make_task(cfg.task, backend=cfg.backend, episode_length=int(cfg.episode_length))
     for algo in (a for a in ("sac", "ppo") if a in algorithms):
+        points = workdir / f"{name}-{algo}-points.jsonl"  # each finished point, as it finishes
+
+        def keep(point, result, points=points):
+            points.parent.mkdir(parents=True, exist_ok=True)
+            with points.open("a") as f:
+                f.write(json.dumps({"point": point, "seeds": list(seeds), **result},
+                                   default=float) + "\n")
+
+        log(f"  {algo}: each finished point is appended to {points}")
         r = tune_baseline(algo, task, seeds, B, K * B, spec.get(algo, {}), episodes, tune, log,
-                          (axes or {}).get(algo))
+                          (axes or {}).get(algo), keep)
         out[algo] = {"samples": samples, "returns": r["returns"], "seeds": list(seeds),
                      "deployments": None, "deployments_at": r["deployments_at"],
                      "wall_s": r["wall_s"], "wall_s_covers": "one seed each, compile and "

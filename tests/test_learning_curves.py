@@ -172,6 +172,11 @@ def test_grid_replaces_tuning_axes_and_reports_every_point(tmp_path, monkeypatch
     # learning_rate keeps its built-in axis [3e-4, 1e-3]: 2 x 2 points, seeds 0 and 1
     assert [(c["learning_rate"], c["reward_scaling"], c["updates_per_step"]) for c in ran] == [
         (3e-4, 1.0, 1), (3e-4, 5.0, 1), (1e-3, 1.0, 1), (1e-3, 5.0, 1)]
+    # Each finished point was appended to the work directory as it finished (kept on a crash).
+    kept = [json.loads(line) for line in
+            (tmp_path / "w" / "inverted_pendulum-sac-points.jsonl").read_text().splitlines()]
+    assert [k["point"]["reward_scaling"] for k in kept] == [1.0, 5.0, 1.0, 5.0]
+    assert kept[3]["returns"][-1] == pytest.approx([510.0, 511.0]) and kept[3]["seeds"] == [0, 1]
     sac = json.loads(out.read_text())["tasks"]["inverted_pendulum"]["sac"]
     assert sac["config"]["tuned_best"] == {"learning_rate": 1e-3, "reward_scaling": 5.0,
                                            "updates_per_step": 1}
