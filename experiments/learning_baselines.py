@@ -349,6 +349,11 @@ def tune_baseline(algo: str, task, seeds, grid: int, total: int, base: dict, num
                                         num_episodes, log)))
         if on_point is not None:
             on_point(p, results[-1][1])
+        # Every run compiles fresh Brax programs (new closures); on CPU their code mappings
+        # accumulate until LLVM hits vm.max_map_count ("Cannot allocate memory", 13 PPO runs in
+        # on 2026-12-04). Dropping the compiled programs between points releases them; the next
+        # point compiles its own programs anyway.
+        jax.clear_caches()
         if tune:
             log(f"  {algo} tuning point {p}: final return "
                 f"{np.mean(results[-1][1]['returns'][-1]):.1f} +- "
