@@ -299,6 +299,10 @@ def run_baseline(algo: str, task, seeds, grid: int, total: int, cfg: dict, num_e
             "deployments_at": per_seed[0]["deployments_at"], "config": full}
 
 
+# Each algorithm's size check (raises ValueError naming the sizes), run on every grid point first.
+_SIZE_CHECKS = {"sac": sac_schedule,
+                "ppo": lambda grid, total, cfg: ppo_batch_size(grid, cfg)}
+
 # Integer settings whose default is None ("derive it"), which a grid may still set.
 _INT_OR_AUTO = {"ppo": ("batch_size",)}
 
@@ -338,9 +342,8 @@ def tune_baseline(algo: str, task, seeds, grid: int, total: int, base: dict, num
     ``on_point(point, result)`` sees each point as it finishes (the driver keeps it on disk: a
     process that dies mid-grid keeps the points before)."""
     points = grid_points({**RUNNERS[algo][3], **(axes or {})}) if tune else [{}]
-    if algo == "ppo":  # a point whose sizes do not fit the grid fails now, not hours in
-        for p in points:
-            ppo_batch_size(grid, {**PPO_DEFAULTS, **base, **p})
+    for p in points:  # a point whose sizes do not fit the grid fails now, not hours in
+        _SIZE_CHECKS[algo](grid, total, {**RUNNERS[algo][2], **base, **p})
     results = []
     for p in points:
         if tune:
