@@ -279,6 +279,17 @@ RUNNERS = {"sac": (run_sac, sac_networks, SAC_DEFAULTS, SAC_GRID),
            "ppo": (run_ppo, ppo_networks, PPO_DEFAULTS, PPO_GRID)}
 
 
+def memory_maps() -> int | None:
+    """The process's memory mappings (lines of ``/proc/self/maps``; None off Linux): compiled CPU
+    programs hold code mappings, and LLVM fails with "Cannot allocate memory" once they reach
+    ``vm.max_map_count``, so the tuning log shows this count after each run."""
+    try:
+        with open("/proc/self/maps", "rb") as f:
+            return sum(1 for _ in f)
+    except OSError:
+        return None
+
+
 def run_baseline(algo: str, task, seeds, grid: int, total: int, cfg: dict, num_episodes: int,
                  log=print) -> dict:
     """All seeds of one baseline config: ``{"returns": [[per seed] per grid point], "wall_s":
@@ -290,7 +301,8 @@ def run_baseline(algo: str, task, seeds, grid: int, total: int, cfg: dict, num_e
     for seed in seeds:
         r = run(task, int(seed), grid, total, full, evaluate,
                 jax.random.fold_in(jax.random.key(10_007), int(seed)))
-        log(f"  {algo} seed {seed}: {[round(x, 1) for x in r['returns']]} ({r['wall_s']:.0f} s)")
+        log(f"  {algo} seed {seed}: {[round(x, 1) for x in r['returns']]} ({r['wall_s']:.0f} s, "
+            f"{memory_maps()} memory maps)")
         per_seed.append(r)
     if "batch_size" in per_seed[0]:
         full = {**full, "batch_size": per_seed[0]["batch_size"]}
@@ -360,7 +372,8 @@ def tune_baseline(algo: str, task, seeds, grid: int, total: int, base: dict, num
         if tune:
             log(f"  {algo} tuning point {p}: final return "
                 f"{np.mean(results[-1][1]['returns'][-1]):.1f} +- "
-                f"{np.std(results[-1][1]['returns'][-1], ddof=1) if len(seeds) > 1 else 0:.1f}")
+                f"{np.std(results[-1][1]['returns'][-1], ddof=1) if len(seeds) > 1 else 0:.1f} "
+                f"({memory_maps()} memory maps after dropping the compiled programs)")
     best_p, best = max(results, key=lambda pr: float(np.mean(pr[1]["returns"][-1])))
     if tune:
         best["config"]["tuning"] = [{"point": p, "final_mean": float(np.mean(r["returns"][-1])),

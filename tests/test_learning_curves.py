@@ -313,3 +313,19 @@ def test_summary_end_points_and_pooled_seeds(tmp_path, capsys):
     assert len(err) == 1 and "no document has task 'nope'" in err[0]
     assert lr.main(["merge", str(tmp_path / "a.json")]) == 2
     assert "merge needs --out" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/maps"), reason="Linux only")
+def test_memory_maps_counts_a_new_file_mapping(tmp_path):
+    """The tuning log's map count (LLVM's code mappings exhaust vm.max_map_count on long grids)
+    sees one more mapping while a file is mapped, and one less after."""
+    import mmap
+
+    f = tmp_path / "page"
+    f.write_bytes(b"\0" * mmap.PAGESIZE)
+    before = lb.memory_maps()
+    with f.open("r+b") as fh, mmap.mmap(fh.fileno(), mmap.PAGESIZE) as m:
+        m[0] = 1
+        during = lb.memory_maps()
+    after = lb.memory_maps()
+    assert during >= before + 1 and after <= during - 1  # other threads may map meanwhile
