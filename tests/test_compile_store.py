@@ -27,15 +27,35 @@ def fn(x, k):
 
 x = jnp.arange(24.0).reshape(6, 4) ** 0.5 + jnp.eye(6, 4)
 k = jax.random.key(0)
-exe = c.compile_cached(("qr", 1), fn, x, k, persist=sys.argv[2] == "1")
-out = [np.asarray(o).tolist() for o in exe.fn(x, k)]
+if sys.argv[3] == "sharded":  # as a sweep: rows split over a mesh of all devices
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    mesh = Mesh(np.array(jax.devices()), ("runs",))
+    rows, whole = NamedSharding(mesh, P("runs")), NamedSharding(mesh, P())
+
+    def fn(x, k):  # noqa: F811
+        traces.append(1)
+        return jnp.tanh(x) @ jax.random.normal(k, (4, 3)), jnp.sum(x ** 2, axis=1)
+
+    x = jnp.arange(8.0 * 4).reshape(8, 4) / 10
+    exe = c.compile_cached(("rows", tuple(d.id for d in mesh.devices.flat)), fn, x, k,
+                           persist=sys.argv[2] == "1", in_shardings=(rows, whole),
+                           out_shardings=rows)
+    out = exe.fn(jax.device_put(x, rows), k)
+    assert all(len(o.sharding.device_set) == len(jax.devices()) for o in out)
+else:
+    exe = c.compile_cached(("qr", 1), fn, x, k, persist=sys.argv[2] == "1")
+    out = exe.fn(x, k)
+out = [np.asarray(o).tolist() for o in out]
 print(json.dumps({"traces": len(traces), "out": out}))
 """
 
 
-def _run(cache, persist="1"):
+def _run(cache, persist="1", mode="plain"):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    r = subprocess.run([sys.executable, "-c", _SCRIPT, str(cache), persist], env=env,
+    if mode == "sharded":
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "")
+                            + " --xla_force_host_platform_device_count=2").strip()
+    r = subprocess.run([sys.executable, "-c", _SCRIPT, str(cache), persist, mode], env=env,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -49,6 +69,15 @@ def test_second_process_loads_without_tracing_and_gets_the_same_numbers(tmp_path
     assert second["traces"] == 0            # loaded: not traced, not lowered
     assert second["out"] == first["out"]    # bit for bit (JSON floats round-trip exactly)
     assert len(list((tmp_path / "bremen_executables").glob("*.pkl"))) == 1
+
+
+def test_a_sharded_program_is_stored_and_loads_onto_its_devices(tmp_path):
+    """A program with in/out shardings over a two-device mesh (a sweep's) is stored too; a second
+    process loads it untraced, its outputs are split over both devices and equal the first's."""
+    first = _run(tmp_path, mode="sharded")
+    assert first["traces"] == 1 and len(list((tmp_path / "bremen_executables").glob("*.pkl"))) == 1
+    second = _run(tmp_path, mode="sharded")
+    assert second["traces"] == 0 and second["out"] == first["out"]
 
 
 def test_without_persist_nothing_is_stored_and_a_damaged_entry_is_rebuilt(tmp_path):

@@ -308,10 +308,12 @@ def _environment() -> str:
 
 
 def _stored_path(job: Job) -> pathlib.Path | None:
-    """Where ``job``'s executable is stored (None: not a ``persist`` job, a sharded or
-    multi-process program, or no persistent cache)."""
+    """Where ``job``'s executable is stored (None: not a ``persist`` job, a multi-process
+    program, or no persistent cache). A sharded program (``in_shardings``/``out_shardings`` in
+    ``jit_kwargs``) is stored too: its key names its devices (:func:`compile_cached`), and it
+    loads onto the devices of the same ids."""
     folder = jax.config.jax_compilation_cache_dir
-    if not (job.persist and folder) or job.jit_kwargs or jax.process_count() > 1:
+    if not (job.persist and folder) or jax.process_count() > 1:
         return None
     try:
         what = repr((job.cache_key(), _environment()))
