@@ -258,3 +258,32 @@ def test_effort_options_fit_the_backend_and_an_unknown_option_is_dropped(monkeyp
 
     with pytest.raises(RuntimeError, match="out of memory"):
         c.compile_lowered(Broken(), "fast")
+
+
+def test_sweep_program_is_stored_for_builtin_tasks_only(monkeypatch):
+    """``compile_sweep`` asks for its sharded program to be stored (``persist``) when the task is
+    the built-in one of its name, and its key names what ``make_phases`` sized besides the static
+    config (buffer capacity, segments, task), as the compiled driver's key does."""
+    import jax
+    import numpy as np
+    from jax.sharding import Mesh
+
+    from bremen_jax import config as config_lib
+    from bremen_jax.algo.phases import make_phases
+    from bremen_jax.envs.registry import register_task
+    from bremen_jax.sweep import program
+
+    seen = []
+    monkeypatch.setattr(program, "compile_cached", lambda key, fn, *args, **kw: seen.append(
+        (key, kw)) or type("C", (), {"fn": None, "seconds": 1.0, "cached": False})())
+    static, hp = config_lib.split(config_lib.load_config("test"))
+    phases = make_phases(static)
+    mesh = Mesh(np.array(jax.devices()[:1]), ("runs",))
+    program.compile_sweep(phases, mesh, hp, 2)
+    (key, kw), = seen
+    assert kw["persist"] is True
+    assert key[-3:] == (phases.capacity, phases.max_segments, phases.task.name)
+    # A user's task registered under the built-in's name: its code is not this package's.
+    register_task(phases.task.name, lambda **kw: phases.task, overwrite=True)
+    program.compile_sweep(phases, mesh, hp, 2)
+    assert seen[-1][1]["persist"] is False
