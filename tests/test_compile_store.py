@@ -262,7 +262,7 @@ def test_effort_options_fit_the_backend_and_an_unknown_option_is_dropped(monkeyp
 
 def test_sweep_program_is_stored_for_builtin_tasks_only(monkeypatch):
     """``compile_sweep`` asks for its sharded program to be stored (``persist``) when the task is
-    the built-in one of its name, and its key names what ``make_phases`` sized besides the static
+    the built-in one of its name (``registry.is_builtin``; a user's task under that name is not), and its key names what ``make_phases`` sized besides the static
     config (buffer capacity, segments, task), as the compiled driver's key does."""
     import jax
     import numpy as np
@@ -270,7 +270,7 @@ def test_sweep_program_is_stored_for_builtin_tasks_only(monkeypatch):
 
     from bremen_jax import config as config_lib
     from bremen_jax.algo.phases import make_phases
-    from bremen_jax.envs.registry import register_task
+    from bremen_jax.envs.registry import is_builtin, register_task
     from bremen_jax.sweep import program
 
     seen = []
@@ -284,6 +284,8 @@ def test_sweep_program_is_stored_for_builtin_tasks_only(monkeypatch):
     assert kw["persist"] is True
     assert key[-3:] == (phases.capacity, phases.max_segments, phases.task.name)
     # A user's task registered under the built-in's name: its code is not this package's.
+    assert is_builtin(phases.task.name) and not is_builtin("no_such_task")
     register_task(phases.task.name, lambda **kw: phases.task, overwrite=True)
+    assert not is_builtin(phases.task.name)
     program.compile_sweep(phases, mesh, hp, 2)
     assert seen[-1][1]["persist"] is False

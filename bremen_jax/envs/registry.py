@@ -40,6 +40,18 @@ def register_task(name: str, factory: TaskFactory, *, overwrite: bool = False) -
     _SPECS.pop(name, None)
 
 
+def is_builtin(name: str) -> bool:
+    """Whether the task registered as ``name`` is this package's built-in one (its module in
+    :mod:`bremen_jax.envs.tasks`, not re-registered by a user): its code is the package's, so a
+    program built from it is determined by the config and may be stored on disk
+    (:class:`bremen_jax.run.compile.Job` ``persist``)."""
+    import sys
+
+    spec = _SPECS.get(name)
+    return spec is not None and spec is getattr(
+        sys.modules.get(f"bremen_jax.envs.tasks.{name}"), "SPEC", None)
+
+
 def register_spec(spec: TaskSpec, *, overwrite: bool = False) -> None:
     """Registers the task described by ``spec`` under ``spec.name`` (errors as :func:`register_task`)."""
     if not isinstance(spec, TaskSpec):

@@ -27,6 +27,7 @@ import numpy as np
 
 from bremen_jax import config as config_lib
 from bremen_jax.algo.phases import Phases, RunState, make_phases
+from bremen_jax.envs import registry
 from bremen_jax.envs.acting import make_evaluator
 from bremen_jax.run import checkpoint as ckpt_lib
 from bremen_jax.run.compile import compile_cached
@@ -205,8 +206,8 @@ def evaluate_restored(run: RestoredRun, *, episodes: int = 10, stochastic: bool 
     fn = make_episodes(run.phases.task, _policy_fn(run, stochastic), int(keys.shape[0]))
     params = run.params("target")
     exe = compile_cached(("evaluate", static, run.phases.task.name, stochastic), fn, params,
-                         keys, precision=static.precision,
-                         effort=static.compile_effort, kind="env").fn
+                         keys, precision=static.precision, effort=static.compile_effort,
+                         kind="env", persist=registry.is_builtin(run.phases.task.name)).fn
     return {name: _summary(jax.device_get(exe(run.params(name), keys))) for name in policies}
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import pathlib
-import sys
 import time
 from typing import Any, Callable
 
@@ -43,15 +42,7 @@ def builtin_task(schedule: Schedule) -> bool:
     """Whether the schedule's task is a built-in one (code in this package, so :func:`schedule_key`
     and the argument shapes determine its programs: they may be stored on disk, see
     :class:`~bremen_jax.run.compile.Job`)."""
-    return is_builtin_task(schedule.phases.task)
-
-
-def is_builtin_task(task) -> bool:
-    """Whether ``task`` (a :class:`~bremen_jax.envs.Task`) is the built-in task of its name."""
-    name = task.name
-    module = sys.modules.get(f"bremen_jax.envs.tasks.{name}")
-    spec = registry.task_specs().get(name)
-    return spec is not None and spec is getattr(module, "SPEC", None)
+    return registry.is_builtin(schedule.phases.task.name)
 
 
 def compile_steps(schedule: Schedule, hp, init_args: tuple, console=None

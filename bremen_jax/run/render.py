@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bremen_jax import config as config_lib
+from bremen_jax.envs import registry
 from bremen_jax.run.compile import compile_cached
 from bremen_jax.run.evaluate import POLICIES, check_run_dir, restore_run
 from bremen_jax.run.files import RENDER_SUFFIXES as SUFFIXES
@@ -205,7 +206,7 @@ def render_run(run_dir: str | pathlib.Path, out: str | pathlib.Path, *,
     params, key = run.params(policy), jax.random.key(seed)
     exe = compile_cached(("render", static, task.name, episodes, steps), fn, params, key,
                          precision=static.precision, effort=static.compile_effort,
-                         kind="env").fn
+                         kind="env", persist=registry.is_builtin(task.name)).fn
     pipes, done = jax.device_get(exe(params, key))
     frames, counts = episode_frames(pipes, np.asarray(done), every)
     if path.suffix.lower() == ".html":

@@ -47,8 +47,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from bremen_jax import config as config_lib
 from bremen_jax.algo.phases import Phases
 from bremen_jax.algo.schedule import Schedule, make_continue
+from bremen_jax.envs import registry
 from bremen_jax.run.compile import compile_cached
-from bremen_jax.run.host import is_builtin_task
 from bremen_jax.run.lock import LOCK_NAME, WorkdirLock
 from bremen_jax.run.workdir import claim_workdir
 from bremen_jax.sweep import report
@@ -275,7 +275,7 @@ def compile_sweep(phases: Phases, mesh: Mesh, hp: config_lib.HParams, num_runs_p
     exe = compile_cached(key, make_sweep_program(phases, num_deployments, offline), *args,
                          precision=phases.static.precision, in_shardings=shardings,
                          effort=phases.static.compile_effort,
-                         persist=is_builtin_task(phases.task), out_shardings=runs)
+                         persist=registry.is_builtin(phases.task.name), out_shardings=runs)
     return exe.fn, 0.0 if exe.cached else exe.seconds, exe.cached
 
 
