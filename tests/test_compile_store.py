@@ -50,11 +50,11 @@ print(json.dumps({"traces": len(traces), "out": out}))
 """
 
 
-def _run(cache, persist="1", mode="plain"):
+def _run(cache, persist="1", mode="plain", devices=1):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    if mode == "sharded":
+    if mode == "sharded" or devices > 1:
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "")
-                            + " --xla_force_host_platform_device_count=3").strip()
+                            + f" --xla_force_host_platform_device_count={max(devices, 3)}").strip()
     r = subprocess.run([sys.executable, "-c", _SCRIPT, str(cache), persist, mode], env=env,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -79,6 +79,15 @@ def test_a_sharded_program_is_stored_and_loads_onto_its_devices(tmp_path):
     assert first["traces"] == 1 and len(list((tmp_path / "bremen_executables").glob("*.pkl"))) == 1
     second = _run(tmp_path, mode="sharded")
     assert second["traces"] == 0 and second["out"] == first["out"]
+
+
+def test_a_one_device_program_loads_where_there_are_several_devices(tmp_path):
+    """On a machine with several devices (a multi-GPU host; here three CPU devices) an unsharded
+    program runs on one; loaded onto all of them it failed when called ("Expected args to
+    execute_sharded_on_local_devices to have 3 shards"), so it is loaded onto its own."""
+    first = _run(tmp_path, devices=3)
+    second = _run(tmp_path, devices=3)
+    assert (first["traces"], second["traces"]) == (1, 0) and second["out"] == first["out"]
 
 
 def test_without_persist_nothing_is_stored_and_a_damaged_entry_is_rebuilt(tmp_path):

@@ -307,23 +307,6 @@ def _environment() -> str:
     return h.hexdigest()
 
 
-def _shardings(job: Job) -> list:
-    return [x for x in jax.tree.leaves(
-        job.jit_kwargs, is_leaf=lambda x: isinstance(x, jax.sharding.Sharding))
-        if isinstance(x, jax.sharding.Sharding)]
-
-
-def _devices_of(job: Job) -> list | None:
-    """The devices a sharded job's executable runs on, in its shardings' order (None: not
-    sharded, so JAX's default). A stored sharded executable must be loaded onto exactly these:
-    loaded onto all devices, a program over a sub-mesh aborts the process (XLA's check "sharding's
-    tile count and device count does not match", jaxlib 0.10)."""
-    shardings = _shardings(job)
-    if not shardings:
-        return None
-    return list(shardings[0]._device_assignment)
-
-
 def _stored_path(job: Job) -> pathlib.Path | None:
     """Where ``job``'s executable is stored (None: not a ``persist`` job, a multi-process
     program, or no persistent cache). A sharded program (``in_shardings``/``out_shardings`` in
@@ -332,9 +315,6 @@ def _stored_path(job: Job) -> pathlib.Path | None:
     folder = jax.config.jax_compilation_cache_dir
     if not (job.persist and folder) or jax.process_count() > 1:
         return None
-    shardings = _shardings(job)
-    if shardings and len({tuple(s._device_assignment) for s in shardings}) != 1:
-        return None  # shardings over different device lists: not one list to load it onto
     try:
         what = repr((job.cache_key(), _environment()))
     except OSError:
@@ -358,18 +338,32 @@ def _load_or_build(path: pathlib.Path, job: Job):
 
     try:
         _init_custom_calls()
-        payload, in_tree, out_tree = pickle.loads(path.read_bytes())
+        payload, in_tree, out_tree, ids = pickle.loads(path.read_bytes())
+        by_id = {d.id: d for d in jax.devices()}
         return serialize_executable.deserialize_and_load(payload, in_tree, out_tree,
-                                                         execution_devices=_devices_of(job))
+                                                         execution_devices=[by_id[i] for i in ids])
     except Exception:  # unreadable or stale entry: compile (and the caller does not rewrite it)
         return compile_lowered(_lower(job), job.resolved_effort())
 
 
+def _device_ids(exe) -> list[int]:
+    """The ids of the devices ``exe`` runs on, in its device assignment's order."""
+    shardings = [s for s in jax.tree.leaves(
+        (exe.input_shardings, exe.output_shardings),
+        is_leaf=lambda x: isinstance(x, jax.sharding.Sharding))
+        if isinstance(s, jax.sharding.Sharding)]
+    return [d.id for d in shardings[0]._device_assignment]
+
+
 def _store(path: pathlib.Path, exe) -> None:
+    """Stores ``exe`` with the ids of its devices: it must be loaded onto exactly those (loaded
+    onto all of several devices, a one-device program fails when called, "Expected args to
+    execute_sharded_on_local_devices to have 4 shards", and one over a sub-mesh aborts the
+    process in XLA's sharding check; jaxlib 0.10)."""
     from jax.experimental import serialize_executable
 
     try:
-        blob = pickle.dumps(serialize_executable.serialize(exe))
+        blob = pickle.dumps((*serialize_executable.serialize(exe), _device_ids(exe)))
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_bytes(blob)
