@@ -55,7 +55,6 @@ component with the same policy function and layout reuses one compiled collector
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import math
 import time
@@ -67,12 +66,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from bremen_jax.envs.acting import flatten_env_major, make_collector
-from bremen_jax.run.compile import compile_effort, compile_lowered
+from bremen_jax.run.compile import compile_cached, compile_effort
 from bremen_jax.types import Params, PolicyFn, PRNGKey, Transition
 
 CLIP_EPS = 1e-3  # BRAC GaussianRandomSoftPolicy(clip_eps=1e-3): clip to [-1 + eps, 1 - eps].
 DEFAULT_NUM_ENVS = 128
-_CACHE_SIZE = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,31 +216,15 @@ def make_noisy_policy(policy_fn: PolicyFn) -> PolicyFn:
     return noisy
 
 
-_COMPILED: "collections.OrderedDict[tuple, Callable]" = collections.OrderedDict()
-
-
-def _signature(tree: Any) -> tuple:
-    leaves, treedef = jax.tree.flatten(tree)
-    return (str(treedef),) + tuple((tuple(np.shape(x)), str(jnp.result_type(x))) for x in leaves)
-
-
 def _compiled_collector(task, policy_fn: PolicyFn, envs: int, steps: int, params: NoiseParams,
                         key: PRNGKey) -> tuple[Callable, float]:
     """AOT-compiled ``collect(NoiseParams, key)`` at the effort ``BREMEN_JAX_COMPILE`` asks for
-    (``bremen collect --fast-compile``); an LRU cache of the last few is kept."""
-    effort = compile_effort()
-    cache_key = (task, policy_fn, envs, steps, _signature(params), effort)
-    if cache_key in _COMPILED:
-        _COMPILED.move_to_end(cache_key)
-        return _COMPILED[cache_key], 0.0
-    t0 = time.perf_counter()
+    (``bremen collect --fast-compile``), through the package's one compile cache
+    (:func:`bremen_jax.run.compile.compile_cached`): ``(executable, seconds)``, 0 s when cached."""
     collect = make_collector(task, make_noisy_policy(policy_fn), envs, steps)
-    compiled = compile_lowered(jax.jit(collect).lower(params, key), effort)
-    seconds = time.perf_counter() - t0
-    _COMPILED[cache_key] = compiled
-    while len(_COMPILED) > _CACHE_SIZE:
-        _COMPILED.popitem(last=False)
-    return compiled, seconds
+    exe = compile_cached(("collect", task, policy_fn, envs, steps), collect, params, key,
+                         effort=compile_effort())
+    return exe.fn, 0.0 if exe.cached else exe.seconds
 
 
 def _episode_summary(ended: np.ndarray, returns: np.ndarray, lengths: np.ndarray) -> dict:
