@@ -299,3 +299,20 @@ def test_sweep_program_is_stored_for_builtin_tasks_only(monkeypatch):
     assert not is_builtin(phases.task.name)
     program.compile_sweep(phases, mesh, hp, 2)
     assert seen[-1][1]["persist"] is False
+
+
+def test_stored_executables_are_pruned_by_count_and_bytes(tmp_path):
+    """The newest are kept while within both the file and the byte budget; the newest always."""
+    from bremen_jax.run import compile as c
+
+    for i, size in enumerate([50, 10, 30, 20, 40]):  # a.pkl oldest ... e.pkl newest
+        f = tmp_path / f"{'abcde'[i]}.pkl"
+        f.write_bytes(b"x" * size)
+        os.utime(f, (1000 + i, 1000 + i))
+    (tmp_path / "other.txt").write_text("not an executable")
+    c.prune_stored(tmp_path, max_files=3, max_bytes=1000)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pkl", "d.pkl", "e.pkl", "other.txt"]
+    c.prune_stored(tmp_path, max_files=3, max_bytes=65)    # e 40 + d 20 = 60; c would be 90
+    assert sorted(p.name for p in tmp_path.glob("*.pkl")) == ["d.pkl", "e.pkl"]
+    c.prune_stored(tmp_path, max_files=3, max_bytes=1)     # the newest stays, however large
+    assert [p.name for p in tmp_path.glob("*.pkl")] == ["e.pkl"]

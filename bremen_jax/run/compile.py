@@ -53,7 +53,8 @@ import numpy as np
 from bremen_jax.config import precision_context, schema
 
 _CACHE_SIZE = 32
-_STORED_MAX = 64  # stored executables kept on disk (the newest; ~0.3-4 MB each)
+_STORED_MAX = 64  # stored executables kept on disk (the newest; ~0.3-4 MB each, a sweep's ~15 MB)
+_STORED_MAX_BYTES = 1 << 30  # and at most this many bytes of them
 _CACHE: "collections.OrderedDict[Hashable, Compiled]" = collections.OrderedDict()
 # compile effort (config field compile_effort) -> XLA compile options
 # fast: LLVM -O0, and XLA:CPU's older elementwise emitters instead of its fusion emitters (MLIR
@@ -368,11 +369,23 @@ def _store(path: pathlib.Path, exe) -> None:
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_bytes(blob)
         os.replace(tmp, path)
-        stored = sorted(path.parent.glob("*.pkl"), key=lambda f: f.stat().st_mtime)
-        for old in stored[:-_STORED_MAX]:  # older code versions' programs
-            old.unlink(missing_ok=True)
+        prune_stored(path.parent)
     except Exception:  # not serializable, or the folder is read-only: just not stored
         pass
+
+
+def prune_stored(folder: pathlib.Path, max_files: int = _STORED_MAX,
+                 max_bytes: int = _STORED_MAX_BYTES) -> None:
+    """Keeps the newest stored executables (``*.pkl`` in ``folder``, by modification time) while
+    there are at most ``max_files`` of them and ``max_bytes`` in all (the newest is always kept);
+    the rest are older code versions' programs and are deleted."""
+    kept = n = 0
+    for f in sorted(folder.glob("*.pkl"), key=lambda f: f.stat().st_mtime, reverse=True):
+        size = f.stat().st_size
+        if n and (n >= max_files or kept + size > max_bytes):
+            f.unlink(missing_ok=True)
+            continue
+        kept, n = kept + size, n + 1
 
 
 def clear_cache(kind: Hashable | None = None) -> None:
