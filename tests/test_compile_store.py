@@ -27,7 +27,7 @@ def fn(x, k):
 
 x = jnp.arange(24.0).reshape(6, 4) ** 0.5 + jnp.eye(6, 4)
 k = jax.random.key(0)
-if sys.argv[3] == "sharded":  # as a sweep: rows split over a mesh of all devices
+if sys.argv[3] == "sharded":  # as a sweep: rows split over a mesh of chosen devices
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
     mesh = Mesh(np.array(jax.devices()[1:]), ("runs",))  # a sub-mesh: devices 1 and 2 of 3
     rows, whole = NamedSharding(mesh, P("runs")), NamedSharding(mesh, P())
@@ -272,8 +272,9 @@ def test_effort_options_fit_the_backend_and_an_unknown_option_is_dropped(monkeyp
 
 def test_sweep_program_is_stored_for_builtin_tasks_only(monkeypatch):
     """``compile_sweep`` asks for its sharded program to be stored (``persist``) when the task is
-    the built-in one of its name (``registry.is_builtin``; a user's task under that name is not), and its key names what ``make_phases`` sized besides the static
-    config (buffer capacity, segments, task), as the compiled driver's key does."""
+    the built-in one of its name (``registry.is_builtin``; a user's task under that name is not),
+    and its key names what ``make_phases`` sized besides the static config (buffer capacity,
+    segments, task), as the compiled driver's key does."""
     import jax
     import numpy as np
     from jax.sharding import Mesh

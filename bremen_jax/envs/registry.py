@@ -10,6 +10,7 @@ without building it.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import warnings
 from typing import Callable, Mapping, Optional
 
@@ -45,8 +46,6 @@ def is_builtin(name: str) -> bool:
     :mod:`bremen_jax.envs.tasks`, not re-registered by a user): its code is the package's, so a
     program built from it is determined by the config and may be stored on disk
     (:class:`bremen_jax.run.compile.Job` ``persist``)."""
-    import sys
-
     spec = _SPECS.get(name)
     return spec is not None and spec is getattr(
         sys.modules.get(f"bremen_jax.envs.tasks.{name}"), "SPEC", None)
