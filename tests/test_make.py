@@ -159,3 +159,93 @@ def test_sources_share_policy_fn_per_network_and_drop_nan_returns():
     assert srcs[2].policy_fn is srcs[1].policy_fn is bs[1].policy_fn
     assert srcs[3].policy_fn is bs[3].policy_fn and srcs[0].policy_fn is bs[0].policy_fn
     assert [s.params for s in srcs] == [0, 1, 2, 3]
+
+
+def test_collectors_of_keyed_behaviours_are_stored_and_unkeyed_ones_are_not(tmp_path,
+                                                                             monkeypatch):
+    """A behaviour with a ``key`` (what determines its policy function) collects through a
+    stored program keyed by ``(task, backend, episode_length)``, that key and the layout; one
+    without a key (a user's function object) is compiled per process, as before. Both compile
+    as physics programs (``kind="env"``)."""
+    seen = []
+    real = mixtures.compile_cached
+
+    def spy(key, fn, *args, **kw):
+        seen.append((key, kw))
+        return real(key, fn, *args, **kw)
+
+    monkeypatch.setattr(mixtures, "compile_cached", spy)
+    make.collect_dataset(TASK, "medium", "pure", 40, tmp_path / "a.npz", **KW)
+    key, kw = seen[-1]
+    assert kw["persist"] is False and kw["kind"] == "env" and key[2] is linear_policy
+    keyed = behavior("medium", 0.5, 12.0)
+    keyed.key = ("linear", 4)
+    monkeypatch.setattr(bp, "load_behavior", lambda task, level: keyed)
+    make.collect_dataset(TASK, "medium", "pure", 40, tmp_path / "b.npz", **KW)
+    key, kw = seen[-1]
+    assert kw["persist"] is True and kw["kind"] == "env"
+    assert key == ("collect", (TASK, "positional", 30), ("linear", 4), 1, 40)  # column_layout(40, 4, 30)
+    np.testing.assert_array_equal(load_dataset(tmp_path / "a.npz")[0].action,
+                                  load_dataset(tmp_path / "b.npz")[0].action)
+
+
+def test_run_policy_and_packaged_behaviours_carry_keys():
+    from bremen_jax.envs.acting import uniform_random_policy
+    from bremen_jax.models.policy import PolicyConfig, make_policy
+
+    pol = make_policy(PolicyConfig(obs_dim=4, act_dim=1, hidden_sizes=(8,)))
+    src = run_policy.run_policy_source(pol, None)
+    assert src.key == ("bremen_policy", pol.cfg) and src.policy_fn == pol.act_deterministic
+    assert run_policy.run_policy_source(types.SimpleNamespace(
+        act_deterministic=linear_policy), None).key is None  # not the package's: by identity
+    net = bp.PolicyNetwork(4, 1, (32, 32), "swish")
+    assert bp.Behavior(TASK, "random", uniform_random_policy(1), None, 0.0, {}).key is None
+    assert make._source(types.SimpleNamespace(
+        policy_fn=linear_policy, params=None, mean_return=1.0,
+        key=("brax_ppo", net.to_json())), "m").key == ("brax_ppo", net.to_json())
+
+
+_STORE_SCRIPT = r"""
+import hashlib, json, sys
+import jax, numpy as np
+from bremen_jax.data.dataset import load_dataset
+from bremen_jax.datasets import make, mixtures as mx
+
+jax.config.update("jax_compilation_cache_dir", sys.argv[1])
+traces = []
+real = mx.make_noisy_policy
+
+def counting(policy_fn):
+    noisy = real(policy_fn)
+
+    def traced(*args):
+        traces.append(1)
+        return noisy(*args)
+    return traced
+
+mx.make_noisy_policy = counting
+make.collect_dataset("inverted_pendulum", "random", "pure", 120, sys.argv[2], num_envs=4,
+                     episode_length=30, backend="positional")
+rows = load_dataset(sys.argv[2])[0]  # the transitions (the metadata holds timings)
+digest = hashlib.sha256(b"".join(np.asarray(x).tobytes() for x in jax.tree.leaves(rows)))
+print(json.dumps({"traces": len(traces), "digest": digest.hexdigest()}))
+"""
+
+
+def test_second_collect_process_loads_the_stored_collector(tmp_path):
+    """What ``bremen collect`` twice does: the second process (same task, behaviour, layout)
+    loads the collector without tracing it and writes the same arrays."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    out = []
+    for name in ("first.npz", "second.npz"):
+        r = subprocess.run([sys.executable, "-c", _STORE_SCRIPT, str(tmp_path / "cache"),
+                            str(tmp_path / name)], env=dict(os.environ, JAX_PLATFORMS="cpu"),
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        out.append(json.loads(r.stdout.strip().splitlines()[-1]))
+    assert [o["traces"] for o in out] == [1, 0]
+    assert out[0]["digest"] == out[1]["digest"]

@@ -69,6 +69,9 @@ class Behavior:
         mean_return: task return measured with our evaluator (NaN for ``random`` when the task has
             no references).
         meta: manifest entry (step, backend, episodes, std, ...).
+        key: a description of ``policy_fn`` with a stable ``repr`` (``("uniform", a)``,
+            ``("brax_ppo", network_json)``): what a stored collector is keyed by
+            (:class:`bremen_jax.datasets.mixtures.PolicySource`).
     """
 
     task: str
@@ -77,6 +80,7 @@ class Behavior:
     params: Any
     mean_return: float
     meta: dict
+    key: Any = None
 
 
 @flax.struct.dataclass
@@ -258,7 +262,8 @@ def _random_behavior(task: str, directory) -> Behavior:
         action_size = make_task(task).action_size
     mean = float(refs["random"]) if refs else math.nan
     meta = dict(refs or {}, policy="uniform U(-1, 1)")
-    return Behavior(task, "random", uniform_random_policy(action_size), None, mean, meta)
+    return Behavior(task, "random", uniform_random_policy(action_size), None, mean, meta,
+                    key=("uniform", action_size))
 
 
 def _ppo_behavior(task: str, level: str, manifest: dict, entry: dict, directory) -> Behavior:
@@ -267,7 +272,7 @@ def _ppo_behavior(task: str, level: str, manifest: dict, entry: dict, directory)
     meta = dict(entry, backend=manifest["backend"], episodes=manifest["eval"]["episodes"],
                 network=manifest["network"])
     return Behavior(task, level, make_ppo_policy_fn(network), params, float(entry["mean_return"]),
-                    meta)
+                    meta, key=("brax_ppo", json.dumps(network.to_json(), sort_keys=True)))
 
 
 def load_behavior(task: str, level: str, directory=None) -> Behavior:

@@ -60,7 +60,7 @@ def _source(b: Any, name: str) -> mixtures.PolicySource:
     mean = getattr(b, "mean_return", None)
     mean = None if mean is None or not math.isfinite(float(mean)) else float(mean)
     return mixtures.PolicySource(name=name, policy_fn=b.policy_fn, params=b.params,
-                                 mean_return=mean)
+                                 mean_return=mean, key=getattr(b, "key", None))
 
 
 def _sources(behaviors: List[Any], names: List[str]) -> List[mixtures.PolicySource]:
@@ -228,7 +228,8 @@ def collect_dataset(task: str, policy: str, noise: str | None, size: int,
                or behavior_policies.TASK_BACKENDS.get(task) or DEFAULT_BACKEND)
     env_task = _make_task(task, backend, episode_length)
     data = mixtures.collect_mixture(env_task, sources, comps, size, jax.random.key(seed),
-                                    num_envs=num_envs)
+                                    num_envs=num_envs,
+                                    task_key=(task, backend, episode_length))
 
     try:
         refs = scores.reference_returns(task)

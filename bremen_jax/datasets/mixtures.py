@@ -58,13 +58,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Hashable, Sequence
 
 import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bremen_jax.envs import registry
 from bremen_jax.envs.acting import flatten_env_major, make_collector
 from bremen_jax.run.compile import compile_cached, compile_effort
 from bremen_jax.types import Params, PolicyFn, PRNGKey, Transition
@@ -124,12 +125,21 @@ MIXTURES: dict[str, tuple[Component, ...]] = {
 
 @dataclasses.dataclass(frozen=True)
 class PolicySource:
-    """A behaviour policy: ``policy_fn(params, obs[obs_dim], key) -> action[act_dim]``."""
+    """A behaviour policy: ``policy_fn(params, obs[obs_dim], key) -> action[act_dim]``.
+
+    ``key`` (optional): a description of ``policy_fn`` with a stable ``repr`` that determines
+    it, e.g. ``("brax_ppo", network_json)``; sources with equal keys share one compiled
+    collector, and with ``collect_mixture``'s ``task_key`` on a built-in task the collector is
+    stored with the persistent compilation cache, so the next process loads it untraced
+    (:class:`bremen_jax.run.compile.Job` ``persist``). ``None``: keyed by the function object,
+    compiled once per process.
+    """
 
     name: str
     policy_fn: PolicyFn
     params: Params = None
     mean_return: float | None = None
+    key: Hashable | None = None
 
 
 @flax.struct.dataclass
@@ -216,14 +226,23 @@ def make_noisy_policy(policy_fn: PolicyFn) -> PolicyFn:
     return noisy
 
 
-def _compiled_collector(task, policy_fn: PolicyFn, envs: int, steps: int, params: NoiseParams,
-                        key: PRNGKey) -> tuple[Callable, float]:
-    """AOT-compiled ``collect(NoiseParams, key)`` at the effort ``BREMEN_JAX_COMPILE`` asks for
-    (``bremen collect --fast-compile``), through the package's one compile cache
-    (:func:`bremen_jax.run.compile.compile_cached`): ``(executable, seconds)``, 0 s when cached."""
-    collect = make_collector(task, make_noisy_policy(policy_fn), envs, steps)
-    exe = compile_cached(("collect", task, policy_fn, envs, steps), collect, params, key,
-                         effort=compile_effort())
+def _compiled_collector(task, src: PolicySource, envs: int, steps: int, params: NoiseParams,
+                        key: PRNGKey, task_key: Hashable | None = None
+                        ) -> tuple[Callable, float]:
+    """AOT-compiled ``collect(NoiseParams, key)`` through the package's one compile cache
+    (:func:`bremen_jax.run.compile.compile_cached`): ``(executable, seconds)``, 0 s when cached.
+
+    It steps the physics (``kind="env"``: the ``auto`` effort compiles it ``light`` on CPU;
+    ``bremen collect --fast-compile`` asks for ``fast``). With ``task_key`` and ``src.key``
+    given and a built-in task, the key is made of those descriptions and the executable is
+    stored on disk (a second ``bremen collect`` loads it without tracing)."""
+    collect = make_collector(task, make_noisy_policy(src.policy_fn), envs, steps)
+    persist = (task_key is not None and src.key is not None
+               and registry.is_builtin(task.name))
+    cache_key = (("collect", task_key, src.key, envs, steps) if persist
+                 else ("collect", task, src.policy_fn, envs, steps))
+    exe = compile_cached(cache_key, collect, params, key, effort=compile_effort(kind="env"),
+                         kind="env", persist=persist)
     return exe.fn, 0.0 if exe.cached else exe.seconds
 
 
@@ -255,7 +274,8 @@ def _check_sources(sources: Sequence[PolicySource], components: Sequence[Compone
 
 
 def collect_mixture(task, sources: Sequence[PolicySource], components: Sequence[Component],
-                    size: int, key: PRNGKey, *, num_envs: int = DEFAULT_NUM_ENVS) -> MixtureData:
+                    size: int, key: PRNGKey, *, num_envs: int = DEFAULT_NUM_ENVS,
+                    task_key: Hashable | None = None) -> MixtureData:
     """Collects ``size`` transitions of a mixture on ``task`` (rounding and layout: module doc).
 
     Args:
@@ -265,6 +285,10 @@ def collect_mixture(task, sources: Sequence[PolicySource], components: Sequence[
         size: total rows (exact).
         key: typed PRNG key; component ``i`` uses ``jax.random.split(key, C)[i]`` (reproducible).
         num_envs: most parallel envs per component.
+        task_key: a description with a stable ``repr`` that determines ``task`` (e.g. the
+            arguments of ``make_task``: ``(name, backend, episode_length)``); with the sources'
+            ``key`` s it lets a built-in task's collectors be stored on disk (see
+            :class:`PolicySource`). ``None``: compiled once per process.
 
     Returns:
         :class:`MixtureData`.
@@ -292,8 +316,8 @@ def collect_mixture(task, sources: Sequence[PolicySource], components: Sequence[
                              sigma=jnp.float32(comp.sigma))
         comp_stats = []
         for j, key_call in enumerate(jax.random.split(keys[i], max(calls, 1))[:calls]):
-            collect, seconds = _compiled_collector(task, src.policy_fn, envs, steps, params,
-                                                   key_call)
+            collect, seconds = _compiled_collector(task, src, envs, steps, params, key_call,
+                                                   task_key)
             compile_s += seconds
             t0 = time.perf_counter()
             tr, stats = jax.block_until_ready(collect(params, key_call))

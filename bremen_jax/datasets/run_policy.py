@@ -16,6 +16,7 @@ from typing import Any, Tuple
 import ml_collections
 
 from bremen_jax.datasets.mixtures import PolicySource
+from bremen_jax.models.policy import Policy
 from bremen_jax.run.evaluate import restore_run
 
 
@@ -38,5 +39,8 @@ def load_run_policy(workdir: str | pathlib.Path
 
 def run_policy_source(policy: Any, params: Any) -> PolicySource:
     """The ``"run"`` behaviour: ``policy``'s deterministic (mean) action with ``params``; no
-    measured mean return (the dataset's noise-free episodes give one)."""
-    return PolicySource("run", policy.act_deterministic, params, None)
+    measured mean return (the dataset's noise-free episodes give one). A package
+    :class:`~bremen_jax.models.policy.Policy` is keyed by its config (its collector can be
+    stored on disk); any other policy object by identity."""
+    key = ("bremen_policy", policy.cfg) if type(policy) is Policy else None
+    return PolicySource("run", policy.act_deterministic, params, None, key=key)
