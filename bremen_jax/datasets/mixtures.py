@@ -30,7 +30,8 @@ metadata records every component's row range, so the per-row component id is exa
 1M file, so a 100K prefix of an ``eps1`` file is pure random-walk data there as here; collect the
 smaller size directly instead of truncating.
 
-**Layout.** One call shape serves every component (one compile per policy function): with ``m``
+**Layout.** One call shape serves every component (one compile per policy function, or per
+``PolicySource.key``): with ``m``
 the smallest non-zero component count, ``E = min(num_envs, max(1, m // episode_length))`` parallel
 envs (so each env column holds at least one full episode when ``m`` allows it), ``T = ceil(m / E)``
 steps per env, then ``E = ceil(m / T)``. A component of ``n`` rows makes ``ceil(n / (E * T))``
@@ -67,7 +68,7 @@ import numpy as np
 
 from bremen_jax.envs import registry
 from bremen_jax.envs.acting import flatten_env_major, make_collector
-from bremen_jax.run.compile import compile_cached, compile_effort
+from bremen_jax.run.compile import compile_cached
 from bremen_jax.types import Params, PolicyFn, PRNGKey, Transition
 
 CLIP_EPS = 1e-3  # BRAC GaussianRandomSoftPolicy(clip_eps=1e-3): clip to [-1 + eps, 1 - eps].
@@ -241,8 +242,7 @@ def _compiled_collector(task, src: PolicySource, envs: int, steps: int, params: 
                and registry.is_builtin(task.name))
     cache_key = (("collect", task_key, src.key, envs, steps) if persist
                  else ("collect", task, src.policy_fn, envs, steps))
-    exe = compile_cached(cache_key, collect, params, key, effort=compile_effort(kind="env"),
-                         kind="env", persist=persist)
+    exe = compile_cached(cache_key, collect, params, key, kind="env", persist=persist)
     return exe.fn, 0.0 if exe.cached else exe.seconds
 
 
