@@ -81,6 +81,27 @@ def test_quiet_silences_only_the_named_notices(capfd):
     assert BRAX_NOTICE.startswith("Brax System")
 
 
+def test_quiet_drops_orbaxs_slow_save_advisory_only(caplog):
+    """orbax's "Waiting for previous save ..." (absl logger, printed under load in front of a
+    disk-full error that must be the only line) is dropped; other absl records pass, and the
+    filter is gone after the block."""
+    import logging
+
+    absl = logging.getLogger("absl")
+    wait = ("Waiting for previous save to complete took %f seconds. If this number is high, "
+            "consider checkpointing less frequently.")
+    with caplog.at_level(logging.WARNING, logger="absl"):
+        with quiet_third_party():
+            absl.warning(wait, 1.353803)
+            absl.warning("something else from orbax")
+        with quiet_third_party(verbose=True):
+            absl.warning(wait, 2.0)
+        absl.warning(wait, 3.0)
+    assert [r.getMessage()[:41] for r in caplog.records] == [
+        "something else from orbax", "Waiting for previous save to complete too",
+        "Waiting for previous save to complete too"]  # verbose, and after the block
+
+
 def test_bench_help_imports_no_jax():
     code = ("import sys\nfrom bremen_jax.cli import main\ntry:\n    main(['bench', '--help'])\n"
             "except SystemExit as e:\n    assert e.code == 0\n"

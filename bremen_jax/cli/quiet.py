@@ -8,11 +8,16 @@ What a plain ``bremen train`` used to print besides its own output, and where it
   in the current directory): MuJoCo's compiler, for Brax's half_cheetah.xml.
 * ``UserWarning: Brax System, piplines and environments are not actively being maintained``:
   ``brax.io.mjcf`` on every model load.
+* ``WARNING:absl:Waiting for previous save to complete took 1.35 seconds. If this number is
+  high, consider checkpointing less frequently.`` (stderr): orbax's ``CheckpointManager`` when a
+  save waits for the one before it, which happens on a loaded machine or a slow disk (seen in CI
+  in front of a disk-full error that must be the command's only line).
 
 :func:`quiet_third_party` silences exactly these: the warp module's prints are caught while it
 is imported (an import hook; nothing is imported early), MuJoCo's deprecation messages are dropped
 by a warning handler that passes every other MuJoCo warning on to stderr, and the Brax message is
-ignored by a ``warnings`` filter that matches its text. Other warnings, ours included
+ignored by a ``warnings`` filter that matches its text, and orbax's advisory by a filter on the
+``absl`` logger that matches its text. Other warnings, ours included
 (``UnstablePhysicsWarning``), still show. With ``verbose=True`` nothing is silenced, but the warp
 prints still go to stderr, so that stdout holds only the command's output.
 """
@@ -23,12 +28,21 @@ import contextlib
 import importlib.abc
 import importlib.machinery
 import io
+import logging
 import sys
 import warnings
 from typing import Iterator
 
 BRAX_NOTICE = r"Brax System, piplines and environments are not actively being maintained"
 PRINTING_MODULES = ("mujoco.mjx.warp",)   # print on import when the optional warp is missing
+ORBAX_WAIT_NOTICE = "Waiting for previous save to complete"
+
+
+class _OrbaxWaitFilter(logging.Filter):
+    """Drops orbax's "Waiting for previous save to complete took ..." advisory (absl logger)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(ORBAX_WAIT_NOTICE)
 
 
 class _HookedLoader(importlib.abc.Loader):
@@ -97,6 +111,9 @@ def quiet_third_party(verbose: bool = False) -> Iterator[None]:
             hooks["mujoco"] = (None, handler.install)
     hook = _ImportHook(hooks)
     sys.meta_path.insert(0, hook)
+    absl_filter = _OrbaxWaitFilter()
+    if not verbose:
+        logging.getLogger("absl").addFilter(absl_filter)
     try:
         with warnings.catch_warnings():
             if not verbose:
@@ -105,3 +122,4 @@ def quiet_third_party(verbose: bool = False) -> Iterator[None]:
     finally:
         sys.meta_path.remove(hook)
         handler.restore()
+        logging.getLogger("absl").removeFilter(absl_filter)
