@@ -242,3 +242,23 @@ def test_sweep_throughput_with_and_without_compile():
     console = Console(file=io.StringIO(), width=200)
     report.print_summary(summary, console)
     assert line in console.file.getvalue()
+
+
+def test_quiet_leaves_absl_its_own_logger_class():
+    """Entered before absl.logging is imported, the quiet block must not create a plain "absl"
+    logger (absl would keep it, and orbax's thread errors would then name absl's file instead of
+    orbax's, slipping past the run's write-error filter: two CI failures of the disk tests)."""
+    import subprocess
+    import sys
+
+    code = ("import logging, sys\n"
+            "from bremen_jax.cli.quiet import quiet_third_party\n"
+            "assert 'absl.logging' not in sys.modules\n"
+            "with quiet_third_party():\n"
+            "    import absl.logging\n"
+            "    lg = logging.getLogger('absl')\n"
+            "    print(type(lg).__name__, len(lg.filters))\n"
+            "print(len(lg.filters))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["ABSLLogger", "1", "0"]

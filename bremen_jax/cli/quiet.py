@@ -109,11 +109,22 @@ def quiet_third_party(verbose: bool = False) -> Iterator[None]:
             handler.install(sys.modules["mujoco"])
         else:
             hooks["mujoco"] = (None, handler.install)
+    # The filter goes on absl's logger once absl.logging made it: a plain "absl" logger created
+    # here first would stay plain, and its records would name absl's file instead of their
+    # caller's (orbax), which the run's write-error filter (run/io_errors.py) relies on.
+    absl_filter, installed = _OrbaxWaitFilter(), []
+
+    def install_absl_filter(_module=None) -> None:
+        logging.getLogger("absl").addFilter(absl_filter)
+        installed.append(True)
+
+    if not verbose:
+        if "absl.logging" in sys.modules:
+            install_absl_filter()
+        else:
+            hooks["absl.logging"] = (None, install_absl_filter)
     hook = _ImportHook(hooks)
     sys.meta_path.insert(0, hook)
-    absl_filter = _OrbaxWaitFilter()
-    if not verbose:
-        logging.getLogger("absl").addFilter(absl_filter)
     try:
         with warnings.catch_warnings():
             if not verbose:
@@ -122,4 +133,5 @@ def quiet_third_party(verbose: bool = False) -> Iterator[None]:
     finally:
         sys.meta_path.remove(hook)
         handler.restore()
-        logging.getLogger("absl").removeFilter(absl_filter)
+        if installed:
+            logging.getLogger("absl").removeFilter(absl_filter)
