@@ -329,3 +329,24 @@ def test_memory_maps_counts_a_new_file_mapping(tmp_path):
         during = lb.memory_maps()
     after = lb.memory_maps()
     assert during >= before + 1 and after <= during - 1  # other threads may map meanwhile
+
+
+def test_every_variant_applies_and_validates_on_the_cpu_and_quick_protocols():
+    """A typo in a variant's override (a field or a value) is found here, not an hour into a
+    learning run; each variant sets every field it names on the cpu and quick protocols' configs
+    (the tiny protocol's 50-step episodes are shorter than the H = 500 variants' horizon)."""
+    from bremen_jax import config as config_lib
+
+    for proto in (lc.PROTOCOLS["cpu"], lc.PROTOCOLS["quick"]):
+        for spec in proto["tasks"].values():
+            for name, extra in lc.BREMEN_VARIANTS.items():
+                cfg = lc.bremen_config({**spec, "overrides": spec["overrides"] + extra})
+                flat = config_lib.flatten(cfg)
+                for o in extra:
+                    assert o.split("=", 1)[0] in flat, (name, o)
+    i20k = config_lib.flatten(lc.bremen_config(
+        {"config": "quick", "overrides": lc.BREMEN_VARIANTS[
+            "bremen_sampling_kl01_budget10_dis1_b32k_i20k"]}))
+    tuned = config_lib.flatten(config_lib.load_config("quick_tuned"))
+    assert {k for k in tuned if tuned[k] != i20k[k]} == {"imagine.batch_size"}
+    assert i20k["imagine.batch_size"] == 2 * tuned["imagine.batch_size"] == 20_000
