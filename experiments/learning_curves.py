@@ -48,6 +48,8 @@ _SAMPLING = ["trpo.ratio_std='sampling'"]
 _KL01 = _SAMPLING + ["trpo.target_kl=0.1"]
 _M5 = ["dynamics.num_members=5", "dynamics.num_active=5"]
 _DIS1 = ["imagine.penalty='disagreement'", "imagine.penalty_coef=1.0"]
+# bremen train's default (configs/quick_tuned.py) as overrides of quick
+_TUNED = _KL01 + _DIS1 + ["trpo.kl_budget=10.0", "deploy.batch_size=32000"]
 BREMEN_VARIANTS = {"bremen": [],
                    # the original at twice the real batch (5 x 32K): the equal-samples baseline
                    # of bremen train's default (quick_tuned = _budget10_dis1_b32k below)
@@ -91,8 +93,7 @@ BREMEN_VARIANTS = {"bremen": [],
                    # seeds that do not learn in deployment 2 (9 -> -2, 65 -> 50, 49 -> 12) learn
                    # in deployment 3, once the model has ~48K steps; does more data per
                    # deployment move that learning earlier and lift the end point?
-                   "bremen_sampling_kl01_budget10_dis1_b32k": _KL01 + _DIS1 + [
-                       "trpo.kl_budget=10.0", "deploy.batch_size=32000"],
+                   "bremen_sampling_kl01_budget10_dis1_b32k": _TUNED,
                    # ... lambda 1 and the budget at 16K, with a better-fitted model: in deployment
                    # 1 (16K uniform-random steps) the policy moves to the budget while the real
                    # return stays at the clone's (45 +- 21 after, 49 +- 20 before); the ensemble
@@ -199,8 +200,7 @@ BREMEN_VARIANTS = {"bremen": [],
                    # H = 500, _long_b20k) should make its progress less seed-dependent
                    # (measured 2026-12-05, seeds 0-4: deployment 2 > 1 in 5 of 5, 543.7 +- 328.5
                    # after it; 2,279.3 +- 1,555.1 at the end, 3 of 5 >= 1,500: not adopted)
-                   "bremen_sampling_kl01_budget10_dis1_b32k_i20k": _KL01 + _DIS1 + [
-                       "trpo.kl_budget=10.0", "deploy.batch_size=32000",
+                   "bremen_sampling_kl01_budget10_dis1_b32k_i20k": _TUNED + [
                        "imagine.batch_size=20000"]}
 ALGORITHMS = (*BREMEN_VARIANTS, "sac", "ppo")
 DEFAULT_ALGORITHMS = ("bremen", "sac", "ppo")
