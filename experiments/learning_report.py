@@ -219,7 +219,8 @@ def merge(docs: list[dict]) -> dict:
     return out
 
 
-def summary_rows(docs: list[dict], task: str, threshold: float) -> list[dict]:
+def summary_rows(docs: list[dict], task: str, threshold: float, set_size: int = 5,
+                 need: int = 4) -> list[dict]:
     """One row per (algorithm, seeds) of ``task`` over the documents, then one pooled row per
     algorithm found with disjoint seeds at the same sample counts in several documents (e.g. a
     variant chosen on seeds 0-4, then checked on seeds 5-9).
@@ -227,7 +228,11 @@ def summary_rows(docs: list[dict], task: str, threshold: float) -> list[dict]:
     Row: ``algorithm``, ``seeds``, ``samples`` (the last count), ``final`` (per seed, at it),
     ``mean``/``std`` (sample std) of ``final``, ``at_least`` (seeds with ``final >= threshold``),
     ``second_above_first`` (seeds whose return at the second sample count is above the first's:
-    BREMEN's deployment 2 against deployment 1; ``None`` with one count) and ``pooled``.
+    BREMEN's deployment 2 against deployment 1; ``None`` with one count), ``pooled`` and
+    ``target_sets``: ``(met, of)``, how many of the ``of`` sets of ``set_size`` of the row's seeds
+    meet issue 11's default-train target on their own (at least ``need`` of them end at or above
+    ``threshold`` *and* every one has its second return above its first), ``None`` with fewer
+    seeds than ``set_size`` or one sample count (:func:`target_sets`).
     """
     entries = []
     for d in docs:
@@ -244,7 +249,9 @@ def summary_rows(docs: list[dict], task: str, threshold: float) -> list[dict]:
                 "final": a[-1].tolist(), "mean": float(m[-1]), "std": float(s[-1]),
                 "at_least": int((a[-1] >= threshold).sum()),
                 "second_above_first": int((a[1] > a[0]).sum()) if len(a) > 1 else None,
-                "pooled": pooled}
+                "pooled": pooled,
+                "target_sets": (target_sets(a[-1] >= threshold, a[1] > a[0], set_size, need)
+                                if len(a) > 1 else None)}
 
     rows, seen = [], set()
     for algo, e in entries:
@@ -265,10 +272,32 @@ def summary_rows(docs: list[dict], task: str, threshold: float) -> list[dict]:
     return rows
 
 
-def summary_table(rows: list[dict], threshold: float) -> str:
-    """Markdown of :func:`summary_rows`."""
+def target_sets(above: np.ndarray, rising: np.ndarray, set_size: int,
+                need: int) -> tuple[int, int] | None:
+    """How many ``set_size``-subsets of the seeds have at least ``need`` seeds ``above`` and every
+    seed ``rising``, out of how many: ``(met, C(n, set_size))``; ``None`` when ``n < set_size``.
+
+    ``above``, ``rising``: ``[n]`` bool per seed. Counted exactly: a qualifying set takes only
+    rising seeds, ``j >= need`` of them above, so ``met = sum_j C(ra, j) C(rb, set_size - j)``
+    with ``ra``/``rb`` the rising seeds above/below. It answers "would a fresh draw of
+    ``set_size`` seeds, like the ones pooled here, meet the target?" with the pooled seeds' own
+    frequencies (sampling without replacement), not one seed set's yes or no.
+    """
+    above, rising = np.asarray(above, bool), np.asarray(rising, bool)
+    n = above.size
+    if n < set_size:
+        return None
+    ra, rb = int((above & rising).sum()), int((~above & rising).sum())
+    met = sum(math.comb(ra, j) * math.comb(rb, set_size - j) for j in range(need, set_size + 1))
+    return met, math.comb(n, set_size)
+
+
+def summary_table(rows: list[dict], threshold: float, set_size: int = 5, need: int = 4) -> str:
+    """Markdown of :func:`summary_rows` (the last column: ``target_sets``)."""
     lines = ["| algorithm | seeds | real steps | final, mean ± std | per seed | "
-             f"≥ {threshold:,.0f} | 2nd > 1st |", "|---|---|---:|---:|---|---:|---:|"]
+             f"≥ {threshold:,.0f} | 2nd > 1st | "
+             f"{set_size}-seed sets with ≥ {need} and all 2nd > 1st |",
+             "|---|---|---:|---:|---|---:|---:|---:|"]
     for r in rows:
         seeds = r["seeds"]
         span = (f"{seeds[0]}–{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1))
@@ -276,9 +305,11 @@ def summary_table(rows: list[dict], threshold: float) -> str:
         name = r["algorithm"] + (" (pooled)" if r["pooled"] else "")
         n = len(seeds)
         second = "n/a" if r["second_above_first"] is None else f"{r['second_above_first']}/{n}"
+        ts = r.get("target_sets")
+        sets = "n/a" if ts is None else f"{ts[0]}/{ts[1]} ({100 * ts[0] / ts[1]:.0f}%)"
         lines.append(f"| {name} | {span} | {r['samples']:,} | {_fmt(r['mean'], r['std'])} | "
                      + ", ".join(f"{x:,.0f}" for x in r["final"])
-                     + f" | {r['at_least']}/{n} | {second} |")
+                     + f" | {r['at_least']}/{n} | {second} | {sets} |")
     return "\n".join(lines)
 
 
@@ -287,7 +318,8 @@ def main(argv=None) -> int:
     writes the merged document with its table and plots (:func:`write_outputs`).
     ``python -m experiments.learning_report summary IN.json [...] --task T [--threshold R]``:
     prints every algorithm's end point over seeds (:func:`summary_table`), pooled over disjoint
-    seeds where an algorithm was run more than once; ``--out`` also writes it."""
+    seeds where an algorithm was run more than once, with how many ``--set-size`` seed sets meet
+    the target (:func:`target_sets`); ``--out`` also writes it."""
     import argparse
     import json
     import sys
@@ -300,14 +332,24 @@ def main(argv=None) -> int:
     p.add_argument("--task", default="halfcheetah", help="summary: the task (default halfcheetah)")
     p.add_argument("--threshold", type=float, default=1500.0,
                    help="summary: count the seeds ending at or above this return (default 1500)")
+    p.add_argument("--set-size", type=int, default=5,
+                   help="summary: the last column counts the sets of this many seeds ... (default 5)")
+    p.add_argument("--need", type=int, default=4,
+                   help="summary: ... with at least this many at or above --threshold and every "
+                        "seed's second return above its first (default 4: issue 11's target)")
     args = p.parse_args(argv)
+    if not 1 <= args.need <= args.set_size:
+        print(f"learning_report: error: --need {args.need} --set-size {args.set_size}: "
+              "expected 1 <= need <= set-size", file=sys.stderr)
+        return 2
     if args.command == "merge" and not args.out:
         print("learning_report: error: merge needs --out OUT.json", file=sys.stderr)
         return 2
     try:
         docs = [json.loads(pathlib.Path(f).read_text()) for f in args.inputs]
         if args.command == "summary":
-            text = summary_table(summary_rows(docs, args.task, args.threshold), args.threshold)
+            rows = summary_rows(docs, args.task, args.threshold, args.set_size, args.need)
+            text = summary_table(rows, args.threshold, args.set_size, args.need)
             print(text)
             if args.out:
                 pathlib.Path(args.out).write_text(text + "\n")

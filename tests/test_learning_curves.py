@@ -315,6 +315,39 @@ def test_summary_end_points_and_pooled_seeds(tmp_path, capsys):
     assert "merge needs --out" in capsys.readouterr().err
 
 
+def test_target_sets_count_five_seed_draws_by_hand(tmp_path, capsys):
+    """Six seeds, 0-3 ending at or above 1,500 and 4-5 below. A set of 5 drops one seed, so it
+    holds >= 4 high seeds only when it drops seed 4 or 5: 2 of the C(6,5) = 6 sets when every seed
+    rises, 0 when high seed 3 does not rise (it must then be dropped too: no set is left)."""
+    above = np.array([1, 1, 1, 1, 0, 0], bool)
+    rising = np.array([1, 1, 1, 0, 1, 1], bool)
+    assert lr.target_sets(above, np.ones(6, bool), 5, 4) == (2, 6)
+    assert lr.target_sets(above, rising, 5, 4) == (0, 6)
+    assert lr.target_sets(above, np.ones(6, bool), 5, 3) == (6, 6)
+    assert lr.target_sets(above[:4], rising[:4], 5, 4) is None
+    # quick_tuned's pooled seeds 0-9 (README): below 1,500 seeds 2 and 5, not rising 1 and 8:
+    # rising and above 6 seeds, rising and below 2 -> C(6,4) C(2,1) + C(6,5) = 36 of C(10,5) = 252.
+    above = np.array([1, 1, 0, 1, 1, 0, 1, 1, 1, 1], bool)
+    rising = np.array([1, 0, 1, 1, 1, 1, 1, 1, 0, 1], bool)
+    assert lr.target_sets(above, rising, 5, 4) == (36, 252)
+    # The same through the summary: two 5-seed documents (three sample counts), pooled into 10.
+    docs = []
+    for first in (0, 5):
+        sl = slice(first, first + 5)
+        returns = [[0.0] * 5, [100.0 if r else -100.0 for r in rising[sl]],
+                   [2000.0 if x else 0.0 for x in above[sl]]]
+        e = dict(_entry([400, 800, 1200], list(range(first, first + 5)), 3), returns=returns)
+        docs.append(dict(_doc(), tasks={"t": {"bremen": e}}))
+    rows = lr.summary_rows(docs, "t", 1500.0)
+    assert [r["target_sets"] for r in rows] == [(0, 1), (0, 1), (36, 252)]
+    table = lr.summary_table(rows, 1500.0)
+    assert "| 4/5 | 4/5 | 0/1 (0%) |" in table and "| 8/10 | 8/10 | 36/252 (14%) |" in table
+    (tmp_path / "a.json").write_text(json.dumps(docs[0]))
+    assert lr.main(["summary", str(tmp_path / "a.json"), "--task", "t", "--need", "6"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "expected 1 <= need <= set-size" in err[0]
+
+
 @pytest.mark.skipif(not __import__("os").path.exists("/proc/self/maps"), reason="Linux only")
 def test_memory_maps_counts_a_new_file_mapping(tmp_path):
     """The tuning log's map count (LLVM's code mappings exhaust vm.max_map_count on long grids)
