@@ -245,13 +245,15 @@ def summary_rows(docs: list[dict], task: str, threshold: float, set_size: int = 
     def row(algo, samples, returns, seeds, pooled):
         a = np.asarray(returns, np.float64)             # [sample counts, seeds]
         m, s = stats(returns)
+        above = a[-1] >= threshold                      # [seeds]
+        rising = a[1] > a[0] if len(a) > 1 else None     # [seeds]
         return {"algorithm": algo, "seeds": list(seeds), "samples": int(samples[-1]),
                 "final": a[-1].tolist(), "mean": float(m[-1]), "std": float(s[-1]),
-                "at_least": int((a[-1] >= threshold).sum()),
-                "second_above_first": int((a[1] > a[0]).sum()) if len(a) > 1 else None,
+                "at_least": int(above.sum()),
+                "second_above_first": None if rising is None else int(rising.sum()),
                 "pooled": pooled,
-                "target_sets": (target_sets(a[-1] >= threshold, a[1] > a[0], set_size, need)
-                                if len(a) > 1 else None)}
+                "target_sets": None if rising is None else target_sets(above, rising,
+                                                                       set_size, need)}
 
     rows, seen = [], set()
     for algo, e in entries:
@@ -305,7 +307,7 @@ def summary_table(rows: list[dict], threshold: float, set_size: int = 5, need: i
         name = r["algorithm"] + (" (pooled)" if r["pooled"] else "")
         n = len(seeds)
         second = "n/a" if r["second_above_first"] is None else f"{r['second_above_first']}/{n}"
-        ts = r.get("target_sets")
+        ts = r["target_sets"]
         sets = "n/a" if ts is None else f"{ts[0]}/{ts[1]} ({100 * ts[0] / ts[1]:.0f}%)"
         lines.append(f"| {name} | {span} | {r['samples']:,} | {_fmt(r['mean'], r['std'])} | "
                      + ", ".join(f"{x:,.0f}" for x in r["final"])
