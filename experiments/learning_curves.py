@@ -201,6 +201,14 @@ BREMEN_VARIANTS = {"bremen": [],
                    # (measured 2026-12-05, seeds 0-4: deployment 2 > 1 in 5 of 5, 543.7 +- 328.5
                    # after it; 2,279.3 +- 1,555.1 at the end, 3 of 5 >= 1,500: not adopted)
                    "bremen_sampling_kl01_budget10_dis1_b32k_i20k": _TUNED + [
+                       "imagine.batch_size=20000"],
+                   # ... and half the KL budget: i20k's losses are late (deployment 5 lost
+                   # 337.9 +- 313.4 between its best chunk and its last on seeds 0-4, seed 9
+                   # fell 3,590 -> 76), while its early deployments learn in every seed; budget
+                   # 5 at 16K held the late policies but slowed the start. The faster start of
+                   # the larger imagined batch may make room for the tighter budget.
+                   "bremen_sampling_kl01_budget5_dis1_b32k_i20k": _KL01 + _DIS1 + [
+                       "trpo.kl_budget=5.0", "deploy.batch_size=32000",
                        "imagine.batch_size=20000"]}
 ALGORITHMS = (*BREMEN_VARIANTS, "sac", "ppo")
 DEFAULT_ALGORITHMS = ("bremen", "sac", "ppo")
