@@ -107,15 +107,27 @@ def _equal(a, b):
                for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
-def test_validation_ratio_zero_keeps_the_chunk_exactly(chunk):
+def _close(a, b, rtol=1e-5, atol=1e-6):
+    """Equal up to float rounding: two different programs (1 vs 3 iterations) may fuse the
+    same update differently."""
+    return all(np.allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
+               for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_validation_ratio_zero_keeps_the_chunk(chunk):
+    """Ratio 0 never rolls back: the chunk equals the one without validation, up to the float
+    rounding of two different programs: the test config's tiny TRPO step is ill-conditioned
+    (CG residual 1e-9), its step norm differs by ~1e-4 relative and parameters by ~3e-6, against
+    a step of norm 0.84 (the rolled-back case below is that far away)."""
     (s_none, m_none), (s_keep, m_keep) = chunk["none"], chunk["keep"]
-    assert _equal(s_none.learner, s_keep.learner)
+    assert _close(s_none.learner, s_keep.learner, rtol=1e-3, atol=1e-4)
     assert not _equal(s_keep.learner.policy, chunk["start"].learner.policy)  # TRPO moved it
     assert np.all(np.asarray(m_keep["validation/rolled_back"]) == 0)
     assert m_keep["validation/improved_fraction"].shape == (2,)
     assert "validation/rolled_back" not in m_none
     for k in m_none:
-        np.testing.assert_array_equal(np.asarray(m_none[k]), np.asarray(m_keep[k]), err_msg=k)
+        np.testing.assert_allclose(np.asarray(m_none[k]), np.asarray(m_keep[k]), rtol=1e-3,
+                                   atol=1e-5, err_msg=k)
 
 
 def test_validation_rolls_back_the_policy_only(chunk):
@@ -165,13 +177,40 @@ def test_kl_budget_stops_the_policy_past_the_budget(chunk_inputs):
     tight = hp.replace(trpo=hp.trpo.replace(kl_budget=jnp.float32(1e-9)))
     one, _ = jax.jit(lambda s, h: phases.improve(s, h, num_iterations=1))(state, hp)
     three, m = jax.jit(lambda s, h: phases.improve(s, h, num_iterations=3))(state, tight)
-    assert _equal(three.learner.policy, one.learner.policy)
+    assert _close(three.learner.policy, one.learner.policy)
     np.testing.assert_array_equal(np.asarray(m["trpo/over_kl_budget"]), [0, 1, 1])
     assert abs(float(np.asarray(m["kl_to_behavior_scored"])[0])) < 1e-6  # the clone: 0 up to rounding
     assert np.all(np.asarray(m["kl_to_behavior_scored"])[1:] > 1e-9)
     free, m_free = jax.jit(lambda s, h: phases.improve(s, h, num_iterations=3))(state, hp)
-    assert not _equal(free.learner.policy, one.learner.policy)
+    assert not _close(free.learner.policy, one.learner.policy)
     assert np.all(np.asarray(m_free["trpo/over_kl_budget"]) == 0)
+
+
+@pytest.mark.parametrize("deployment, decay, over", [
+    # budget = 2 x KL after one iteration (kl1); deployment k's is 2 kl1 * decay^(k-1)
+    (1, 0.5, [0, 0]),   # 2 kl1 * 0.5^0 = 2 kl1 > kl1: the second iteration updates
+    (2, 0.5, [0, 0]),   # 2 kl1 * 0.5^1 = kl1 (equal): not over (over = KL > budget)
+    (3, 0.5, [0, 1]),   # 2 kl1 * 0.5^2 = kl1 / 2 < kl1: the second iteration is skipped
+    (3, 1.0, [0, 0]),   # no decay: 2 kl1 in every deployment
+    (0, 0.5, [0, 0]),   # before the first collect (the test's state): the undecayed budget
+])
+def test_kl_budget_decays_per_deployment(chunk_inputs, deployment, decay, over):
+    phases, state, hp = chunk_inputs
+    run = jax.jit(lambda s, h: phases.improve(s, h, num_iterations=2))
+    _, m_free = run(state, hp)
+    kl1 = np.float32(np.asarray(m_free["kl_to_behavior_scored"])[1])  # KL entering iteration 2
+    assert kl1 > 0
+    budget = 2.0 * kl1
+    if deployment == 2:  # equality at the boundary: 2 kl1 * 0.5 is exact in float32
+        assert np.float32(budget) * np.float32(0.5) == kl1
+    hp_b = hp.replace(trpo=hp.trpo.replace(kl_budget=jnp.float32(budget),
+                                           kl_budget_decay=jnp.float32(decay)))
+    st = state.replace(deployment=jnp.asarray(deployment, jnp.int32))
+    _, m = run(st, hp_b)
+    np.testing.assert_allclose(np.asarray(m["kl_to_behavior_scored"]),
+                               np.asarray(m_free["kl_to_behavior_scored"]), rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(m["trpo/over_kl_budget"]), over)
+    assert run._cache_size() == 1  # budget, decay and deployment are traced: one program
 
 
 def test_disagreement_penalty_is_traced_and_reported():

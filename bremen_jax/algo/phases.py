@@ -168,6 +168,11 @@ class Phases:
         """``num_iterations`` (static) TRPO iterations; metrics are ``[num_iterations]`` arrays."""
         state, (key,) = _split(state, 1)
         start_obs, start_mask = self._start_pool(state)
+        # trpo.kl_budget_decay: deployment k's budget is kl_budget * decay^(k-1) (the collect
+        # before this improve, or offline the insert, has counted deployment k already).
+        past = jnp.maximum(state.deployment - 1, 0).astype(jnp.float32)
+        trpo_hp = hp.trpo.replace(kl_budget=hp.trpo.kl_budget * hp.trpo.kl_budget_decay ** past)
+        hp = hp.replace(trpo=trpo_hp)
         learner, m = self.opt.improve(state.learner, state.dynamics, hp, key, num_iterations,
                                       start_obs, start_mask)
         return state.replace(learner=learner), m

@@ -68,6 +68,7 @@ DAMPING = Range(0, 1e3)                                  # [0, 1000]
 SIGMA = Range(0, 10)                                     # [0, 10]
 PENALTY = Range(0, 1e4)                                  # [0, 10000]
 BUDGET = Range(0, 1e6)                                   # [0, 1e6]
+DECAY = Range(0, 10, lo_open=True)                       # (0, 10]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,6 +212,10 @@ FIELDS: tuple[Field, ...] = (
        "once the mean KL from the policy to the clone it started the deployment from (under "
        "ratio_std's sigma) exceeds this, the deployment's further TRPO updates are skipped; "
        "0 = no budget (original)", BUDGET),
+    _f("trpo.kl_budget_decay", T, float, 1.0,
+       "the budget of deployment k (1-based) is kl_budget * kl_budget_decay^(k-1): < 1 holds "
+       "the later deployments, whose clones are of better policies, nearer their clone; "
+       "1 = the same budget in every deployment", DECAY),
     _f("trpo.baseline", S, str, "linear", "linear (original) | mlp", choices=("linear", "mlp")),
     _f("trpo.value_learning_rate", T, float, 3e-4,
        "Adam learning rate of the MLP value function (baseline=mlp)", LEARNING_RATE),
@@ -259,6 +264,7 @@ BACKWARD_COMPATIBLE = frozenset({"dynamics.reward_model", "dynamics.done_thresho
                                  "trpo.ratio_std", "eval.model_return", "compile_effort",
                                  "trpo.validation", "trpo.validation_ratio",
                                  "trpo.validation_rollouts", "trpo.kl_budget",
+                                 "trpo.kl_budget_decay",
                                  "imagine.penalty", "imagine.penalty_coef",
                                  "eval.member_rollouts"})
 # ... and the value such a stored run had where it is not the schema's default today.

@@ -272,6 +272,8 @@ class TRPOHParams(_Traced):
             (``trpo.validation = "members"``).
         kl_budget: skip TRPO updates while the policy's mean KL to the clone (under
             ``trpo.ratio_std``'s σ) exceeds it; 0 = no budget.
+        kl_budget_decay: the budget of deployment ``k`` (1-based) is
+            ``kl_budget * kl_budget_decay ** (k - 1)``; 1 = the same budget in every deployment.
     """
 
     SECTION: ClassVar[str] = "trpo"
@@ -283,6 +285,7 @@ class TRPOHParams(_Traced):
     value_learning_rate: jax.Array
     validation_ratio: jax.Array
     kl_budget: jax.Array
+    kl_budget_decay: jax.Array
 
 
 @flax.struct.dataclass
