@@ -62,7 +62,12 @@ def test_mp4_frames_move_and_are_not_blank(run_dir, tmp_path):
     frames = [np.frombuffer(b, np.uint8).reshape(64, 64, 3).astype(np.float64) for b in reader]
     assert meta["size"] == (64, 64) and len(frames) == info["frames"] == 6
     assert all(f.std() > 0 for f in frames)
-    assert all(np.abs(a - b).max() > 0 for a, b in zip(frames, frames[1:]))
+    # H.264 is lossy: a small motion between two frames can be quantised away (the GIF of this
+    # rollout differs in 138-256 pixels per pair; its MP4 once showed one pair identical), so
+    # the video moves as a whole: 4 of the 5 pairs differ, and the last frame is not the first
+    moved = [np.abs(a - b).max() > 0 for a, b in zip(frames, frames[1:])]
+    assert sum(moved) >= 4, moved
+    assert np.abs(frames[-1] - frames[0]).max() > 0
 
 
 def test_episode_frames_stop_at_each_episodes_end():
