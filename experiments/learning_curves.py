@@ -50,6 +50,8 @@ _M5 = ["dynamics.num_members=5", "dynamics.num_active=5"]
 _DIS1 = ["imagine.penalty='disagreement'", "imagine.penalty_coef=1.0"]
 # bremen train's default (configs/quick_tuned.py) as overrides of quick
 _TUNED = _KL01 + _DIS1 + ["trpo.kl_budget=10.0", "deploy.batch_size=32000"]
+# ... with twice the imagined transitions per TRPO iteration (the base of the i20k variants)
+_I20K = _TUNED + ["imagine.batch_size=20000"]
 BREMEN_VARIANTS = {"bremen": [],
                    # the original at twice the real batch (5 x 32K): the equal-samples baseline
                    # of bremen train's default (quick_tuned = _budget10_dis1_b32k below)
@@ -200,16 +202,13 @@ BREMEN_VARIANTS = {"bremen": [],
                    # H = 500, _long_b20k) should make its progress less seed-dependent
                    # (measured 2026-12-05, seeds 0-4: deployment 2 > 1 in 5 of 5, 543.7 +- 328.5
                    # after it; 2,279.3 +- 1,555.1 at the end, 3 of 5 >= 1,500: not adopted)
-                   "bremen_sampling_kl01_budget10_dis1_b32k_i20k": _TUNED + [
-                       "imagine.batch_size=20000"],
+                   "bremen_sampling_kl01_budget10_dis1_b32k_i20k": _I20K,
                    # ... and half the KL budget: i20k's losses are late (deployment 5 lost
                    # 337.9 +- 313.4 between its best chunk and its last on seeds 0-4, seed 9
                    # fell 3,590 -> 76), while its early deployments learn in every seed; budget
                    # 5 at 16K held the late policies but slowed the start. The faster start of
                    # the larger imagined batch may make room for the tighter budget.
-                   "bremen_sampling_kl01_budget5_dis1_b32k_i20k": _KL01 + _DIS1 + [
-                       "trpo.kl_budget=5.0", "deploy.batch_size=32000",
-                       "imagine.batch_size=20000"],
+                   "bremen_sampling_kl01_budget5_dis1_b32k_i20k": _I20K + ["trpo.kl_budget=5.0"],
                    # (measured 2026-12-05, seeds 0-4: 2,037.9 +- 598.9, 4 of 5 >= 1,500, no seed
                    # lost within deployments 4-5, but deployment 2 above 1 in 3 of 5: 73 -> 59,
                    # 52 -> 32, as budget 5 at 16K.) So the budget where each half of the target
@@ -219,9 +218,8 @@ BREMEN_VARIANTS = {"bremen": [],
                    # (measured 2026-12-05: seeds 0-4 2,431.9 +- 254.4, 5/5, 5/5; seeds 5-9
                    # 1,659.6 +- 757.5, 3/5, 5/5; pooled 2,045.7 +- 670.4, 8/10, 10/10, 78% of
                    # 5-seed sets meet both halves; mean below quick_tuned's: not adopted yet)
-                   "bremen_sampling_kl01_budget10to5_dis1_b32k_i20k": _KL01 + _DIS1 + [
-                       "trpo.kl_budget=10.0", "trpo.kl_budget_decay=0.8409",
-                       "deploy.batch_size=32000", "imagine.batch_size=20000"]}
+                   "bremen_sampling_kl01_budget10to5_dis1_b32k_i20k": _I20K + [
+                       "trpo.kl_budget_decay=0.8409"]}
 ALGORITHMS = (*BREMEN_VARIANTS, "sac", "ppo")
 DEFAULT_ALGORITHMS = ("bremen", "sac", "ppo")
 

@@ -108,8 +108,8 @@ def _equal(a, b):
 
 
 def _close(a, b, rtol=1e-5, atol=1e-6):
-    """Equal up to float rounding: two different programs (1 vs 3 iterations) may fuse the
-    same update differently."""
+    """Equal up to float rounding: two different programs (e.g. 1 vs 3 iterations, or with and
+    without validation) may fuse the same update differently."""
     return all(np.allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
                for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
