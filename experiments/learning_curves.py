@@ -260,6 +260,14 @@ PROTOCOLS = {
         "halfcheetah": {"config": "quick", "overrides": ["eval.num_episodes=10"],
                         "sac": {"min_replay_size": 1000},
                         "ppo": {"num_minibatches": 4, "unroll_length": 10}}}},
+    # the same at `bremen train`'s budget (quick_tuned: 5 x 32K = 160K real steps), for the
+    # baselines at the default's own sample count (BREMEN variants run here as under "quick"
+    # with deploy.batch_size=32000, which the _b32k variants set anyway)
+    "quick_b32k": {"seeds": [0, 1, 2, 3, 4], "episodes": 10, "tasks": {
+        "halfcheetah": {"config": "quick",
+                        "overrides": ["eval.num_episodes=10", "deploy.batch_size=32000"],
+                        "sac": {"min_replay_size": 1000},
+                        "ppo": {"num_minibatches": 4, "unroll_length": 10}}}},
     "tiny": {"seeds": [0, 1], "episodes": 10, "tasks": {
         "inverted_pendulum": {
             "config": "test",  # positional backend, 50-step episodes

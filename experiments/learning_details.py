@@ -11,8 +11,13 @@ surrogate improvement TRPO's line search accepted (``trpo/improvement``; the lik
 scale), the mean accepted step fraction (``trpo/ls_frac``, 1 = the full natural step), the
 real return lost within the deployment (its best chunk's evaluation minus its last: a policy that
 peaks and then collapses on the model) and the median KL from the target policy to the clone it
-started from at the deployment's last iteration (``kl_to_behavior``: how far TRPO walked from the data)
-and, for runs with ``trpo.validation = "members"``, the share of chunks rolled back.
+started from at the deployment's last iteration (``kl_to_behavior``: how far TRPO walked from the data),
+the same KL as TRPO scores it (``kl_to_behavior_scored``: under the sampling distribution with
+``trpo.ratio_std = "sampling"``; the quantity ``trpo.kl_budget`` bounds), the share of the
+deployment's TRPO iterations skipped because that KL was over the budget (``trpo/over_kl_budget``;
+0 without a budget) and the median iteration (1-based, over the runs that reached it) at which the
+budget was first exceeded, and, for runs with ``trpo.validation = "members"``, the share of
+chunks rolled back. Columns whose metric an older run lacks show "–".
 """
 
 from __future__ import annotations
@@ -55,6 +60,8 @@ def deployment_table(m: dict[str, np.ndarray]) -> list[dict[str, str]]:
     imagined = m.get("improve|imagined_return")                  # [R, K, C, chunk]
     kl = m.get("improve|kl_to_behavior")                         # [R, K, C, chunk]
     rolled = m.get("improve|validation/rolled_back")             # [R, K, C, chunk]; or None
+    kl_scored = m.get("improve|kl_to_behavior_scored")           # [R, K, C, chunk]; or None
+    over = m.get("improve|trpo/over_kl_budget")                  # [R, K, C, chunk]; or None
     rows = []
     for k in range(ev.shape[1]):
         rows.append({
@@ -68,10 +75,27 @@ def deployment_table(m: dict[str, np.ndarray]) -> list[dict[str, str]]:
             "best chunk − last": _ms(ev[:, k].max(axis=-1) - ev[:, k, -1]),
             "KL to clone (last it.)": ("–" if kl is None else
                                        _median_sci(kl[:, k, -1, -1])),
+            "KL scored (last it.)": ("–" if kl_scored is None else
+                                     _median_sci(kl_scored[:, k, -1, -1])),
+            "over KL budget": "–" if over is None else f"{(over[:, k] > 0).mean():.2f}",
+            "first over budget (it.)": _first_over(over, k),
         })
         if rolled is not None:  # trpo.validation = "members": share of chunks rolled back
             rows[-1]["chunks rolled back"] = f"{rolled[:, k, :, -1].mean():.2f}"
     return rows
+
+
+def _first_over(over, k: int) -> str:
+    """Median (over the runs that exceeded it) 1-based iteration at which deployment ``k``'s
+    KL first went over the budget, with how many runs did; "never" if none, "–" if not logged."""
+    if over is None:
+        return "–"
+    flat = np.asarray(over[:, k]).reshape(over.shape[0], -1) > 0     # [R, C * chunk]
+    hit = flat.any(axis=1)
+    if not hit.any():
+        return "never"
+    first = flat.argmax(axis=1)[hit] + 1
+    return f"{np.median(first):g} ({hit.sum()}/{flat.shape[0]} runs)"
 
 
 def _ms_frac(frac, k: int) -> str:

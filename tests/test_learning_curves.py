@@ -370,7 +370,7 @@ def test_every_variant_applies_and_validates_on_the_cpu_and_quick_protocols():
     (the tiny protocol's 50-step episodes are shorter than the H = 500 variants' horizon)."""
     from bremen_jax import config as config_lib
 
-    for proto in (lc.PROTOCOLS["cpu"], lc.PROTOCOLS["quick"]):
+    for proto in (lc.PROTOCOLS["cpu"], lc.PROTOCOLS["quick"], lc.PROTOCOLS["quick_b32k"]):
         for spec in proto["tasks"].values():
             for name, extra in lc.BREMEN_VARIANTS.items():
                 cfg = lc.bremen_config({**spec, "overrides": spec["overrides"] + extra})
@@ -383,3 +383,17 @@ def test_every_variant_applies_and_validates_on_the_cpu_and_quick_protocols():
     tuned = config_lib.flatten(config_lib.load_config("quick_tuned"))
     assert {k for k in tuned if tuned[k] != i20k[k]} == {"imagine.batch_size"}
     assert i20k["imagine.batch_size"] == 2 * tuned["imagine.batch_size"] == 20_000
+
+
+def test_quick_b32k_protocol_gives_the_baselines_bremen_trains_budget():
+    """SAC/PPO under --protocol quick_b32k get K x B real steps from the protocol's config: the
+    default `bremen train` config's 5 x 32,000 = 160,000 (quick: 80,000)."""
+    from bremen_jax import config as config_lib
+
+    spec = lc.PROTOCOLS["quick_b32k"]["tasks"]["halfcheetah"]
+    cfg = lc.bremen_config(spec)
+    tuned = config_lib.load_config("quick_tuned")
+    got = (int(cfg.deploy.num_deployments), int(cfg.deploy.batch_size))
+    assert got == (int(tuned.deploy.num_deployments), int(tuned.deploy.batch_size)) == (5, 32_000)
+    quick = lc.bremen_config(lc.PROTOCOLS["quick"]["tasks"]["halfcheetah"])
+    assert int(quick.deploy.batch_size) * 2 == got[1]

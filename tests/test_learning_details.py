@@ -16,8 +16,13 @@ def _write(tmp_path, with_gap=True):
          "improve|trpo/improvement": np.array([1e3, 1e30, 1e31] * (R * K * C)).reshape(R, K, C, I),
          "improve|trpo/ls_frac": np.full((R, K, C, I), 0.25),
          "improve|kl_to_behavior": np.arange(R * K * C * I, dtype=float).reshape(R, K, C, I)}
-    if with_gap:
+    if with_gap:  # newer runs: the model gap, the scored KL and the budget flags
         m["eval|eval/model_gap"] = np.ones((R, K, C))
+        m["improve|kl_to_behavior_scored"] = np.full((R, K, C, I), 9.0)
+        over = np.zeros((R, K, C, I), np.int32)
+        over[0, 0].flat[2:] = 1       # run 0, d1: over from its 3rd of 6 iterations; run 1 never
+        over[1, 1, 1, 2] = 1          # run 1, d2: only its last (6th) iteration
+        m["improve|trpo/over_kl_budget"] = over
     np.savez(tmp_path / "metrics_outer0.npz", **m)
     return tmp_path
 
@@ -28,14 +33,26 @@ def test_table_by_hand(tmp_path):
                        "imagined (last it.)": "5.0 ± 0.0", "model gap": "1.0 ± 0.0",
                        "median improvement": "1e+30", "mean step fraction": "0.250",
                        # d1's last iteration: entries 5 (run 0) and 17 (run 1) -> median 11
-                       "best chunk − last": "2.0 ± 2.8", "KL to clone (last it.)": "11"}
+                       "best chunk − last": "2.0 ± 2.8", "KL to clone (last it.)": "11",
+                       # 4 of the 2 x 6 iterations over the budget; run 0 first at its 3rd
+                       "KL scored (last it.)": "9", "over KL budget": "0.33",
+                       "first over budget (it.)": "3 (1/2 runs)"}
     assert rows[1]["after TRPO"] == "40.0 ± 14.1" and rows[1]["BC init"] == "3.0 ± 1.4"
     assert rows[1]["best chunk − last"] == "0.0 ± 0.0"
+    assert rows[1]["over KL budget"] == "0.08"                  # 1 of 12
+    assert rows[1]["first over budget (it.)"] == "6 (1/2 runs)"
+
+
+def test_a_budget_never_reached():
+    over = np.zeros((2, 1, 2, 3))
+    assert ld._first_over(over, 0) == "never"
 
 
 def test_old_runs_without_the_gap_and_a_missing_sweep(tmp_path, capsys):
     rows = ld.deployment_table(ld.load(_write(tmp_path, with_gap=False)))
     assert rows[0]["model gap"] == "–"
+    assert rows[0]["KL scored (last it.)"] == rows[0]["over KL budget"] == "–"
+    assert rows[0]["first over budget (it.)"] == "–"
     assert ld.main([str(tmp_path / "nowhere")]) == 2
     assert "no finished sweep" in capsys.readouterr().err
     out = tmp_path / "t.md"
