@@ -221,7 +221,7 @@ BREMEN_VARIANTS = {"bremen": [],
                    # 2026-12-06, seeds 10-14: 2,210.8 +- 1,151.2, 3/5, 3/5, against quick_tuned's
                    # 1,906.4 +- 1,227.0, 4/5, 4/5 on the same seeds; pooled 0-14: 2,100.8 +- 821.0,
                    # 11/15, 13/15, 37% of 5-seed sets, against quick_tuned's 2,147.3 +- 949.8,
-                   # 12/15, 12/15, 17%: the mean 46 lower (0.1 SE), so not adopted by the rule)
+                   # 12/15, 12/15, 17%: the mean 46 lower (0.14 SE), so not adopted by the rule)
                    "bremen_sampling_kl01_budget10to5_dis1_b32k_i20k": _I20K + [
                        "trpo.kl_budget_decay=0.8409"]}
 ALGORITHMS = (*BREMEN_VARIANTS, "sac", "ppo")

@@ -39,7 +39,8 @@ Against the previous default the difference is 1.9 standard errors, against ``qu
 twice its real samples). Issue 11's default-train target: ">= 1,500 in at least 4 of 5 seeds" is
 met on all three seed sets; "deployment 2 above deployment 1 in every seed" is not (seeds 1, 8
 and 12: 42 -> 37, 61 -> -50 and -1 -> -40; deployment 1 learns from uniform-random data and
-stays at the clone's level). With the best-epoch fit options at 32K it ended lower (1,566.7 +- 1,034.8, seeds 0-4).
+stays at the clone's level). With the best-epoch fit options at 32K it ended lower (1,566.7 +-
+1,034.8, seeds 0-4).
 README ("`bremen train` results") has every variant that was tried.
 """
 
