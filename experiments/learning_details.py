@@ -11,8 +11,8 @@ surrogate improvement TRPO's line search accepted (``trpo/improvement``; the lik
 scale), the mean accepted step fraction (``trpo/ls_frac``, 1 = the full natural step), the
 real return lost within the deployment (its best chunk's evaluation minus its last: a policy that
 peaks and then collapses on the model) and the median KL from the target policy to the clone it
-started from at the deployment's last iteration (``kl_to_behavior``: how far TRPO walked from the data),
-the same KL as TRPO scores it (``kl_to_behavior_scored``: under the sampling distribution with
+started from at the deployment's last iteration (``kl_to_behavior``: how far TRPO walked from the
+data), the same KL as TRPO scores it (``kl_to_behavior_scored``: under the sampling distribution with
 ``trpo.ratio_std = "sampling"``; the quantity ``trpo.kl_budget`` bounds), the share of the
 deployment's TRPO iterations skipped because that KL was over the budget (``trpo/over_kl_budget``;
 0 without a budget) and the median iteration (1-based, over the runs that reached it) at which the
