@@ -46,7 +46,8 @@ def test_paired_by_hand():
 def test_markdown_and_unpaired_bc():
     res = oc.paired(*_docs(bc_b=(0.0, 2.0, 0.0)))   # B: 8, 20, 25 -> std sqrt(229/3) = 8.7
     text = oc.markdown(res, ("ds", "reset"))
-    row = "| hopper | 1,000 | 50.0 ± 0.0 | 20.0 ± 10.0 | 17.7 ± 8.7 | +2.33 ± 1.45 | 2/3 | yes |"
+    row = ("| hopper | 1,000 | 50.0 ± 0.0 | 20.0 ± 10.0 | 17.7 ± 8.7 | +2.33 ± 1.45 | 2/3 "
+           "| yes |")
     assert row in text
     assert text.split("| hopper | 50 |")[1].splitlines()[0].endswith("| NO |")  # BC differs
     assert "| hopper | all sizes | | | | +1.17 ± 0.87 | 3/6 | |" in text
