@@ -118,14 +118,26 @@ def markdown(result: dict, labels: tuple[str, str], report: str = "bremen_final"
     return "\n".join(lines) + "\n"
 
 
+def add_report_and_out(p: argparse.ArgumentParser) -> None:
+    """The ``--report`` and ``--out`` flags shared with :mod:`experiments.offline_pool`."""
+    p.add_argument("--report", default="bremen_final",
+                   help="bremen_final (last iterate, default) | bremen_mean | bremen_model_pick")
+    p.add_argument("--out", default=None, help="also write the markdown table here")
+
+
+def emit(text: str, out: str | None) -> None:
+    """Print the table, and write it to ``out`` when given."""
+    if out:
+        pathlib.Path(out).write_text(text)
+    print(text, end="")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("a", help="offline table JSON (A)")
     p.add_argument("b", help="offline table JSON (B), same datasets and seeds")
     p.add_argument("--labels", default="A,B", help="two names, comma-separated")
-    p.add_argument("--report", default="bremen_final",
-                   help="bremen_final (last iterate, default) | bremen_mean | bremen_model_pick")
-    p.add_argument("--out", default=None, help="also write the markdown table here")
+    add_report_and_out(p)
     args = p.parse_args(argv)
     labels = tuple(args.labels.split(","))
     if len(labels) != 2 or not all(labels):
@@ -137,10 +149,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"offline_compare: {e}") from None
     if not result["rows"]:
         raise SystemExit(f"offline_compare: {args.a} and {args.b} share no (task, rows) row")
-    text = markdown(result, labels, args.report)
-    if args.out:
-        pathlib.Path(args.out).write_text(text)
-    print(text, end="")
+    emit(markdown(result, labels, args.report), args.out)
     return 0
 
 

@@ -15,10 +15,10 @@ flip sides of BC (README, "Offline results"); pooling draws averages it out.
 from __future__ import annotations
 
 import argparse
-import pathlib
 import sys
 
-from experiments.offline_compare import _load, _mean_se, _scores
+from experiments.offline_compare import (_load, _mean_se, _mean_std, _scores,
+                                         add_report_and_out, emit)
 
 
 def pool(docs: list[dict], report: str = "bremen_final") -> list[dict]:
@@ -54,8 +54,8 @@ def pool(docs: list[dict], report: str = "bremen_final") -> list[dict]:
 def markdown(rows: list[dict], report: str = "bremen_final") -> str:
     """The pooled table (normalised scores)."""
     def ms(xs):
-        m, se = _mean_se(xs)
-        return f"{m:.1f} ± {se * len(xs) ** 0.5:.1f}"
+        m, s = _mean_std(xs)
+        return f"{m:.1f} ± {s:.1f}"
 
     lines = [f"Offline `{report}` pooled over dataset draws (normalised score, mean ± std over "
              "every seed of every draw; BREMEN − BC paired within each seed, mean ± standard "
@@ -74,9 +74,7 @@ def markdown(rows: list[dict], report: str = "bremen_final") -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("tables", nargs="+", help="offline table JSONs, one per dataset draw")
-    p.add_argument("--report", default="bremen_final",
-                   help="bremen_final (last iterate, default) | bremen_mean | bremen_model_pick")
-    p.add_argument("--out", default=None, help="also write the markdown table here")
+    add_report_and_out(p)
     args = p.parse_args(argv)
     try:
         rows = pool([_load(t) for t in args.tables], args.report)
@@ -84,10 +82,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"offline_pool: {e}") from None
     if not rows:
         raise SystemExit("offline_pool: the tables hold no rows")
-    text = markdown(rows, args.report)
-    if args.out:
-        pathlib.Path(args.out).write_text(text)
-    print(text, end="")
+    emit(markdown(rows, args.report), args.out)
     return 0
 
 
