@@ -1,8 +1,8 @@
 """Offline BREMEN vs behaviour and BC over dataset sizes (issues 6 and 11's offline table).
 
 ``python -m experiments.offline_table [--tasks halfcheetah,hopper] [--sizes 1000000,100000,50000]
-[--policy medium] [--noise pure] [--seeds 5] [--protocol cpu|cpu-seeds] [--workdir DIR]
-[--out FILE] [FIELD=VALUE ...]``
+[--policy medium] [--noise pure] [--seeds 5] [--protocol cpu|cpu-seeds] [--data-seed S]
+[--workdir DIR] [--out FILE] [FIELD=VALUE ...]``
 
 With ``--seeds N`` every (task, size) is one offline sweep (:func:`bremen_jax.sweep.run_sweep`
 with ``dataset``): the N seeds are vmapped in one program, and the rows hold per-seed returns and
@@ -11,14 +11,18 @@ evaluations (the expected return of a checkpoint drawn uniformly: a pick that ne
 episode) and, where the runs log ``eval/model_return_min`` (``eval.member_rollouts > 0``, on in
 ``cpu-seeds``), BREMEN's *model-picked* checkpoint: among the BC init and every chunk's end, the
 one whose imagined return under its most pessimistic ensemble member is highest
-(:func:`model_picked`; no real episode either). ``--protocol cpu-seeds`` is the compute that fits 5 seeds x 3 tasks x 3 sizes in about
-1.5 hours of a 2-core CPU (:data:`PROTOCOLS`). Without ``--seeds`` one run per row goes through
-``bremen offline``'s host driver, as in the first table.
+(:func:`model_picked`; no real episode either). ``--protocol cpu-seeds`` is the compute that
+fits 5 seeds x 3 tasks x 3 sizes in about 1.5 hours of a 2-core CPU (:data:`PROTOCOLS`).
+Without ``--seeds`` one run per row goes through ``bremen offline``'s host driver, as in the
+first table.
 
 For each task one dataset of the largest size is collected with ``bremen collect`` semantics
 (:func:`bremen_jax.datasets.make.collect_dataset`; its collection time is recorded) and every size
 is its first ``N`` rows (whole episodes of the first environments, the same as collecting ``N``
-rows). Each size then runs ``bremen offline`` (:func:`bremen_jax.run.run_offline`) with
+rows). The collection is seeded by ``--data-seed`` (default 0): on one machine the same seed
+collects the same arrays, so a second draw of the dataset needs another seed (its file is named
+``...-dataseedS.npz``; a file already there is reused only if it was collected with that seed).
+Each size then runs ``bremen offline`` (:func:`bremen_jax.run.run_offline`) with
 the task's paper config under the compute reduction in :data:`PROTOCOLS` (the paper runs a
 5 x 2x1024 ensemble, 300K BC steps and 6,250 TRPO iterations of 50K imagined transitions) plus
 any ``FIELD=VALUE`` given. Results (behaviour, BC, BREMEN after the last iteration and the best
@@ -75,10 +79,24 @@ def _parse(argv) -> argparse.Namespace:
                    help="N seeds per row, vmapped in one offline sweep (default: one run per row "
                         "through the host driver, seed 0)")
     p.add_argument("--protocol", default="cpu", choices=sorted(PROTOCOLS))
+    p.add_argument("--data-seed", type=_seed, default=0, metavar="S",
+                   help="PRNG seed of the dataset collection (default 0); another seed is "
+                        "another draw of the dataset from the same behaviour policy")
     p.add_argument("--out", default=None, help="JSON (default benchmarks/results/"
                                                "cpu-<n>core-<date>-offline-table.json)")
     p.add_argument("overrides", nargs="*", help="extra config overrides FIELD=VALUE")
     return p.parse_args(argv)
+
+
+def _seed(text: str) -> int:
+    """``--data-seed``'s type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
 
 
 def _header(args: argparse.Namespace, date: str) -> dict:
@@ -88,7 +106,7 @@ def _header(args: argparse.Namespace, date: str) -> dict:
     return {"experiment": "offline BREMEN vs behaviour and BC over dataset sizes (issue 6)",
             "device": f"{jax.devices()[0].platform} ({os.cpu_count()} cores)",
             "jax": jax.__version__, "date": date, "policy": args.policy, "noise": args.noise,
-            "protocol": args.protocol, "seeds": args.seeds,
+            "protocol": args.protocol, "seeds": args.seeds, "data_seed": args.data_seed,
             "compute_overrides": PROTOCOLS[args.protocol] + list(args.overrides),
             "dynamics_max_epochs_by_rows": [{"rows_at_least": r, "max_epochs": e}
                                             for r, e in EPOCHS[args.protocol]],
@@ -97,15 +115,22 @@ def _header(args: argparse.Namespace, date: str) -> dict:
 
 def _dataset(task: str, args: argparse.Namespace, rows: int, work: pathlib.Path
              ) -> tuple[pathlib.Path, dict]:
-    """``(path, metadata)`` of the task's largest dataset (collected unless already there)."""
+    """``(path, metadata)`` of the task's largest dataset (collected with ``args.data_seed``
+    unless already there). Raises SystemExit when the file there was collected with another
+    seed."""
     from bremen_jax.datasets.make import collect_dataset
 
-    data_path = work / f"{task}-{args.policy}-{args.noise}-{rows}.npz"
+    seed = int(getattr(args, "data_seed", 0))
+    data_path = work / (f"{task}-{args.policy}-{args.noise}-{rows}"
+                        f"{f'-dataseed{seed}' if seed else ''}.npz")
     if data_path.exists():
         from bremen_jax.data.dataset import dataset_info
         info = dataset_info(data_path)
+        if int(info.get("seed", 0)) != seed:
+            raise SystemExit(f"{data_path}: collected with seed {info.get('seed')}, expected "
+                             f"--data-seed {seed}; move the file or pass its seed")
     else:
-        info = collect_dataset(task, args.policy, args.noise, rows, data_path)
+        info = collect_dataset(task, args.policy, args.noise, rows, data_path, seed=seed)
     print(f"[{task}] dataset {data_path}: behaviour return {info['behavior_return']:.1f}, "
           f"timing {info['timing']}", flush=True)
     return data_path, info
