@@ -199,23 +199,34 @@ def write_outputs(doc: dict, out: pathlib.Path) -> list[pathlib.Path]:
 
 def merge(docs: list[dict]) -> dict:
     """One document from several runs of the harness (e.g. algorithms run side by side into
-    their own files): same protocol and episodes required; a later (task, algorithm) entry
-    replaces an earlier one; ``commit`` lists every commit involved."""
+    their own files): the same episodes per evaluation and, per task, the same sample counts
+    for every algorithm (protocols may differ by name where they give the same samples, e.g. a
+    ``quick`` run of a ``_b32k`` variant beside ``quick_b32k`` baselines; ``protocol`` then lists
+    them); a later (task, algorithm) entry replaces an earlier one; ``commit`` lists every
+    commit involved. Raises ValueError naming what differs."""
     if not docs:
         raise ValueError("learning-curves merge: no documents given")
-    keys = {(d.get("protocol"), d.get("episodes_per_evaluation")) for d in docs}
-    if len(keys) > 1:
-        raise ValueError(f"learning-curves merge: the documents differ in (protocol, episodes): "
-                         f"{sorted(keys, key=str)}; expected one")
+    episodes = {d.get("episodes_per_evaluation") for d in docs}
+    if len(episodes) > 1:
+        raise ValueError(f"learning-curves merge: the documents differ in episodes per "
+                         f"evaluation: {sorted(episodes, key=str)}; expected one")
     out = dict(docs[-1], tasks={})
-    commits = []
+    commits, protocols = [], []
     for d in docs:
         validate(d)
         commits += [c for c in str(d["commit"]).split(", ") if c not in commits]
+        if d.get("protocol"):
+            protocols += [p for p in str(d["protocol"]).split(", ") if p not in protocols]
         for task, algos in d["tasks"].items():
             out["tasks"].setdefault(task, {}).update(algos)
     out["commit"] = ", ".join(commits)
+    if protocols:
+        out["protocol"] = ", ".join(protocols)
     out["wall_s_total"] = round(sum(float(d.get("wall_s_total", 0.0)) for d in docs), 1)
+    try:
+        validate(out)
+    except ValueError as e:
+        raise ValueError(f"learning-curves merge: {e}") from None
     return out
 
 

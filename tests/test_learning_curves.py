@@ -265,9 +265,15 @@ def test_merge_documents(tmp_path):
     m = lr.merge([a, b])
     assert sorted(m["tasks"]["t"]) == ["bremen", "ppo", "sac"] and list(m["tasks"]["u"]) == ["sac"]
     assert m["commit"] == "abc, def"
-    b["protocol"] = "cpu"
-    with pytest.raises(ValueError, match="differ in"):
+    a["protocol"], b["protocol"] = "quick", "cpu"  # names differ, samples agree: both named
+    assert lr.merge([a, b])["protocol"] == "quick, cpu"
+    b["episodes_per_evaluation"] = 3
+    with pytest.raises(ValueError, match="differ in episodes"):
         lr.merge([a, b])
+    c = _doc()
+    c["tasks"] = {"t": {"ppo": _entry([400, 1200], [0, 1])}}  # t's other entries end at 800
+    with pytest.raises(ValueError, match="samples differ"):
+        lr.merge([a, c])
     for name, doc in (("a", a), ("c", _doc())):
         (tmp_path / f"{name}.json").write_text(json.dumps(doc))
     out = tmp_path / "m.json"
