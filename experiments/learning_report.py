@@ -130,10 +130,12 @@ def plot_task(task: str, algos: dict, path: pathlib.Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    marked = False
     for algo, e in algos.items():
         _band(ax1, e["samples"], e, algo)
         _band(ax2, e["deployments_at"], e, algo)
-        if algo == "bremen":
+        if e["deployments"] is not None and not marked:  # a BREMEN variant: its deployments
+            marked = True                                  # (the same sample counts for all)
             for s in e["samples"]:
                 ax1.axvline(s, color=COLORS["bremen"], ls=":", lw=0.8, alpha=0.6)
     ax1.set(xlabel="real environment steps", ylabel="deterministic return (mean ± std)",

@@ -403,3 +403,15 @@ def test_quick_b32k_protocol_gives_the_baselines_bremen_trains_budget():
     assert got == (int(tuned.deploy.num_deployments), int(tuned.deploy.batch_size)) == (5, 32_000)
     quick = lc.bremen_config(lc.PROTOCOLS["quick"]["tasks"]["halfcheetah"])
     assert int(quick.deploy.batch_size) * 2 == got[1]
+
+
+def test_plot_marks_the_deployments_of_any_bremen_variant(tmp_path, monkeypatch):
+    """The dotted deployment lines are drawn for a variant name too (once, at its 2 sample
+    counts), not only for the algorithm called ``bremen``; SAC's entry adds none."""
+    saved = []
+    monkeypatch.setattr(lr, "_save", lambda fig, path: saved.append(fig))
+    algos = {"bremen_sampling_x": _entry([400, 800], [0, 1], 2), "sac": _entry([400, 800], [0, 1])}
+    lr.plot_task("t", algos, tmp_path / "t.png")
+    ax1 = saved[0].axes[0]
+    dotted = [ln for ln in ax1.get_lines() if ln.get_linestyle() == ":"]
+    assert sorted(ln.get_xdata()[0] for ln in dotted) == [400, 800]
