@@ -348,7 +348,8 @@ def main(argv=None) -> int:
     p.add_argument("--threshold", type=float, default=1500.0,
                    help="summary: count the seeds ending at or above this return (default 1500)")
     p.add_argument("--set-size", type=int, default=5,
-                   help="summary: the last column counts the sets of this many seeds ... (default 5)")
+                   help="summary: the last column counts the sets of this many seeds ... "
+                        "(default 5)")
     p.add_argument("--need", type=int, default=4,
                    help="summary: ... with at least this many at or above --threshold and every "
                         "seed's second return above its first (default 4: issue 11's target)")
