@@ -120,7 +120,7 @@ def _dataset(task: str, args: argparse.Namespace, rows: int, work: pathlib.Path
     seed."""
     from bremen_jax.datasets.make import collect_dataset
 
-    seed = int(getattr(args, "data_seed", 0))
+    seed = args.data_seed
     data_path = work / (f"{task}-{args.policy}-{args.noise}-{rows}"
                         f"{f'-dataseed{seed}' if seed else ''}.npz")
     if data_path.exists():
