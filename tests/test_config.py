@@ -64,14 +64,18 @@ def test_quick_tuned_is_quick_plus_the_measured_variant():
     from experiments.learning_curves import BREMEN_VARIANTS
 
     variant = config_lib.apply_overrides(
-        config_lib.load_config("quick"), BREMEN_VARIANTS["bremen_sampling_kl01_budget10_dis1_b32k"])
+        config_lib.load_config("quick"),
+        BREMEN_VARIANTS["bremen_sampling_kl01_budget10_dis1_b32k_p20"])
     tuned, quick = (config_lib.flatten(config_lib.load_config(n)) for n in ("quick_tuned", "quick"))
     assert config_lib.flatten(variant) == tuned
     assert {k for k in tuned if tuned[k] != quick[k]} == {
         "trpo.ratio_std", "trpo.target_kl", "trpo.kl_budget", "imagine.penalty",
-        "deploy.batch_size"}
+        "deploy.batch_size", "dynamics.patience"}
     assert tuned["deploy.batch_size"] == 2 * quick["deploy.batch_size"] == 32_000
     assert tuned["imagine.penalty_coef"] == 1.0
+    # the original's patience (quick halves it); the schema default is the original's value
+    assert tuned["dynamics.patience"] == 20 == config_lib.load_config("default").dynamics.patience
+    assert quick["dynamics.patience"] == 10
     assert quick["trpo.ratio_std"] == "policy" and quick["imagine.penalty"] == "none"
     assert DEFAULT_CONFIG == {"train": "quick_tuned", "offline": "quick"}
 

@@ -1,8 +1,8 @@
 """Quick HalfCheetah run for a 2-core CPU (about 10 minutes), with the original algorithm.
 
 ``bremen train`` runs ``quick_tuned`` by default: these sizes with four measured fixes (consistent
-TRPO ratios, delta 0.1, a KL budget, a disagreement penalty) and twice the real batch (32K per
-deployment); see its docstring.
+TRPO ratios, delta 0.1, a KL budget, a disagreement penalty), twice the real batch (32K per
+deployment) and the original's early-stopping patience (20; here 10); see its docstring.
 ``bremen train --config quick`` runs this one; ``bremen offline`` defaults to it.
 
 Every size is smaller than the paper's settings (reference §8-§9): 5 deployments of 16K real steps
