@@ -100,6 +100,38 @@ def test_insert_jit_matches_no_jit():
     np.testing.assert_array_equal(a.is_val[12:19], [False] * 4 + [True] * 3)
 
 
+def test_split_sizes_per_block():
+    # 4 envs x 20 steps: int(20 * 0.85) = 17 train per env -> 68 train, 12 val.
+    assert bf.split_sizes(80, 0.15, num_blocks=4) == (68, 12)
+    # 3 blocks of 10 rows: int(8.5) = 8 per block -> 24 train (one batch of 30: int(25.5) = 25).
+    assert bf.split_sizes(30, 0.15, num_blocks=3) == (24, 6)
+    assert bf.split_sizes(30, 0.15) == (25, 5)
+    with pytest.raises(ValueError, match="divisible by num_blocks"):
+        bf.split_sizes(10, 0.15, num_blocks=3)
+    with pytest.raises(ValueError, match="num_blocks"):
+        bf.split_sizes(10, 0.15, num_blocks=0)
+
+
+def test_insert_per_block_marks_the_end_of_every_block():
+    """dynamics.val_split='per_env': 3 envs x 10 steps stored env by env; the last 2 steps of
+    every env (int(10 * 0.85) = 8 train each) are validation, not the last env's 5."""
+    b = bf.init_buffer(40, OBS, ACT, 2)
+    b = bf.insert(b, make_batch(30), 0.15, num_blocks=3)
+    expected = np.zeros(40, bool)
+    for e in range(3):
+        expected[e * 10 + 8:e * 10 + 10] = True
+    np.testing.assert_array_equal(b.is_val, expected)
+    # the ordered split of the same batch: rows 25..29
+    o = bf.insert(bf.init_buffer(40, OBS, ACT, 2), make_batch(30), 0.15)
+    np.testing.assert_array_equal(np.flatnonzero(o.is_val), [25, 26, 27, 28, 29])
+    # a second batch, jitted with both arguments static, keeps its own blocks (rows 30..37)
+    j = jax.jit(bf.insert, static_argnames=("val_fraction", "num_blocks"))
+    b = j(b, make_batch(8, 100.0), val_fraction=0.25, num_blocks=2)  # int(4 * 0.75) = 3 train
+    np.testing.assert_array_equal(np.flatnonzero(b.is_val[30:38]), [3, 7])
+    np.testing.assert_array_equal(bf.train_mask(b)[30:38], [True] * 3 + [False] + [True] * 3
+                                  + [False])
+
+
 def test_insert_compiles_once_across_deployments():
     chex.clear_trace_counter()
     counted = jax.jit(chex.assert_max_traces(bf.insert, n=1), static_argnames=("val_fraction",))

@@ -22,6 +22,7 @@ takes it from there.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import flax.struct
 import jax
@@ -98,9 +99,11 @@ class Phases:
                         learner=learner, deployment=jnp.zeros((), jnp.int32),
                         env_steps=jnp.zeros((), jnp.int32), key=key_run)
 
-    def insert(self, state: RunState, batch: Transition) -> RunState:
-        """Appends a flat ``[N, ...]`` batch (in episode order) as one new segment."""
-        buf = buffer_lib.insert(state.buffer, batch, self.static.dynamics.val_fraction)
+    def insert(self, state: RunState, batch: Transition, num_blocks: int = 1) -> RunState:
+        """Appends a flat ``[N, ...]`` batch (in episode order) as one new segment; with
+        ``num_blocks`` > 1 (a collected batch, ``dynamics.val_split='per_env'``) each of its
+        env blocks gets the ordered validation split."""
+        buf = buffer_lib.insert(state.buffer, batch, self.static.dynamics.val_fraction, num_blocks)
         return state.replace(buffer=buf, env_steps=state.env_steps + batch.reward.shape[0])
 
     # -- 1. collect -------------------------------------------------------------------------------
@@ -124,7 +127,8 @@ class Phases:
         bad = count_nonfinite_actions(stats)
         # A batch with a non-finite action never enters the buffer (the counter still moves;
         # the drivers stop the run on the nonfinite/actions metric).
-        state = jax.lax.cond(bad == 0, self.insert, lambda st, _: st, state,
+        insert = functools.partial(self.insert, num_blocks=s.val_blocks)
+        state = jax.lax.cond(bad == 0, insert, lambda st, _: st, state,
                              flatten_env_major(transitions))
         metrics = {f"collect/{k}": v for k, v in summarize_episodes(stats).items()}
         metrics["nonfinite/actions"] = bad

@@ -53,7 +53,8 @@ def is_paper_halfcheetah(static: StaticConfig) -> bool:
 def fit_minibatch_steps(static: StaticConfig, epochs: int, deployments: range | None = None
                         ) -> int:
     """Adam minibatch steps of the ensemble fits: ``sum_d epochs * max(d*n_train // B, 1)``."""
-    n_train, _ = split_sizes(static.deploy.batch_size, static.dynamics.val_fraction)
+    n_train, _ = split_sizes(static.deploy.batch_size, static.dynamics.val_fraction,
+                             static.val_blocks)
     B = static.dynamics.batch_size
     ds = range(1, static.deploy.num_deployments + 1) if deployments is None else deployments
     return sum(epochs * max(d * n_train // B, 1) for d in ds)
@@ -63,7 +64,8 @@ def run_counts(static: StaticConfig, fit_epochs: int | None = None) -> dict[str,
     """How often each phase's unit of work occurs in the whole run of ``static``."""
     K = static.deploy.num_deployments
     epochs = static.dynamics.max_epochs if fit_epochs is None else int(fit_epochs)
-    n_train, _ = split_sizes(static.deploy.batch_size, static.dynamics.val_fraction)
+    n_train, _ = split_sizes(static.deploy.batch_size, static.dynamics.val_fraction,
+                             static.val_blocks)
     return {
         "deployments": K,
         "real_steps": K * static.deploy.batch_size,

@@ -104,7 +104,8 @@ def _divides(num: str, den: str) -> Callable[[dict], str | None]:
 
 
 def _dynamics_batch_fits_split(c: dict) -> str | None:
-    n_train = int(c["deploy.batch_size"] * (1 - c["dynamics.val_fraction"]))
+    blocks = c["deploy.num_envs"] if c["dynamics.val_split"] == "per_env" else 1
+    n_train = blocks * int(c["deploy.batch_size"] // blocks * (1 - c["dynamics.val_fraction"]))
     if n_train < c["dynamics.batch_size"]:
         return (f"dynamics.batch_size ({c['dynamics.batch_size']}) is larger than the training "
                 f"split of one deployment ({n_train} rows = deploy.batch_size x "

@@ -131,6 +131,12 @@ FIELDS: tuple[Field, ...] = (
     _f("dynamics.restore_best", S, bool, False, "restore the best weights (original keeps the last)"),
     _f("dynamics.val_fraction", S, float, 0.15,
        "last fraction of every batch is validation (ordered)", OPEN_UNIT),
+    _f("dynamics.val_split", S, str, "ordered",
+       "where a collected batch's validation rows come from: ordered (original: the batch's "
+       "last val_fraction, with parallel envs stored env by env the last ~val_fraction of the "
+       "envs) | per_env (the last val_fraction of every env's steps, so every env's "
+       "trajectories are in the training split; an offline dataset is always ordered)",
+       choices=("ordered", "per_env")),
     _f("dynamics.learning_rate", T, float, 1e-3, "Adam learning rate", LEARNING_RATE),
     _f("dynamics.weight_decay", T, float, 1.0,
        "c in c*(1/N_train)*sum 0.5||W_hidden||^2 (original: json value ignored, c=1)",
@@ -266,7 +272,7 @@ BACKWARD_COMPATIBLE = frozenset({"dynamics.reward_model", "dynamics.done_thresho
                                  "trpo.validation_rollouts", "trpo.kl_budget",
                                  "trpo.kl_budget_decay",
                                  "imagine.penalty", "imagine.penalty_coef",
-                                 "eval.member_rollouts"})
+                                 "eval.member_rollouts", "dynamics.val_split"})
 # ... and the value such a stored run had where it is not the schema's default today.
 STORED_DEFAULTS = {"compile_effort": "default"}  # "auto" became the default on 2026-12-04
 

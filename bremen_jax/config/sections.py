@@ -87,6 +87,7 @@ class DynamicsConfig(_Static):
     patience: int = _d("dynamics.patience")
     restore_best: bool = _d("dynamics.restore_best")
     val_fraction: float = _d("dynamics.val_fraction")
+    val_split: str = _d("dynamics.val_split")
     reward_model: str = _d("dynamics.reward_model")
     done_threshold: float = _d("dynamics.done_threshold")
     obs_clip: float = 1e5               # predictions clipped to +-obs_clip
@@ -360,6 +361,12 @@ class StaticConfig(_Static):
     def buffer_capacity(self) -> int:
         """Real transitions over all deployments (``deploy.batch_size x deploy.num_deployments``)."""
         return self.deploy.batch_size * self.deploy.num_deployments
+
+    @property
+    def val_blocks(self) -> int:
+        """Blocks of a collected batch that each get the ordered validation split: the
+        ``deploy.num_envs`` envs with ``dynamics.val_split='per_env'``, else 1 (the original)."""
+        return self.deploy.num_envs if self.dynamics.val_split == "per_env" else 1
 
     @property
     def num_chunks(self) -> int:

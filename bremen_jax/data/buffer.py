@@ -18,6 +18,12 @@ Rounding rule of the split: for a batch of ``B`` rows, ``n_train = int(B * (1 - 
 ``val_fraction = 0.15``, ``1 - 0.15 == 0.85`` exactly in float64, so this equals the original
 for every ``B``.
 
+Per-block split (``num_blocks > 1``, ``dynamics.val_split='per_env'``): the batch is
+``num_blocks`` equal contiguous blocks (the real environments of an env-major collection, see
+``envs.acting.flatten_env_major``) and the last ``val_fraction`` of *each* block is validation,
+the rule above applied per block of ``L = B / num_blocks`` rows: ``num_blocks * int(L * (1 -
+val_fraction))`` training rows. With ``num_blocks = 1`` this is the original's split.
+
 Overflow: an insert never changes shapes and never overwrites filled rows. Rows that do not fit
 in ``capacity`` are dropped (the first ``capacity - size`` rows of the batch are kept, with the
 split flags they would have had); when the segment table is full (``max_segments`` batches
@@ -112,11 +118,17 @@ def init_buffer(capacity: int, obs_dim: int, act_dim: int, max_segments: int) ->
     )
 
 
-def split_sizes(batch_size: int, val_fraction: float = 0.15) -> Tuple[int, int]:
-    """Host-side ``(n_train, n_val)`` of one batch: ``n_train = int(B * (1 - val_fraction))``."""
+def split_sizes(batch_size: int, val_fraction: float = 0.15, num_blocks: int = 1
+                ) -> Tuple[int, int]:
+    """Host-side ``(n_train, n_val)`` of one batch: ``n_train = int(B * (1 - val_fraction))``,
+    or with ``num_blocks`` blocks ``num_blocks * int(B / num_blocks * (1 - val_fraction))``."""
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
-    n_train = int(batch_size * (1.0 - val_fraction))
+    check_positive_int(num_blocks, "num_blocks")
+    if batch_size % num_blocks:
+        raise ValueError(f"a batch of {batch_size} rows cannot be split into {num_blocks} equal "
+                         f"blocks; expected a batch size divisible by num_blocks")
+    n_train = num_blocks * int(batch_size // num_blocks * (1.0 - val_fraction))
     return n_train, batch_size - n_train
 
 
@@ -144,10 +156,12 @@ def _check_batch(buffer: Buffer, batch: Transition) -> int:
     return n
 
 
-def insert(buffer: Buffer, batch: Transition, val_fraction: float = 0.15) -> Buffer:
+def insert(buffer: Buffer, batch: Transition, val_fraction: float = 0.15,
+           num_blocks: int = 1) -> Buffer:
     """Append a batch as a new segment, first part train, last ``val_fraction`` validation.
 
-    Jittable with ``val_fraction`` static (and ``B`` static through the shapes); the buffer's
+    Jittable with ``val_fraction`` and ``num_blocks`` static (and ``B`` static through the
+    shapes); the buffer's
     shapes are unchanged, so repeated inserts of equally sized batches compile once. Rows go
     to ``[size, size + B)``; see the module docstring for the rounding and overflow rules.
 
@@ -156,12 +170,17 @@ def insert(buffer: Buffer, batch: Transition, val_fraction: float = 0.15) -> Buf
         batch: Transition with leaves ``[B, ...]``, in collection order.
         val_fraction: static fraction of the batch, taken from its end, marked validation
             (0.15 as the original; 0.0 marks the whole batch train).
+        num_blocks: static; 1 (the original): the batch's last ``val_fraction`` is validation;
+            ``k``: the batch is ``k`` equal contiguous blocks (env-major real environments) and
+            the last ``val_fraction`` of each block is validation. ``B`` must divide by ``k``.
 
     Returns:
         The updated buffer.
     """
     n = _check_batch(buffer, batch)
-    n_train, _ = split_sizes(n, val_fraction)
+    n_train, _ = split_sizes(n, val_fraction, num_blocks)
+    block = n // num_blocks
+    block_train = n_train // num_blocks
     capacity = buffer.capacity
 
     table_room = buffer.num_segments < buffer.max_segments
@@ -178,7 +197,7 @@ def insert(buffer: Buffer, batch: Transition, val_fraction: float = 0.15) -> Buf
     slot = jnp.where(table_room, seg_id, buffer.max_segments)  # out of range -> dropped
     return buffer.replace(
         data=jax.tree.map(put, buffer.data, batch),
-        is_val=put(buffer.is_val, offsets >= n_train),
+        is_val=put(buffer.is_val, offsets % block >= block_train),
         segment=put(buffer.segment, jnp.broadcast_to(seg_id, (n,))),
         seg_start=buffer.seg_start.at[slot].set(buffer.size, mode="drop"),
         seg_size=buffer.seg_size.at[slot].set(n_stored, mode="drop"),

@@ -92,8 +92,8 @@ def build_summary(static, book: Book, pos, K: int, C: int, driver: str,
         "deployments": len(recs), "num_deployments": K,
         "env_steps": recs[-1]["env_steps"] if recs else 0,
         # The original's TotalSamples counts the model's training split only (reference §8).
-        "train_samples": len(recs) * buffer_lib.split_sizes(samples_per_deployment,
-                                                            static.dynamics.val_fraction)[0],
+        "train_samples": len(recs) * buffer_lib.split_sizes(
+            samples_per_deployment, static.dynamics.val_fraction, static.val_blocks)[0],
         # Deployment 1's collection only: the later ones collect with the trained policy.
         "random_policy_return": recs[0]["collect_return"] if recs else None,
         "returns": [r["return"] for r in recs], "bc_returns": [r["bc_return"] for r in recs],
