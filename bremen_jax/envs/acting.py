@@ -94,7 +94,9 @@ def flatten_env_major(tr: Transition) -> Transition:
     """``[T, N, ...] -> [N*T, ...]`` with each env's T steps contiguous (row ``n*T + t``).
 
     Within an env's block the steps are in time order, so the ordered 85/15 train/validation split
-    of the original (reference §2) keeps whole stretches of trajectories together.
+    of the original (reference §2) keeps whole stretches of trajectories together: the last ~15%
+    of the envs validate, or with ``dynamics.val_split='per_env'`` the last 15% of every env's
+    steps (``data.buffer.insert(num_blocks=N)``).
     """
     def flat(x):
         if x.ndim < 2:
