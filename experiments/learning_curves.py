@@ -242,10 +242,10 @@ BREMEN_VARIANTS = {"bremen": [],
                    # split of a batch stored env by env validates on the last ~2.4 of 16 envs
                    # (~5 episodes). Uniform-random halfcheetahs flip and spin (mean root angle
                    # -1.2 to 2.7 rad per env); seed 2's deployment-1 batch has its only
-                   # backward-spinning env (15) in validation, so its fits stop at 21-26
-                   # epochs in every deployment (validation MSE 0.2-2.8), and its deployment-1
+                   # backward-spinning env (15) in validation, so 12 of its 15 member
+                   # fits stop at 21-36 epochs (validation MSE 0.2-2.6), and its deployment-1
                    # model predicts a fresh uniform-random batch with MSE 0.63-0.84 against
-                   # 0.06 for the same data split per env (last 15% of every env's steps)
+                   # 0.05 for the same data split per env (last 15% of every env's steps)
                    # (measured 2026-12-06, seeds 0-4: seed 2's fits now run 66-100 epochs at
                    # validation MSE 0.02-0.04, yet 2,453.6 +- 1,757.4, 3/5 >= 1,500, 4/5 rising,
                    # against the default's 2,662.6 +- 933.8, 5/5, 5/5: not adopted)
