@@ -18,6 +18,11 @@ deployment's TRPO iterations skipped because that KL was over the budget (``trpo
 0 without a budget) and the median iteration (1-based, over the runs that reached it) at which the
 budget was first exceeded, and, for runs with ``trpo.validation = "members"``, the share of
 chunks rolled back. Columns whose metric an older run lacks show "–".
+
+``--pool`` adds one table over the runs of all the sweeps given (same number of deployments):
+per deployment the clone's return, the return after TRPO, in how many runs TRPO ended above its
+clone, TRPO − clone and the clone − the policy deployed before it (mean ± standard error): where
+a configuration gains and where it loses, over seeds run in separate sweeps.
 """
 
 from __future__ import annotations
@@ -85,6 +90,33 @@ def deployment_table(m: dict[str, np.ndarray]) -> list[dict[str, str]]:
     return rows
 
 
+def _mse(x: np.ndarray) -> str:
+    """``+mean ± standard error`` (``ddof=1``), whole numbers."""
+    x = np.asarray(x, np.float64)
+    se = x.std(ddof=1) / np.sqrt(x.size) if x.size > 1 else 0.0
+    return f"{x.mean():+.0f} ± {se:.0f}"
+
+
+def clone_table(ms: list[dict[str, np.ndarray]]) -> list[dict[str, str]]:
+    """Per deployment over the runs of all ``ms`` pooled: the clone (``bc_eval``) against the
+    policy after TRPO (the last chunk's evaluation) and against the policy deployed before it."""
+    ks = {m["eval|eval/return_mean"].shape[1] for m in ms}
+    if len(ks) != 1:
+        raise ValueError(f"--pool needs sweeps with one number of deployments, got {sorted(ks)}")
+    after = np.concatenate([m["eval|eval/return_mean"][:, :, -1] for m in ms])      # [R, K]
+    clone = np.concatenate([m["preamble|bc_eval/return_mean"] for m in ms])        # [R, K]
+    rows = []
+    for k in range(after.shape[1]):
+        diff = after[:, k] - clone[:, k]
+        rows.append({"deployment": str(k + 1), "clone": f"{clone[:, k].mean():.1f}",
+                     "after TRPO": f"{after[:, k].mean():.1f}",
+                     "TRPO above the clone": f"{int((diff > 0).sum())}/{diff.size}",
+                     "TRPO − clone (± SE)": _mse(diff),
+                     "clone − deployed before (± SE)": (
+                         "–" if k == 0 else _mse(clone[:, k] - after[:, k - 1]))})
+    return rows
+
+
 def _first_over(over, k: int) -> str:
     """Median (over the runs that exceeded it) 1-based iteration at which deployment ``k``'s
     KL first went over the budget, with how many runs did; "never" if none, "–" if not logged."""
@@ -118,15 +150,22 @@ def main(argv=None) -> int:
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("sweeps", nargs="+", help="sweep work directories")
     p.add_argument("--out", default=None, help="also write the tables to this markdown file")
+    p.add_argument("--pool", action="store_true", help="also one table over the runs of all "
+                   "the sweeps: TRPO against the clone, per deployment")
     args = p.parse_args(argv)
-    parts = []
-    for d in map(pathlib.Path, args.sweeps):
-        try:
+    parts, ms = [], []
+    try:
+        for d in map(pathlib.Path, args.sweeps):
             m = load(d)
-        except (FileNotFoundError, KeyError, ValueError) as e:
-            print(f"learning_details: error: {e}", file=sys.stderr)
-            return 2
-        parts.append(markdown(d.name, deployment_table(m), m["eval|eval/return_mean"].shape[0]))
+            ms.append(m)
+            parts.append(markdown(d.name, deployment_table(m),
+                                  m["eval|eval/return_mean"].shape[0]))
+        if args.pool:
+            parts.append(markdown("pooled: TRPO against the clone", clone_table(ms),
+                                  sum(m["eval|eval/return_mean"].shape[0] for m in ms)))
+    except (FileNotFoundError, KeyError, ValueError) as e:
+        print(f"learning_details: error: {e}", file=sys.stderr)
+        return 2
     text = "\n".join(parts)
     print(text)
     if args.out:

@@ -1,6 +1,7 @@
 """experiments/learning_details.py: the per-deployment table of a sweep, from a hand-made npz."""
 
 import numpy as np
+import pytest
 
 from experiments import learning_details as ld
 
@@ -58,3 +59,24 @@ def test_old_runs_without_the_gap_and_a_missing_sweep(tmp_path, capsys):
     out = tmp_path / "t.md"
     assert ld.main([str(tmp_path), "--out", str(out)]) == 0
     assert "| deployment | BC init |" in out.read_text()
+
+
+def test_pooled_clone_table_by_hand(tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    rows = ld.clone_table([ld.load(_write(a)), ld.load(_write(b))])
+    # clones [[1, 2], [3, 4]] twice; after TRPO [[10, 30], [20, 50]] twice
+    # d1: TRPO - clone 9, 17, 9, 17 -> +13, std 4.62 / 2 = 2.31; d2: 28, 46 -> +37 ± 5.2
+    assert rows[0] == {"deployment": "1", "clone": "2.0", "after TRPO": "15.0",
+                       "TRPO above the clone": "4/4", "TRPO − clone (± SE)": "+13 ± 2",
+                       "clone − deployed before (± SE)": "–"}
+    assert rows[1]["TRPO − clone (± SE)"] == "+37 ± 5"
+    # d2's clone against d1's policy: 2 - 10, 4 - 20 -> -8, -16 (twice): -12, 4.62 / 2
+    assert rows[1]["clone − deployed before (± SE)"] == "-12 ± 2"
+    assert ld.main([str(a), str(b), "--pool"]) == 0
+    assert "**pooled: TRPO against the clone** (4 runs)" in capsys.readouterr().out
+    m = ld.load(a)
+    m["eval|eval/return_mean"] = m["eval|eval/return_mean"][:, :1]
+    m["preamble|bc_eval/return_mean"] = m["preamble|bc_eval/return_mean"][:, :1]
+    with pytest.raises(ValueError, match=r"one number of deployments, got \[1, 2\]"):
+        ld.clone_table([m, ld.load(b)])
