@@ -104,6 +104,8 @@ def _divides(num: str, den: str) -> Callable[[dict], str | None]:
 
 
 def _dynamics_batch_fits_split(c: dict) -> str | None:
+    # data.buffer.split_sizes's rounding rule and StaticConfig.val_blocks's block count, on the
+    # flat dict (config sits below data in the import layers, so it cannot call them)
     blocks = c["deploy.num_envs"] if c["dynamics.val_split"] == "per_env" else 1
     n_train = blocks * int(c["deploy.batch_size"] // blocks * (1 - c["dynamics.val_fraction"]))
     if n_train < c["dynamics.batch_size"]:

@@ -161,9 +161,9 @@ def insert(buffer: Buffer, batch: Transition, val_fraction: float = 0.15,
     """Append a batch as a new segment, first part train, last ``val_fraction`` validation.
 
     Jittable with ``val_fraction`` and ``num_blocks`` static (and ``B`` static through the
-    shapes); the buffer's
-    shapes are unchanged, so repeated inserts of equally sized batches compile once. Rows go
-    to ``[size, size + B)``; see the module docstring for the rounding and overflow rules.
+    shapes); the buffer's shapes are unchanged, so repeated inserts of equally sized batches
+    compile once. Rows go to ``[size, size + B)``; see the module docstring for the rounding and
+    overflow rules.
 
     Args:
         buffer: the buffer (donate it under ``jit`` to update in place).
