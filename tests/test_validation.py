@@ -238,3 +238,75 @@ def test_disagreement_penalty_is_traced_and_reported():
     assert pen > 0
     np.testing.assert_allclose(out[5.0]["imagined_return"][0],
                                out[0.0]["imagined_return"][0] - pen, rtol=1e-4)
+
+
+# ------------------------------------------------------------------------ trpo.kl_budget_states
+def _with_states(chunk_inputs, where):
+    _, state, hp = chunk_inputs
+    cfg = config_lib.apply_overrides(config_lib.load_config("test"),
+                                     [f"trpo.kl_budget_states='{where}'"])
+    return make_phases(config_lib.split(cfg)[0]), state, hp
+
+
+def test_kl_scored_on_given_states_by_hand(chunk_inputs):
+    """Policy mean tanh(atanh 0.2) = 0.2 everywhere, clone mean 0 (output kernels zeroed):
+    under ratio_std 'sampling' (sigma 0.1) the KL of every row is a * 0.5 * 0.2^2 / 0.1^2."""
+    phases, state, hp = chunk_inputs
+    a = phases.task.action_size
+
+    def const_head(net, mu):
+        out = dict(net["params"]["output"])
+        out["kernel"] = jnp.zeros_like(out["kernel"])
+        out["bias"] = jnp.zeros_like(out["bias"]).at[:a].set(mu)
+        return {"params": {**net["params"], "output": out}}
+
+    pol = state.learner.policy
+    learner = state.learner.replace(policy=pol.replace(net=const_head(pol.net, math.atanh(0.2))),
+                                    behavior=pol.replace(net=const_head(pol.net, 0.0)))
+    cfg = config_lib.apply_overrides(config_lib.load_config("test"),
+                                     ["trpo.ratio_std='sampling'"])
+    p = make_phases(config_lib.split(cfg)[0])
+    obs = jax.random.normal(jax.random.key(3), (7, phases.task.obs_size))
+    got = float(p.opt.kl_scored(learner, obs, hp))
+    assert got == pytest.approx(a * 0.5 * 0.2 ** 2 / 0.1 ** 2, rel=1e-4)
+
+
+def test_kl_states_come_from_the_latest_batch(chunk_inputs):
+    phases, state, hp = _with_states(chunk_inputs, "latest")
+    assert phases._kl_states(state, jax.random.key(0)) is not None
+    second = _synthetic_batch(phases.task, 400)
+    second = second.replace(obs=second.obs + 100.0)  # the latest batch: every coordinate > 90
+    st2 = phases.insert(state, second)
+    rows = np.asarray(phases._kl_states(st2, jax.random.key(0)))
+    assert rows.shape == (phases.static.imagine.batch_size, phases.task.obs_size)
+    assert np.all(rows > 90.0)
+    assert _with_states(chunk_inputs, "imagined")[0]._kl_states(st2, jax.random.key(0)) is None
+
+
+def test_kl_budget_states_pick_the_kl_the_budget_checks(chunk_inputs):
+    """A budget between the imagined and the latest-batch KL entering iteration 2: only the
+    option measuring the larger one skips that iteration; 'imagined' logs no latest KL."""
+    p_max, state, hp = _with_states(chunk_inputs, "max")
+    run = {w: jax.jit(lambda s, h, p=_with_states(chunk_inputs, w)[0]:
+                      p.improve(s, h, num_iterations=2))
+           for w in ("imagined", "latest", "max")}
+    _, m_free = run["max"](state, hp)
+    kl_im = float(np.asarray(m_free["kl_to_behavior_scored"])[1])
+    kl_la = float(np.asarray(m_free["kl_to_behavior_latest"])[1])
+    assert abs(float(np.asarray(m_free["kl_to_behavior_latest"])[0])) < 1e-6  # the clone
+    assert kl_im > 0 and kl_la > 0 and not math.isclose(kl_im, kl_la, rel_tol=0.05)
+    budget = jnp.float32(math.sqrt(kl_im * kl_la))  # strictly between the two
+    hp_b = hp.replace(trpo=hp.trpo.replace(kl_budget=budget))
+    over = {w: np.asarray(r(state, hp_b)[1]["trpo/over_kl_budget"]).tolist()
+            for w, r in run.items()}
+    larger = "latest" if kl_la > kl_im else "imagined"
+    smaller = "imagined" if larger == "latest" else "latest"
+    assert over[larger] == [0, 1] and over["max"] == [0, 1] and over[smaller] == [0, 0]
+    assert "kl_to_behavior_latest" not in run["imagined"](state, hp)[1]
+
+
+def test_kl_budget_states_config_field():
+    cfg = config_lib.load_config("test")
+    assert config_lib.split(cfg)[0].trpo.kl_budget_states == "imagined"  # the original
+    with pytest.raises(config_lib.ConfigError, match="trpo.kl_budget_states"):
+        config_lib.validate(config_lib.apply_overrides(cfg, ["trpo.kl_budget_states='real'"]))

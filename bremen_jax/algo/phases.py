@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from bremen_jax.algo.bc import BC, BCState, make_bc
-from bremen_jax.algo.imagine import make_member_evaluator, make_model_evaluator
+from bremen_jax.algo.imagine import make_member_evaluator, make_model_evaluator, start_sampler
 from bremen_jax.algo.policy_opt import LearnerState, PolicyOptimizer, make_policy_optimizer
 from bremen_jax.config import HParams, StaticConfig
 from bremen_jax.data import buffer as buffer_lib
@@ -167,6 +167,17 @@ class Phases:
             return buf.data.obs, buffer_lib.latest_segment_mask(buf)
         return None, None
 
+    def _kl_states(self, state: RunState, key: PRNGKey):
+        """``[imagine.batch_size, o]`` rows of the latest batch (offline: the dataset), uniform
+        with replacement, on which ``trpo.kl_budget_states`` latest / max measures the KL to the
+        clone; ``None`` for ``imagined``. Own key (``fold_in``): the run's other draws do not
+        move."""
+        if self.static.trpo.kl_budget_states == "imagined":
+            return None
+        buf = state.buffer
+        sample = start_sampler(None, buf.data.obs, buffer_lib.latest_segment_mask(buf))
+        return sample(jax.random.fold_in(key, 2), self.static.imagine.batch_size)
+
     def improve(self, state: RunState, hp: HParams, num_iterations: int
                 ) -> tuple[RunState, Metrics]:
         """``num_iterations`` (static) TRPO iterations; metrics are ``[num_iterations]`` arrays."""
@@ -178,7 +189,7 @@ class Phases:
         trpo_hp = hp.trpo.replace(kl_budget=hp.trpo.kl_budget * hp.trpo.kl_budget_decay ** past)
         hp = hp.replace(trpo=trpo_hp)
         learner, m = self.opt.improve(state.learner, state.dynamics, hp, key, num_iterations,
-                                      start_obs, start_mask)
+                                      start_obs, start_mask, self._kl_states(state, key))
         return state.replace(learner=learner), m
 
     # -- 5. evaluation -----------------------------------------------------------------------------

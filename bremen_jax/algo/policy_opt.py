@@ -142,23 +142,46 @@ class PolicyOptimizer:
         metrics = {f"trpo/{k}": v for k, v in trpo_metrics.items()}
         return learner, {**metrics, "baseline/nonfinite": rejected.astype(jnp.int32)}
 
+    def kl_scored(self, learner: LearnerState, obs: jax.Array, hp: HParams) -> jax.Array:
+        """``[]``: mean KL from the policy to the clone over ``obs [N, o]`` under
+        ``trpo.ratio_std``'s σ (the ``kl_to_behavior_scored`` of the imagined batch, here on
+        any states)."""
+        r, sigma = self.static.trpo.ratio_std, hp.imagine.explore_sigma
+        mean, log_std = _dist_rows(learner.policy, obs)
+        b_mean, b_log_std = _dist_rows(learner.behavior, obs)
+        return jnp.mean(distributions.kl(mean, scored_log_std(log_std, r, sigma),
+                                         b_mean, scored_log_std(b_log_std, r, sigma)))
+
     def iteration(self, learner: LearnerState, dyn_state, hp: HParams, key: PRNGKey,
-                  start_obs=None, start_mask=None) -> tuple[LearnerState, Metrics]:
-        """One TRPO iteration on a fresh imagined batch. Pure; jit it (or scan it)."""
+                  start_obs=None, start_mask=None, kl_obs=None) -> tuple[LearnerState, Metrics]:
+        """One TRPO iteration on a fresh imagined batch. Pure; jit it (or scan it).
+
+        ``kl_obs [N, o]`` (``trpo.kl_budget_states`` ``latest`` / ``max``): real states on which
+        the KL budget is also measured (metric ``kl_to_behavior_latest``).
+        """
         key_roll, key_value = jax.random.split(key)
         batch = self.imagine(learner, dyn_state, hp, key_roll, start_obs, start_mask)
         adv_std, targets, obs_hat, m_adv = self.advantages(learner, batch, hp)
         new, m_upd = self.update(learner, batch, adv_std, targets, obs_hat, hp, key_value)
         # trpo.kl_budget: past the budget the policy stays where it is (the baseline still refits).
+        # Measured on the policy this iteration started from, as the imagined batch's KL is.
         budget = hp.trpo.kl_budget
-        over = (budget > 0) & (m_adv["kl_to_behavior_scored"] > budget)
+        kl = m_adv["kl_to_behavior_scored"]
+        where = self.static.trpo.kl_budget_states
+        if where != "imagined":
+            if kl_obs is None:
+                raise ValueError(f"trpo.kl_budget_states={where!r} needs kl_obs (real states)")
+            m_adv["kl_to_behavior_latest"] = self.kl_scored(learner, kl_obs, hp)
+            kl = (m_adv["kl_to_behavior_latest"] if where == "latest"
+                  else jnp.maximum(kl, m_adv["kl_to_behavior_latest"]))
+        over = (budget > 0) & (kl > budget)
         policy = jax.tree.map(lambda n, o: jnp.where(over, o, n), new.policy, learner.policy)
         m_upd["trpo/over_kl_budget"] = over.astype(jnp.int32)
         return new.replace(policy=policy), {**m_adv, **m_upd}
 
     def improve(self, learner: LearnerState, dyn_state, hp: HParams, key: PRNGKey,
-                num_iterations: int,
-                start_obs=None, start_mask=None) -> tuple[LearnerState, Metrics]:
+                num_iterations: int, start_obs=None, start_mask=None,
+                kl_obs=None) -> tuple[LearnerState, Metrics]:
         """``num_iterations`` (static) TRPO iterations as one ``lax.scan``; metrics ``[N]``.
 
         The per-iteration rejection flags become running counts over the scan (the last entry
@@ -167,7 +190,7 @@ class PolicyOptimizer:
         """
 
         def body(carry, key_it):
-            return self.iteration(carry, dyn_state, hp, key_it, start_obs, start_mask)
+            return self.iteration(carry, dyn_state, hp, key_it, start_obs, start_mask, kl_obs)
 
         start = learner
         learner, m = jax.lax.scan(body, learner, jax.random.split(key, num_iterations))

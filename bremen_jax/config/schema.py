@@ -222,6 +222,11 @@ FIELDS: tuple[Field, ...] = (
        "the budget of deployment k (1-based) is kl_budget * kl_budget_decay^(k-1): < 1 holds "
        "the later deployments, whose clones are of better policies, nearer their clone; "
        "1 = the same budget in every deployment", DECAY),
+    _f("trpo.kl_budget_states", S, str, "imagined",
+       "where kl_budget measures the KL to the clone: imagined (the iteration's imagined "
+       "batch) | latest (imagine.batch_size states of the latest real batch, offline the "
+       "dataset, drawn once per call) | max (the larger of the two)",
+       choices=("imagined", "latest", "max")),
     _f("trpo.baseline", S, str, "linear", "linear (original) | mlp", choices=("linear", "mlp")),
     _f("trpo.value_learning_rate", T, float, 3e-4,
        "Adam learning rate of the MLP value function (baseline=mlp)", LEARNING_RATE),
@@ -270,7 +275,7 @@ BACKWARD_COMPATIBLE = frozenset({"dynamics.reward_model", "dynamics.done_thresho
                                  "trpo.ratio_std", "eval.model_return", "compile_effort",
                                  "trpo.validation", "trpo.validation_ratio",
                                  "trpo.validation_rollouts", "trpo.kl_budget",
-                                 "trpo.kl_budget_decay",
+                                 "trpo.kl_budget_decay", "trpo.kl_budget_states",
                                  "imagine.penalty", "imagine.penalty_coef",
                                  "eval.member_rollouts", "dynamics.val_split"})
 # ... and the value such a stored run had where it is not the schema's default today.

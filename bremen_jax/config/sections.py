@@ -232,6 +232,10 @@ class TRPOConfig(_Static):
             states, mean actions, ``imagine.horizon`` steps) is compared with the chunk's start;
             fewer than ``hp.trpo.validation_ratio`` of the members improved -> the chunk's policy
             update is rolled back (ME-TRPO's validation, as a rollback rather than a stop).
+        kl_budget_states: where ``hp.trpo.kl_budget`` measures the policy's KL to the clone:
+            ``"imagined"`` (the iteration's imagined batch; H steps from the start states),
+            ``"latest"`` (``imagine.batch_size`` states of the latest real batch, drawn once per
+            call: the deployed policy's whole episodes) or ``"max"`` (the larger).
         iterations, chunk: TRPO iterations per deployment, and per jitted call.
         cg_residual_tol: CG stops updating once r·r < tol (original 1e-10; not a config field).
     """
@@ -250,6 +254,7 @@ class TRPOConfig(_Static):
     bootstrap_truncation: bool = _d("trpo.bootstrap_truncation")
     validation: str = _d("trpo.validation")
     validation_rollouts: int = _d("trpo.validation_rollouts")
+    kl_budget_states: str = _d("trpo.kl_budget_states")
     iterations: int = _d("trpo.iterations")
     chunk: int = _d("trpo.chunk")
     cg_residual_tol: float = 1e-10     # CG stops updating once r·r < tol
