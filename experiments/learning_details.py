@@ -16,8 +16,9 @@ data), the same KL as TRPO scores it (``kl_to_behavior_scored``: under the sampl
 ``trpo.ratio_std = "sampling"``; the quantity ``trpo.kl_budget`` bounds), the share of the
 deployment's TRPO iterations skipped because that KL was over the budget (``trpo/over_kl_budget``;
 0 without a budget) and the median iteration (1-based, over the runs that reached it) at which the
-budget was first exceeded, and, for runs with ``trpo.validation = "members"``, the share of
-chunks rolled back. Columns whose metric an older run lacks show "–".
+budget was first exceeded, for runs with ``trpo.kl_budget_states`` ``latest`` / ``max`` the
+median KL to the clone on the latest real batch's states (``kl_to_behavior_latest``) at the last
+iteration, and, for runs with ``trpo.validation = "members"``, the share of chunks rolled back. Columns whose metric an older run lacks show "–".
 
 ``--pool`` adds one table over the runs of all the sweeps given (same number of deployments):
 per deployment the clone's return, the return after TRPO, in how many runs TRPO ended above its
@@ -67,6 +68,7 @@ def deployment_table(m: dict[str, np.ndarray]) -> list[dict[str, str]]:
     rolled = m.get("improve|validation/rolled_back")             # [R, K, C, chunk]; or None
     kl_scored = m.get("improve|kl_to_behavior_scored")           # [R, K, C, chunk]; or None
     over = m.get("improve|trpo/over_kl_budget")                  # [R, K, C, chunk]; or None
+    kl_latest = m.get("improve|kl_to_behavior_latest")           # [R, K, C, chunk]; or None
     rows = []
     for k in range(ev.shape[1]):
         rows.append({
@@ -85,6 +87,8 @@ def deployment_table(m: dict[str, np.ndarray]) -> list[dict[str, str]]:
             "over KL budget": "–" if over is None else f"{(over[:, k] > 0).mean():.2f}",
             "first over budget (it.)": _first_over(over, k),
         })
+        if kl_latest is not None:  # trpo.kl_budget_states latest / max: on the real batch
+            rows[-1]["KL latest (last it.)"] = _median_sci(kl_latest[:, k, -1, -1])
         if rolled is not None:  # trpo.validation = "members": share of chunks rolled back
             rows[-1]["chunks rolled back"] = f"{rolled[:, k, :, -1].mean():.2f}"
     return rows

@@ -42,6 +42,17 @@ def test_table_by_hand(tmp_path):
     assert rows[1]["best chunk − last"] == "0.0 ± 0.0"
     assert rows[1]["over KL budget"] == "0.08"                  # 1 of 12
     assert rows[1]["first over budget (it.)"] == "6 (1/2 runs)"
+    assert "KL latest (last it.)" not in rows[0]          # logged only by latest / max runs
+
+
+def test_latest_batch_kl_column(tmp_path):
+    _write(tmp_path)
+    m = ld.load(tmp_path)
+    lat = np.zeros((2, 2, 2, 3))
+    lat[:, 1, -1, -1] = [4.0, 40.0]                       # d2's last iteration: median 22
+    m["improve|kl_to_behavior_latest"] = lat
+    rows = ld.deployment_table(m)
+    assert rows[0]["KL latest (last it.)"] == "0" and rows[1]["KL latest (last it.)"] == "22"
 
 
 def test_a_budget_never_reached():
