@@ -303,6 +303,17 @@ def test_kl_budget_states_pick_the_kl_the_budget_checks(chunk_inputs):
     smaller = "imagined" if larger == "latest" else "latest"
     assert over[larger] == [0, 1] and over["max"] == [0, 1] and over[smaller] == [0, 0]
     assert "kl_to_behavior_latest" not in run["imagined"](state, hp)[1]
+    # max_learned: the imagined KL alone on an online run's uniform-random first batch
+    # (deployment <= 1), the max from deployment 2 on and on an offline run's dataset.
+    assert over["imagined"] != over["max"]   # here the latest-batch KL is the larger
+    p_ml = _with_states(chunk_inputs, "max_learned")[0]
+    for deployment, offline, expect in ((1, False, "imagined"), (2, False, "max"),
+                                        (1, True, "max")):
+        st = state.replace(deployment=jnp.asarray(deployment, jnp.int32))
+        got = jax.jit(lambda s, h, o=offline: p_ml.improve(s, h, num_iterations=2,
+                                                           offline=o))(st, hp_b)[1]
+        assert np.asarray(got["trpo/over_kl_budget"]).tolist() == over[expect], (deployment,
+                                                                                  offline)
 
 
 def test_kl_budget_states_config_field():

@@ -178,9 +178,11 @@ class Phases:
         sample = start_sampler(None, buf.data.obs, buffer_lib.latest_segment_mask(buf))
         return sample(jax.random.fold_in(key, 2), self.static.imagine.batch_size)
 
-    def improve(self, state: RunState, hp: HParams, num_iterations: int
+    def improve(self, state: RunState, hp: HParams, num_iterations: int, offline: bool = False
                 ) -> tuple[RunState, Metrics]:
-        """``num_iterations`` (static) TRPO iterations; metrics are ``[num_iterations]`` arrays."""
+        """``num_iterations`` (static) TRPO iterations; metrics are ``[num_iterations]`` arrays.
+        ``offline`` (static): the latest batch is a dataset, not deployment 1's uniform-random
+        batch (``trpo.kl_budget_states='max_learned'``)."""
         state, (key,) = _split(state, 1)
         start_obs, start_mask = self._start_pool(state)
         # trpo.kl_budget_decay: deployment k's budget is kl_budget * decay^(k-1) (the collect
@@ -188,8 +190,11 @@ class Phases:
         past = jnp.maximum(state.deployment - 1, 0).astype(jnp.float32)
         trpo_hp = hp.trpo.replace(kl_budget=hp.trpo.kl_budget * hp.trpo.kl_budget_decay ** past)
         hp = hp.replace(trpo=trpo_hp)
+        # max_learned: the latest batch counts only when a learned policy collected it (not the
+        # uniform-random batch of an online run's first deployment; offline: the dataset's).
+        kl_on = jnp.asarray(True) if offline else state.deployment > 1
         learner, m = self.opt.improve(state.learner, state.dynamics, hp, key, num_iterations,
-                                      start_obs, start_mask, self._kl_states(state, key))
+                                      start_obs, start_mask, self._kl_states(state, key), kl_on)
         return state.replace(learner=learner), m
 
     # -- 5. evaluation -----------------------------------------------------------------------------

@@ -153,11 +153,13 @@ class PolicyOptimizer:
                                          b_mean, scored_log_std(b_log_std, r, sigma)))
 
     def iteration(self, learner: LearnerState, dyn_state, hp: HParams, key: PRNGKey,
-                  start_obs=None, start_mask=None, kl_obs=None) -> tuple[LearnerState, Metrics]:
+                  start_obs=None, start_mask=None, kl_obs=None,
+                  kl_obs_on=True) -> tuple[LearnerState, Metrics]:
         """One TRPO iteration on a fresh imagined batch. Pure; jit it (or scan it).
 
-        ``kl_obs [N, o]`` (``trpo.kl_budget_states`` ``latest`` / ``max``): real states on which
-        the KL budget is also measured (metric ``kl_to_behavior_latest``).
+        ``kl_obs [N, o]`` (``trpo.kl_budget_states`` other than ``imagined``): real states on
+        which the KL budget is also measured (metric ``kl_to_behavior_latest``); ``kl_obs_on``
+        (``[]`` bool, ``max_learned``) False: the budget checks the imagined KL only.
         """
         key_roll, key_value = jax.random.split(key)
         batch = self.imagine(learner, dyn_state, hp, key_roll, start_obs, start_mask)
@@ -172,8 +174,11 @@ class PolicyOptimizer:
             if kl_obs is None:
                 raise ValueError(f"trpo.kl_budget_states={where!r} needs kl_obs (real states)")
             m_adv["kl_to_behavior_latest"] = self.kl_scored(learner, kl_obs, hp)
-            kl = (m_adv["kl_to_behavior_latest"] if where == "latest"
-                  else jnp.maximum(kl, m_adv["kl_to_behavior_latest"]))
+            if where == "latest":
+                kl = m_adv["kl_to_behavior_latest"]
+            else:
+                kl_max = jnp.maximum(kl, m_adv["kl_to_behavior_latest"])
+                kl = kl_max if where == "max" else jnp.where(kl_obs_on, kl_max, kl)
         over = (budget > 0) & (kl > budget)
         policy = jax.tree.map(lambda n, o: jnp.where(over, o, n), new.policy, learner.policy)
         m_upd["trpo/over_kl_budget"] = over.astype(jnp.int32)
@@ -181,7 +186,7 @@ class PolicyOptimizer:
 
     def improve(self, learner: LearnerState, dyn_state, hp: HParams, key: PRNGKey,
                 num_iterations: int, start_obs=None, start_mask=None,
-                kl_obs=None) -> tuple[LearnerState, Metrics]:
+                kl_obs=None, kl_obs_on=True) -> tuple[LearnerState, Metrics]:
         """``num_iterations`` (static) TRPO iterations as one ``lax.scan``; metrics ``[N]``.
 
         The per-iteration rejection flags become running counts over the scan (the last entry
@@ -190,7 +195,8 @@ class PolicyOptimizer:
         """
 
         def body(carry, key_it):
-            return self.iteration(carry, dyn_state, hp, key_it, start_obs, start_mask, kl_obs)
+            return self.iteration(carry, dyn_state, hp, key_it, start_obs, start_mask, kl_obs,
+                                  kl_obs_on)
 
         start = learner
         learner, m = jax.lax.scan(body, learner, jax.random.split(key, num_iterations))

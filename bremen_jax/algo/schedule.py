@@ -114,7 +114,8 @@ class Schedule:
 
     def chunk_steps(self) -> tuple[Step, ...]:
         p = self.phases
-        improve = functools.partial(p.improve, num_iterations=p.static.trpo.chunk)
+        improve = functools.partial(p.improve, num_iterations=p.static.trpo.chunk,
+                                    offline=self.offline)
         return (Step("improve", improve, "improve"),
                 Step("evaluate", p.evaluate, "eval", kind="env"))
 

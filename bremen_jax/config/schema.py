@@ -225,8 +225,9 @@ FIELDS: tuple[Field, ...] = (
     _f("trpo.kl_budget_states", S, str, "imagined",
        "where kl_budget measures the KL to the clone: imagined (the iteration's imagined "
        "batch) | latest (imagine.batch_size states of the latest real batch, offline the "
-       "dataset, drawn once per call) | max (the larger of the two)",
-       choices=("imagined", "latest", "max")),
+       "dataset, drawn once per call) | max (the larger of the two) | max_learned (max where "
+       "a learned policy collected the latest batch: not on the uniform-random first one)",
+       choices=("imagined", "latest", "max", "max_learned")),
     _f("trpo.baseline", S, str, "linear", "linear (original) | mlp", choices=("linear", "mlp")),
     _f("trpo.value_learning_rate", T, float, 3e-4,
        "Adam learning rate of the MLP value function (baseline=mlp)", LEARNING_RATE),

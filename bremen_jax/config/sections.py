@@ -235,7 +235,9 @@ class TRPOConfig(_Static):
         kl_budget_states: where ``hp.trpo.kl_budget`` measures the policy's KL to the clone:
             ``"imagined"`` (the iteration's imagined batch; H steps from the start states),
             ``"latest"`` (``imagine.batch_size`` states of the latest real batch, drawn once per
-            call: the deployed policy's whole episodes) or ``"max"`` (the larger).
+            call: the deployed policy's whole episodes), ``"max"`` (the larger) or
+            ``"max_learned"`` (``max`` where a learned policy collected the latest batch; the
+            imagined KL alone on an online run's uniform-random first batch).
         iterations, chunk: TRPO iterations per deployment, and per jitted call.
         cg_residual_tol: CG stops updating once r·r < tol (original 1e-10; not a config field).
     """
