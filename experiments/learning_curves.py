@@ -258,9 +258,11 @@ BREMEN_VARIANTS = {"bremen": [],
                    # states whose action change no budget watched (2026-12-06)
                    "bremen_sampling_kl01_budget10_dis1_b32k_p20_klmax": _TUNED + [
                        "dynamics.patience=20", "trpo.kl_budget_states='max'"],
-                   # (measured 2026-12-06, seeds 5-9: 2,997.0 +- 1,105.5, 5/5 >= 1,500, no seed
-                   # lost in deployment 5, but deployment 2 above 1 in 3/5: on deployment 1's
-                   # uniform-random batch the latest-batch KL binds at iteration 22 against 54)
+                   # (measured 2026-12-06, seeds 5-9: 2,997.0 +- 1,105.5, 5/5 >= 1,500, but
+                   # deployment 2 above 1 in 3/5: on deployment 1's uniform-random batch the
+                   # latest-batch KL binds at iteration 13-24 against 54. In deployments 2-5 the
+                   # latest-batch KL was the smaller one (median 0.25-0.86 of the imagined):
+                   # the guess above is refuted, the budget still binds on imagined states)
                    # ... so the latest batch counts only once a learned policy collected it
                    "bremen_sampling_kl01_budget10_dis1_b32k_p20_klml": _TUNED + [
                        "dynamics.patience=20", "trpo.kl_budget_states='max_learned'"]}
