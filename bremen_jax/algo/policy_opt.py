@@ -89,13 +89,7 @@ class PolicyOptimizer:
         next_hat = normalize(norm, batch.next_obs)
         values = self._values(learner, obs_hat, batch.t)
         next_values = self._values(learner, next_hat, batch.t + 1)
-        mean, log_std = _dist_rows(learner.policy, batch.obs)
-        b_mean, b_log_std = _dist_rows(learner.behavior, batch.obs)
-        kl_behavior = distributions.kl(mean, log_std, b_mean, b_log_std)  # KL(pi || pi_beta)
-        sigma = hp.imagine.explore_sigma
-        kl_scored = distributions.kl(  # the same under the sigma TRPO scores actions with
-            mean, scored_log_std(log_std, s.trpo.ratio_std, sigma),
-            b_mean, scored_log_std(b_log_std, s.trpo.ratio_std, sigma))
+        kl_behavior, kl_scored = self._kl_rows(learner, batch.obs, hp)
         rewards = returns_lib.penalized_rewards(batch.reward, kl_behavior, hp.trpo.kl_penalty)
         adv, targets = returns_lib.gae(rewards, values, next_values, batch.terminated,
                                        batch.path_end, batch.mask, hp.trpo.gamma, hp.trpo.lam,
@@ -142,15 +136,23 @@ class PolicyOptimizer:
         metrics = {f"trpo/{k}": v for k, v in trpo_metrics.items()}
         return learner, {**metrics, "baseline/nonfinite": rejected.astype(jnp.int32)}
 
+    def _kl_rows(self, learner: LearnerState, obs: jax.Array, hp: HParams):
+        """``(kl [...], kl_scored [...])`` per row of ``obs [..., o]``: KL(π ‖ clone) under the
+        learned σ (the penalty's) and under ``trpo.ratio_std``'s σ (the one TRPO scores actions
+        with, which the KL budget checks)."""
+        r, sigma = self.static.trpo.ratio_std, hp.imagine.explore_sigma
+        mean, log_std = _dist_rows(learner.policy, obs)
+        b_mean, b_log_std = _dist_rows(learner.behavior, obs)
+        kl = distributions.kl(mean, log_std, b_mean, b_log_std)
+        kl_scored = distributions.kl(mean, scored_log_std(log_std, r, sigma),
+                                     b_mean, scored_log_std(b_log_std, r, sigma))
+        return kl, kl_scored
+
     def kl_scored(self, learner: LearnerState, obs: jax.Array, hp: HParams) -> jax.Array:
         """``[]``: mean KL from the policy to the clone over ``obs [N, o]`` under
         ``trpo.ratio_std``'s σ (the ``kl_to_behavior_scored`` of the imagined batch, here on
         any states)."""
-        r, sigma = self.static.trpo.ratio_std, hp.imagine.explore_sigma
-        mean, log_std = _dist_rows(learner.policy, obs)
-        b_mean, b_log_std = _dist_rows(learner.behavior, obs)
-        return jnp.mean(distributions.kl(mean, scored_log_std(log_std, r, sigma),
-                                         b_mean, scored_log_std(b_log_std, r, sigma)))
+        return jnp.mean(self._kl_rows(learner, obs, hp)[1])
 
     def iteration(self, learner: LearnerState, dyn_state, hp: HParams, key: PRNGKey,
                   start_obs=None, start_mask=None, kl_obs=None,
