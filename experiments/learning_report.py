@@ -328,13 +328,64 @@ def summary_table(rows: list[dict], threshold: float, set_size: int = 5, need: i
     return "\n".join(lines)
 
 
+def paired_rows(rows: list[dict], reference: str) -> list[dict]:
+    """Each other algorithm against ``reference`` on the seeds both ran, seed by seed (the runs of
+    one seed share their data, model and clone up to where the algorithms first act differently,
+    so a per-seed difference is paired evidence; e.g. an option that changes nothing until a
+    check binds gives identical numbers wherever it never binds).
+
+    ``rows``: :func:`summary_rows`; of each algorithm the row with the most seeds is used (its
+    pooled row where it has one). Row: ``algorithm``, ``seeds`` (shared, increasing),
+    ``differences`` (``final − reference's final`` per shared seed), ``identical`` (exactly 0),
+    ``higher``, ``lower``, ``mean`` and ``se`` (standard error, sample std / √n; 0 for one seed)
+    of the differences. Raises ValueError when ``reference`` is not in ``rows``.
+    """
+    best: dict[str, dict] = {}
+    for r in rows:
+        b = best.get(r["algorithm"])
+        if b is None or (len(r["seeds"]), r["pooled"]) > (len(b["seeds"]), b["pooled"]):
+            best[r["algorithm"]] = r
+    if reference not in best:
+        raise ValueError(f"learning-curves paired: no row of algorithm {reference!r}; "
+                         f"expected one of {sorted(best)}")
+    ref = dict(zip(best[reference]["seeds"], best[reference]["final"]))
+    out = []
+    for algo, r in best.items():
+        mine = dict(zip(r["seeds"], r["final"]))
+        seeds = sorted(set(mine) & set(ref))
+        if algo == reference or not seeds:
+            continue
+        d = np.asarray([mine[x] - ref[x] for x in seeds], np.float64)
+        se = float(d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else 0.0
+        out.append({"algorithm": algo, "seeds": seeds, "differences": d.tolist(),
+                    "identical": int((d == 0).sum()), "higher": int((d > 0).sum()),
+                    "lower": int((d < 0).sum()), "mean": float(d.mean()), "se": se})
+    return out
+
+
+def paired_table(rows: list[dict], reference: str) -> str:
+    """Markdown of :func:`paired_rows` (the last column lists the seeds whose ends differ)."""
+    lines = [f"| algorithm − {reference} | seeds in both | identical | higher | lower | "
+             "mean difference ± SE | where they differ (seed: difference) |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        where = ", ".join(f"{x}: {d:+,.0f}" for x, d in zip(r["seeds"], r["differences"])
+                          if d != 0) or "nowhere"
+        lines.append(f"| {r['algorithm']} | {len(r['seeds'])} | {r['identical']} | "
+                     f"{r['higher']} | {r['lower']} | {r['mean']:+,.1f} ± {r['se']:,.1f} | "
+                     f"{where} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     """``python -m experiments.learning_report merge IN.json [IN.json ...] --out OUT.json``:
     writes the merged document with its table and plots (:func:`write_outputs`).
     ``python -m experiments.learning_report summary IN.json [...] --task T [--threshold R]``:
     prints every algorithm's end point over seeds (:func:`summary_table`), pooled over disjoint
     seeds where an algorithm was run more than once, with how many ``--set-size`` seed sets meet
-    the target (:func:`target_sets`); ``--out`` also writes it."""
+    the target (:func:`target_sets`); ``--paired-with ALGO`` adds every other algorithm's
+    per-seed differences from ALGO on the seeds both ran (:func:`paired_table`); ``--out`` also
+    writes it."""
     import argparse
     import json
     import sys
@@ -353,6 +404,9 @@ def main(argv=None) -> int:
     p.add_argument("--need", type=int, default=4,
                    help="summary: ... with at least this many at or above --threshold and every "
                         "seed's second return above its first (default 4: issue 11's target)")
+    p.add_argument("--paired-with", default=None, metavar="ALGO",
+                   help="summary: also each other algorithm's per-seed difference from ALGO's "
+                        "final return on the seeds both ran")
     args = p.parse_args(argv)
     if not 1 <= args.need <= args.set_size:
         print(f"learning_report: error: --need {args.need} --set-size {args.set_size}: "
@@ -366,6 +420,9 @@ def main(argv=None) -> int:
         if args.command == "summary":
             rows = summary_rows(docs, args.task, args.threshold, args.set_size, args.need)
             text = summary_table(rows, args.threshold, args.set_size, args.need)
+            if args.paired_with:
+                text += "\n\n" + paired_table(paired_rows(rows, args.paired_with),
+                                               args.paired_with)
             print(text)
             if args.out:
                 pathlib.Path(args.out).write_text(text + "\n")

@@ -354,6 +354,37 @@ def test_target_sets_count_five_seed_draws_by_hand(tmp_path, capsys):
     assert len(err) == 1 and "expected 1 <= need <= set-size" in err[0]
 
 
+def test_paired_differences_by_hand(tmp_path, capsys):
+    """Reference "base" on seeds 0-3 (two documents, pooled) ending 1,000 / 2,000 / 500 / 300;
+    "opt" on seeds 1-4 ending 2,000 / 900 / 300 / 50 (seed 4 only its own): shared seeds 1-3,
+    differences 0, +400, 0 -> identical 2, higher 1, lower 0, mean 133.3, sample std 230.9,
+    SE 230.9 / sqrt(3) = 133.3."""
+    def doc(algo, seeds, finals):
+        e = dict(_entry([400, 800], seeds, 2), returns=[[0.0] * len(seeds), finals])
+        return dict(_doc(), tasks={"t": {algo: e}})
+    docs = [doc("base", [0, 1], [1000.0, 2000.0]), doc("base", [2, 3], [500.0, 300.0]),
+            doc("opt", [1, 2, 3, 4], [2000.0, 900.0, 300.0, 50.0])]
+    rows = lr.summary_rows(docs, "t", 1500.0)
+    (p,) = lr.paired_rows(rows, "base")
+    assert (p["algorithm"], p["seeds"], p["differences"]) == ("opt", [1, 2, 3], [0.0, 400.0, 0.0])
+    assert (p["identical"], p["higher"], p["lower"]) == (2, 1, 0)
+    assert p["mean"] == pytest.approx(400 / 3)
+    # deviations -400/3, 800/3, -400/3: sample variance 160,000 / 3 -> SE sqrt(160,000 / 9)
+    assert p["se"] == pytest.approx(400 / 3)
+    table = lr.paired_table([p], "base")
+    assert "| opt | 3 | 2 | 1 | 0 | +133.3 ± 133.3 | 2: +400 |" in table
+    with pytest.raises(ValueError, match="no row of algorithm 'nope'"):
+        lr.paired_rows(rows, "nope")
+    for i, d in enumerate(docs):
+        (tmp_path / f"{i}.json").write_text(json.dumps(d))
+    files = [str(tmp_path / f"{i}.json") for i in range(3)]
+    assert lr.main(["summary", *files, "--task", "t", "--paired-with", "base"]) == 0
+    assert "| opt | 3 | 2 | 1 | 0 | +133.3 ± 133.3 | 2: +400 |" in capsys.readouterr().out
+    assert lr.main(["summary", *files, "--task", "t", "--paired-with", "nope"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no row of algorithm 'nope'" in err[0]
+
+
 @pytest.mark.skipif(not __import__("os").path.exists("/proc/self/maps"), reason="Linux only")
 def test_memory_maps_counts_a_new_file_mapping(tmp_path):
     """The tuning log's map count (LLVM's code mappings exhaust vm.max_map_count on long grids)
