@@ -24,6 +24,10 @@ iteration, and, for runs with ``trpo.validation = "members"``, the share of chun
 per deployment the clone's return, the return after TRPO, in how many runs TRPO ended above its
 clone, TRPO − clone and the clone − the policy deployed before it (mean ± standard error): where
 a configuration gains and where it loses, over seeds run in separate sweeps.
+
+``--against BASE_SWEEP`` adds, per sweep, a paired table: each seed against the same seed in
+BASE_SWEEP (where the two runs first log different numbers, the KLs and budget flags there, the
+returns of both after each deployment; :func:`divergence_table`).
 """
 
 from __future__ import annotations
@@ -121,6 +125,79 @@ def clone_table(ms: list[dict[str, np.ndarray]]) -> list[dict[str, str]]:
     return rows
 
 
+def _iters(m: dict, key: str, d: int) -> np.ndarray:
+    """``[R, C * I]``: deployment ``d``'s per-iteration metric ``key``, chunks laid end to end."""
+    return np.asarray(m[key][:, d]).reshape(m[key].shape[0], -1)
+
+
+def _where_differ(m: dict, b: dict, i: int, j: int):
+    """The first point, in run order, where run ``i`` of ``m`` and run ``j`` of ``b`` log
+    different numbers: ``(deployment, iteration)`` (0-based; iteration ``None`` = the deployment's
+    preamble) or ``None``. Per deployment the order is the preamble, then per chunk its TRPO
+    iterations, then its evaluation; only metrics both logged are compared, exactly."""
+    keys = sorted(k for k in set(m) & set(b) if "|" in k)
+    K, C = m["eval|eval/return_mean"].shape[1:3]
+    for d in range(K):
+        if any(not np.array_equal(m[k][i, d], b[k][j, d]) for k in keys
+               if k.startswith("preamble|")):
+            return d, None
+        for c in range(C):
+            improve = [k for k in keys if k.startswith("improve|")]
+            diff = [np.asarray(m[k][i, d, c]) != np.asarray(b[k][j, d, c]) for k in improve]
+            if diff and np.any(diff):
+                it = int(np.argmax(np.any(np.stack(diff), axis=0)))
+                return d, c * m[improve[0]].shape[-1] + it
+            if any(not np.array_equal(m[k][i, d, c], b[k][j, d, c]) for k in keys
+                   if k.startswith("eval|")):
+                return d, (c + 1) * m[improve[0]].shape[-1] - 1 if improve else None
+    return None
+
+
+def divergence_table(m: dict[str, np.ndarray], base: dict[str, np.ndarray]
+                     ) -> list[dict[str, str]]:
+    """Paired runs: per seed both sweeps ran (``seeds`` in each npz), where the two first log
+    different numbers (:func:`_where_differ`: "D5 it. 43" = deployment 5, its 43rd TRPO
+    iteration counted over its chunks; "D2 preamble"; "identical"), the scored KL to the clone on
+    the imagined batch and, where logged, on the latest real batch at that iteration (this sweep's),
+    whether each sweep's KL budget skipped that iteration, the return after each deployment in
+    both (this / base) and the final difference. For an option that changes nothing until a check
+    binds (``trpo.kl_budget_states``), the first difference is where it bound first."""
+    if "seeds" not in m or "seeds" not in base:
+        raise ValueError("--against needs sweeps that log their seeds (metrics 'seeds')")
+    where_b = {int(x): j for j, x in enumerate(base["seeds"])}
+    shared = [(int(x), i, where_b[int(x)]) for i, x in enumerate(m["seeds"]) if int(x) in where_b]
+    if not shared:
+        raise ValueError(f"--against: no seed in both sweeps ({sorted(map(int, m['seeds']))} "
+                         f"and {sorted(where_b)})")
+    if m["eval|eval/return_mean"].shape[1:] != base["eval|eval/return_mean"].shape[1:]:
+        raise ValueError("--against needs sweeps with the same deployments and chunks")
+    rows = []
+    for seed, i, j in shared:
+        ev, ev_b = m["eval|eval/return_mean"][i, :, -1], base["eval|eval/return_mean"][j, :, -1]
+        at = _where_differ(m, base, i, j)
+        kl = lat = over = "–"
+        if at is None:
+            where = "identical"
+        elif at[1] is None:
+            where = f"D{at[0] + 1} preamble"
+        else:
+            d, it = at
+            where = f"D{d + 1} it. {it + 1}"
+            if "improve|kl_to_behavior_scored" in m:
+                kl = f"{_iters(m, 'improve|kl_to_behavior_scored', d)[i, it]:.1f}"
+            if "improve|kl_to_behavior_latest" in m:
+                lat = f"{_iters(m, 'improve|kl_to_behavior_latest', d)[i, it]:.1f}"
+            key = "improve|trpo/over_kl_budget"
+            if key in m and key in base:
+                over = f"{int(_iters(m, key, d)[i, it])} / {int(_iters(base, key, d)[j, it])}"
+        rows.append({"seed": str(seed), "first difference": where, "KL imagined": kl,
+                     "KL latest": lat, "over budget (this / base)": over,
+                     "after each deployment": ", ".join(f"{x:.0f}" for x in ev),
+                     "base": ", ".join(f"{x:.0f}" for x in ev_b),
+                     "final − base": f"{ev[-1] - ev_b[-1]:+.0f}"})
+    return rows
+
+
 def _first_over(over, k: int) -> str:
     """Median (over the runs that exceeded it) 1-based iteration at which deployment ``k``'s
     KL first went over the budget, with how many runs did; "never" if none, "–" if not logged."""
@@ -156,6 +233,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="also write the tables to this markdown file")
     p.add_argument("--pool", action="store_true", help="also one table over the runs of all "
                    "the sweeps: TRPO against the clone, per deployment")
+    p.add_argument("--against", default=None, metavar="BASE_SWEEP",
+                   help="also, per sweep, each seed paired with the same seed in BASE_SWEEP: where "
+                        "the two first differ and their returns")
     args = p.parse_args(argv)
     parts, ms = [], []
     try:
@@ -164,6 +244,11 @@ def main(argv=None) -> int:
             ms.append(m)
             parts.append(markdown(d.name, deployment_table(m),
                                   m["eval|eval/return_mean"].shape[0]))
+        if args.against:
+            base = load(pathlib.Path(args.against))
+            for d, m in zip(args.sweeps, ms):
+                parts.append(markdown(f"{pathlib.Path(d).name} against {args.against}",
+                                      divergence_table(m, base), m["seeds"].shape[0]))
         if args.pool:
             parts.append(markdown("pooled: TRPO against the clone", clone_table(ms),
                                   sum(m["eval|eval/return_mean"].shape[0] for m in ms)))

@@ -91,3 +91,43 @@ def test_pooled_clone_table_by_hand(tmp_path, capsys):
     m["preamble|bc_eval/return_mean"] = m["preamble|bc_eval/return_mean"][:, :1]
     with pytest.raises(ValueError, match=r"one number of deployments, got \[1, 2\]"):
         ld.clone_table([m, ld.load(b)])
+
+
+def test_paired_runs_first_difference_by_hand(tmp_path, capsys):
+    """Base sweep: seeds [4, 3, 9]; this sweep: seeds [3, 4], a copy of base's runs 1 and 0 except
+    seed 4's deployment 2, chunk 2, iteration 2 (its 5th of 6), where the KL budget skipped the
+    step in this sweep only, and seed 4's return after deployment 2 (30 -> 80). Then seed 3's
+    deployment-2 clone is changed: its first difference becomes deployment 2's preamble."""
+    base = ld.load(_write(tmp_path))
+    R = 3
+    base = {k: np.concatenate([v, v[:1]]) for k, v in base.items()}     # a third run (seed 9)
+    base["seeds"] = np.array([4, 3, 9])
+    base["improve|kl_to_behavior_scored"] = np.arange(R * 2 * 2 * 3, dtype=float).reshape(
+        R, 2, 2, 3)
+    this = {k: v[[1, 0]].copy() for k, v in base.items()}
+    this["seeds"] = np.array([3, 4])
+    this["improve|trpo/over_kl_budget"][1, 1, 1, 1] = 1
+    this["eval|eval/return_mean"][1, 1, -1] = 80.0
+    this["improve|kl_to_behavior_latest"] = np.full((2, 2, 2, 3), 7.0)   # logged by this only
+    rows = ld.divergence_table(this, base)
+    assert [r["seed"] for r in rows] == ["3", "4"]
+    assert rows[0]["first difference"] == "identical" and rows[0]["final − base"] == "+0"
+    # base run 0 (seed 4), deployment 2 (index 1): KLs 6..11, the 5th is 10
+    assert rows[1] == {"seed": "4", "first difference": "D2 it. 5", "KL imagined": "10.0",
+                       "KL latest": "7.0", "over budget (this / base)": "1 / 0",
+                       "after each deployment": "10, 80", "base": "10, 30",
+                       "final − base": "+50"}
+    this["preamble|bc_eval/return_mean"][0, 1] = -1.0
+    assert ld.divergence_table(this, base)[0]["first difference"] == "D2 preamble"
+    with pytest.raises(ValueError, match="no seed in both sweeps"):
+        ld.divergence_table(dict(this, seeds=np.array([7, 8])), base)
+    # The command line, on the two sweeps written out; a sweep without seeds is one line.
+    for name, m in (("this", this), ("base", base)):
+        (tmp_path / name).mkdir()
+        np.savez(tmp_path / name / "metrics_outer0.npz", **m)
+    assert ld.main([str(tmp_path / "this"), "--against", str(tmp_path / "base")]) == 0
+    assert "| 4 | D2 it. 5 | 10.0 | 7.0 | 1 / 0 | 10, 80 | 10, 30 | +50 |" in \
+        capsys.readouterr().out
+    assert ld.main([str(tmp_path), "--against", str(tmp_path / "base")]) == 2   # no seeds logged
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "log their seeds" in err[0]
