@@ -136,20 +136,20 @@ def _where_differ(m: dict, b: dict, i: int, j: int):
     preamble) or ``None``. Per deployment the order is the preamble, then per chunk its TRPO
     iterations, then its evaluation; only metrics both logged are compared, exactly."""
     keys = sorted(k for k in set(m) & set(b) if "|" in k)
+    pre, improve, ev = ([k for k in keys if k.startswith(p)]
+                        for p in ("preamble|", "improve|", "eval|"))
     K, C = m["eval|eval/return_mean"].shape[1:3]
+    n_it = m[improve[0]].shape[-1] if improve else 0          # iterations per chunk
     for d in range(K):
-        if any(not np.array_equal(m[k][i, d], b[k][j, d]) for k in keys
-               if k.startswith("preamble|")):
+        if any(not np.array_equal(m[k][i, d], b[k][j, d]) for k in pre):
             return d, None
         for c in range(C):
-            improve = [k for k in keys if k.startswith("improve|")]
-            diff = [np.asarray(m[k][i, d, c]) != np.asarray(b[k][j, d, c]) for k in improve]
-            if diff and np.any(diff):
-                it = int(np.argmax(np.any(np.stack(diff), axis=0)))
-                return d, c * m[improve[0]].shape[-1] + it
-            if any(not np.array_equal(m[k][i, d, c], b[k][j, d, c]) for k in keys
-                   if k.startswith("eval|")):
-                return d, (c + 1) * m[improve[0]].shape[-1] - 1 if improve else None
+            if improve:
+                diff = np.stack([m[k][i, d, c] != b[k][j, d, c] for k in improve]).any(axis=0)
+                if diff.any():
+                    return d, c * n_it + int(np.argmax(diff))
+            if any(not np.array_equal(m[k][i, d, c], b[k][j, d, c]) for k in ev):
+                return d, (c + 1) * n_it - 1 if improve else None
     return None
 
 
@@ -247,8 +247,9 @@ def main(argv=None) -> int:
         if args.against:
             base = load(pathlib.Path(args.against))
             for d, m in zip(args.sweeps, ms):
-                parts.append(markdown(f"{pathlib.Path(d).name} against {args.against}",
-                                      divergence_table(m, base), m["seeds"].shape[0]))
+                rows = divergence_table(m, base)
+                parts.append(markdown(f"{pathlib.Path(d).name} against {args.against}", rows,
+                                      len(rows)))
         if args.pool:
             parts.append(markdown("pooled: TRPO against the clone", clone_table(ms),
                                   sum(m["eval|eval/return_mean"].shape[0] for m in ms)))
