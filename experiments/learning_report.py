@@ -340,14 +340,7 @@ def paired_rows(rows: list[dict], reference: str) -> list[dict]:
     ``higher``, ``lower``, ``mean`` and ``se`` (standard error, sample std / √n; 0 for one seed)
     of the differences. Raises ValueError when ``reference`` is not in ``rows``.
     """
-    best: dict[str, dict] = {}
-    for r in rows:
-        b = best.get(r["algorithm"])
-        if b is None or (len(r["seeds"]), r["pooled"]) > (len(b["seeds"]), b["pooled"]):
-            best[r["algorithm"]] = r
-    if reference not in best:
-        raise ValueError(f"learning-curves paired: no row of algorithm {reference!r}; "
-                         f"expected one of {sorted(best)}")
+    best = _largest_rows(rows, reference, "paired")
     ref = dict(zip(best[reference]["seeds"], best[reference]["final"]))
     out = []
     for algo, r in best.items():
@@ -361,6 +354,64 @@ def paired_rows(rows: list[dict], reference: str) -> list[dict]:
                     "identical": int((d == 0).sum()), "higher": int((d > 0).sum()),
                     "lower": int((d < 0).sum()), "mean": float(d.mean()), "se": se})
     return out
+
+
+def _largest_rows(rows: list[dict], reference: str, what: str) -> dict[str, dict]:
+    """Per algorithm its row with the most seeds (the pooled row on a tie); ValueError naming
+    ``what`` when ``reference`` has none."""
+    best: dict[str, dict] = {}
+    for r in rows:
+        b = best.get(r["algorithm"])
+        if b is None or (len(r["seeds"]), r["pooled"]) > (len(b["seeds"]), b["pooled"]):
+            best[r["algorithm"]] = r
+    if reference not in best:
+        raise ValueError(f"learning-curves {what}: no row of algorithm {reference!r}; "
+                         f"expected one of {sorted(best)}")
+    return best
+
+
+def compared_rows(rows: list[dict], reference: str) -> list[dict]:
+    """Each other algorithm's end point against ``reference``'s over their own seeds, unpaired
+    (e.g. a baseline run on seeds 0-9 against BREMEN's 0-19: different algorithms share no
+    data, so nothing pairs their seeds).
+
+    ``rows``: :func:`summary_rows`; of each algorithm the row with the most seeds (its pooled
+    row where it has one); only rows at ``reference``'s real-sample count. Row: ``algorithm``,
+    ``n``, ``mean``, ``std`` (sample), ``median``; ``reference_n``, ``reference_mean``,
+    ``reference_median``; ``difference`` (mean − reference's mean), ``se`` (Welch:
+    ``sqrt(std² / n + std_ref² / n_ref)``) and ``z`` (difference / se, ``nan`` when se is 0).
+    Raises ValueError when ``reference`` is not in ``rows``.
+    """
+    best = _largest_rows(rows, reference, "compare")
+    ref = best[reference]
+    ref_n = len(ref["final"])
+    ref_var = ref["std"] ** 2 if ref_n > 1 else 0.0
+    out = []
+    for algo, r in best.items():
+        if algo == reference or r["samples"] != ref["samples"]:
+            continue
+        n = len(r["final"])
+        se = math.sqrt((r["std"] ** 2 if n > 1 else 0.0) / n + ref_var / ref_n)
+        diff = r["mean"] - ref["mean"]
+        out.append({"algorithm": algo, "n": n, "mean": r["mean"], "std": r["std"],
+                    "median": float(np.median(r["final"])), "reference_n": ref_n,
+                    "reference_mean": ref["mean"],
+                    "reference_median": float(np.median(ref["final"])),
+                    "difference": diff, "se": se, "z": diff / se if se > 0 else math.nan})
+    return out
+
+
+def compared_table(rows: list[dict], reference: str) -> str:
+    """Markdown of :func:`compared_rows`."""
+    lines = [f"| algorithm | seeds | final, mean ± std (median) | {reference} | "
+             "difference ± SE (Welch) | difference / SE |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['algorithm']} | {r['n']} | {_fmt(r['mean'], r['std'])} "
+                     f"({r['median']:,.0f}) | {r['reference_mean']:,.1f} over "
+                     f"{r['reference_n']} ({r['reference_median']:,.0f}) | "
+                     f"{r['difference']:+,.1f} ± {r['se']:,.1f} | {r['z']:+.2f} |")
+    return "\n".join(lines)
 
 
 def paired_table(rows: list[dict], reference: str) -> str:
@@ -384,8 +435,9 @@ def main(argv=None) -> int:
     prints every algorithm's end point over seeds (:func:`summary_table`), pooled over disjoint
     seeds where an algorithm was run more than once, with how many ``--set-size`` seed sets meet
     the target (:func:`target_sets`); ``--paired-with ALGO`` adds every other algorithm's
-    per-seed differences from ALGO on the seeds both ran (:func:`paired_table`); ``--out`` also
-    writes it."""
+    per-seed differences from ALGO on the seeds both ran (:func:`paired_table`),
+    ``--compare-with ALGO`` every other algorithm's mean against ALGO's, unpaired
+    (:func:`compared_table`); ``--out`` also writes it."""
     import argparse
     import json
     import sys
@@ -407,6 +459,9 @@ def main(argv=None) -> int:
     p.add_argument("--paired-with", default=None, metavar="ALGO",
                    help="summary: also each other algorithm's per-seed difference from ALGO's "
                         "final return on the seeds both ran")
+    p.add_argument("--compare-with", default=None, metavar="ALGO",
+                   help="summary: also each other algorithm's mean final return against ALGO's, "
+                        "unpaired (each over its own seeds; Welch standard error)")
     args = p.parse_args(argv)
     if not 1 <= args.need <= args.set_size:
         print(f"learning_report: error: --need {args.need} --set-size {args.set_size}: "
@@ -423,6 +478,9 @@ def main(argv=None) -> int:
             if args.paired_with:
                 text += "\n\n" + paired_table(paired_rows(rows, args.paired_with),
                                                args.paired_with)
+            if args.compare_with:
+                text += "\n\n" + compared_table(compared_rows(rows, args.compare_with),
+                                                 args.compare_with)
             print(text)
             if args.out:
                 pathlib.Path(args.out).write_text(text + "\n")

@@ -385,6 +385,36 @@ def test_paired_differences_by_hand(tmp_path, capsys):
     assert len(err) == 1 and "no row of algorithm 'nope'" in err[0]
 
 
+def test_unpaired_comparison_by_hand(tmp_path, capsys):
+    """Reference "bremen" on seeds 0-1 ending 1,000 / 1,300 (mean 1,150, sample variance 45,000);
+    "sac" on seeds 5-6 ending 2,000 / 2,400 (mean 2,200, variance 80,000): difference +1,050,
+    Welch SE sqrt(45,000 / 2 + 80,000 / 2) = sqrt(62,500) = 250, z = 4.2; "ppo" ran another
+    sample budget and is left out."""
+    def doc(algo, seeds, finals, samples=(400, 800)):
+        e = dict(_entry(list(samples), seeds, 2), returns=[[0.0] * len(seeds), finals])
+        return dict(_doc(), tasks={"t": {algo: e}})
+    docs = [doc("bremen", [0, 1], [1000.0, 1300.0]), doc("sac", [5, 6], [2000.0, 2400.0]),
+            doc("ppo", [0, 1], [5.0, 6.0], samples=(400, 900))]
+    rows = lr.summary_rows(docs, "t", 1500.0)
+    (c,) = lr.compared_rows(rows, "bremen")
+    assert (c["algorithm"], c["n"], c["reference_n"]) == ("sac", 2, 2)
+    assert (c["mean"], c["median"], c["reference_mean"], c["reference_median"]) == (
+        2200.0, 2200.0, 1150.0, 1150.0)
+    assert c["difference"] == pytest.approx(1050.0)
+    assert c["se"] == pytest.approx(250.0) and c["z"] == pytest.approx(4.2)
+    line = ("| sac | 2 | 2,200.0 ± 282.8 (2,200) | 1,150.0 over 2 (1,150) | +1,050.0 ± 250.0 "
+            "| +4.20 |")
+    assert line in lr.compared_table([c], "bremen")
+    for i, d in enumerate(docs):
+        (tmp_path / f"{i}.json").write_text(json.dumps(d))
+    files = [str(tmp_path / f"{i}.json") for i in range(3)]
+    assert lr.main(["summary", *files, "--task", "t", "--compare-with", "bremen"]) == 0
+    assert line in capsys.readouterr().out
+    assert lr.main(["summary", *files, "--task", "t", "--compare-with", "nope"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "compare: no row of algorithm 'nope'" in err[0]
+
+
 @pytest.mark.skipif(not __import__("os").path.exists("/proc/self/maps"), reason="Linux only")
 def test_memory_maps_counts_a_new_file_mapping(tmp_path):
     """The tuning log's map count (LLVM's code mappings exhaust vm.max_map_count on long grids)
