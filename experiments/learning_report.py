@@ -199,13 +199,49 @@ def write_outputs(doc: dict, out: pathlib.Path) -> list[pathlib.Path]:
     return paths + [p]
 
 
-def merge(docs: list[dict]) -> dict:
+def pool_entries(where: str, a: dict, b: dict) -> dict:
+    """One entry from two runs of one algorithm on disjoint seeds (e.g. seeds 0-4, then 5-9):
+    seeds, per-sample-count returns and ``wall_s`` concatenated, seeds in increasing order of
+    the runs' first seeds. The runs must agree on ``samples``, ``deployments``,
+    ``deployments_at`` and ``config`` apart from its ``workdir`` (kept as the list of both).
+    Raises ValueError naming ``where`` and what differs."""
+    if set(a["seeds"]) & set(b["seeds"]):
+        raise ValueError(f"learning-curves merge --pool: {where}: seeds "
+                         f"{sorted(set(a['seeds']) & set(b['seeds']))} are in two runs; "
+                         "expected disjoint seeds")
+    for key in ("samples", "deployments", "deployments_at"):
+        if a[key] != b[key]:
+            raise ValueError(f"learning-curves merge --pool: {where}: {key} differ "
+                             f"({a[key]} against {b[key]}); expected equal")
+    ca = {k: v for k, v in a["config"].items() if k != "workdir"}
+    cb = {k: v for k, v in b["config"].items() if k != "workdir"}
+    if ca != cb:
+        keys = sorted(k for k in set(ca) | set(cb) if ca.get(k) != cb.get(k))
+        raise ValueError(f"learning-curves merge --pool: {where}: config differs in {keys}; "
+                         "expected the same configuration on every seed")
+    first, second = (a, b) if min(a["seeds"]) < min(b["seeds"]) else (b, a)
+    out = dict(first, seeds=first["seeds"] + second["seeds"],
+               returns=[x + y for x, y in zip(first["returns"], second["returns"])],
+               wall_s=first["wall_s"] + second["wall_s"], config=dict(first["config"]))
+    dirs: list = []
+    for e in (first, second):
+        w = e["config"].get("workdir")
+        for x in (w if isinstance(w, list) else [w]):
+            if x is not None and x not in dirs:
+                dirs.append(x)
+    if dirs:
+        out["config"]["workdir"] = dirs
+    return out
+
+
+def merge(docs: list[dict], pool: bool = False) -> dict:
     """One document from several runs of the harness (e.g. algorithms run side by side into
     their own files): the same episodes per evaluation and, per task, the same sample counts
     for every algorithm (protocols may differ by name where they give the same samples, e.g. a
     ``quick`` run of a ``_b32k`` variant beside ``quick_b32k`` baselines; ``protocol`` then lists
-    them); a later (task, algorithm) entry replaces an earlier one; ``commit`` lists every
-    commit involved. Raises ValueError naming what differs."""
+    them); a later (task, algorithm) entry replaces an earlier one, or with ``pool`` joins it
+    as more seeds (:func:`pool_entries`); ``commit`` lists every commit involved. Raises
+    ValueError naming what differs."""
     if not docs:
         raise ValueError("learning-curves merge: no documents given")
     episodes = {d.get("episodes_per_evaluation") for d in docs}
@@ -220,7 +256,10 @@ def merge(docs: list[dict]) -> dict:
         if d.get("protocol"):
             protocols += [p for p in str(d["protocol"]).split(", ") if p not in protocols]
         for task, algos in d["tasks"].items():
-            out["tasks"].setdefault(task, {}).update(algos)
+            have = out["tasks"].setdefault(task, {})
+            for algo, e in algos.items():
+                have[algo] = (pool_entries(f"{task}/{algo}", have[algo], e)
+                              if pool and algo in have else e)
     out["commit"] = ", ".join(commits)
     if protocols:
         out["protocol"] = ", ".join(protocols)
@@ -429,8 +468,9 @@ def paired_table(rows: list[dict], reference: str) -> str:
 
 
 def main(argv=None) -> int:
-    """``python -m experiments.learning_report merge IN.json [IN.json ...] --out OUT.json``:
-    writes the merged document with its table and plots (:func:`write_outputs`).
+    """``python -m experiments.learning_report merge IN.json [IN.json ...] --out OUT.json
+    [--pool]``: writes the merged document with its table and plots (:func:`write_outputs`;
+    ``--pool``: runs of one algorithm on disjoint seeds become one entry).
     ``python -m experiments.learning_report summary IN.json [...] --task T [--threshold R]``:
     prints every algorithm's end point over seeds (:func:`summary_table`), pooled over disjoint
     seeds where an algorithm was run more than once, with how many ``--set-size`` seed sets meet
@@ -459,6 +499,10 @@ def main(argv=None) -> int:
     p.add_argument("--paired-with", default=None, metavar="ALGO",
                    help="summary: also each other algorithm's per-seed difference from ALGO's "
                         "final return on the seeds both ran")
+    p.add_argument("--pool", action="store_true",
+                   help="merge: an algorithm found in several files on disjoint seeds becomes "
+                        "one entry over all its seeds (same samples and config) instead of the "
+                        "last file's")
     p.add_argument("--compare-with", default=None, metavar="ALGO",
                    help="summary: also each other algorithm's mean final return against ALGO's, "
                         "unpaired (each over its own seeds; Welch standard error)")
@@ -485,7 +529,7 @@ def main(argv=None) -> int:
             if args.out:
                 pathlib.Path(args.out).write_text(text + "\n")
             return 0
-        paths = write_outputs(merge(docs), pathlib.Path(args.out))
+        paths = write_outputs(merge(docs, pool=args.pool), pathlib.Path(args.out))
     except (OSError, ValueError) as e:
         print(f"learning_report: error: {e}", file=sys.stderr)
         return 2

@@ -283,6 +283,38 @@ def test_merge_documents(tmp_path):
     assert lr.main(["merge", str(tmp_path / "none.json"), "--out", str(out)]) == 2
 
 
+def test_merge_pool_joins_disjoint_seeds_and_names_what_differs(tmp_path):
+    """Seeds 5-6 given first, 0-1 second: pooled in increasing order of the runs' first seeds,
+    returns [[10, 30, 50, 40], [1, 2, 3, 4]], wall times of both, both work directories."""
+    a, b = _doc(), _doc()
+    a["tasks"]["t"]["bremen"] = dict(_entry([400, 800], [5, 6], 2), wall_s=[7.0],
+                                     returns=[[50.0, 40.0], [3.0, 4.0]],
+                                     config={"x": 1, "workdir": "runs/b"})
+    b["tasks"]["t"] = {"bremen": dict(_entry([400, 800], [0, 1], 2), wall_s=[5.0],
+                                      returns=[[10.0, 30.0], [1.0, 2.0]],
+                                      config={"x": 1, "workdir": "runs/a"})}
+    e = lr.merge([a, b], pool=True)["tasks"]["t"]["bremen"]
+    assert e["seeds"] == [0, 1, 5, 6] and e["returns"] == [[10, 30, 50, 40], [1, 2, 3, 4]]
+    assert e["wall_s"] == [5.0, 7.0]
+    assert e["config"] == {"x": 1, "workdir": ["runs/a", "runs/b"]}
+    assert lr.merge([a, b])["tasks"]["t"]["bremen"]["seeds"] == [0, 1]  # no --pool: replaced
+    with pytest.raises(ValueError, match=r"t/sac: seeds \[0, 1\] are in two runs"):
+        lr.merge([a, {**_doc(), "tasks": {"t": {"sac": _entry([400, 800], [0, 1])}}}],
+                 pool=True)  # sac on seeds 0-1 in both
+    b["tasks"]["t"]["bremen"]["config"]["x"] = 2
+    with pytest.raises(ValueError, match=r"t/bremen: config differs in \['x'\]"):
+        lr.merge([a, b], pool=True)
+    b["tasks"]["t"]["bremen"]["deployments"] = 3
+    with pytest.raises(ValueError, match="t/bremen: deployments differ"):
+        lr.merge([a, b], pool=True)
+    for name, doc in (("a", a), ("b", _doc())):
+        (tmp_path / f"{name}.json").write_text(json.dumps(doc))
+    out = tmp_path / "m.json"
+    args = ["merge", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--out", str(out)]
+    assert lr.main(args + ["--pool"]) == 2  # sac runs on seeds 0-1 in both: not disjoint
+    assert lr.main(args) == 0
+
+
 def test_summary_end_points_and_pooled_seeds(tmp_path, capsys):
     """Hand-computed: seeds 0-1 end at 1,000 and 2,000, seeds 5-6 at 1,500 and 20 (seed 6 falls
     from 40 at the first count)."""
