@@ -115,9 +115,28 @@ def markdown_table(doc: dict) -> str:
     return "\n".join(lines)
 
 
-def _band(ax, x, e, algo, marker="o"):
+def colors_for(algos) -> dict[str, str]:
+    """A distinct colour per algorithm of one figure: ``COLORS``' fixed ones, then the other
+    Tableau colours (tab10, then tab20's lighter shades) for the rest, in order (matplotlib's
+    own cycle would give a variant SAC's orange)."""
+    import matplotlib
+    import matplotlib.colors as mcolors
+
+    algos = list(algos)
+    out = {a: COLORS[a] for a in algos if a in COLORS}
+    palette = list(mcolors.TABLEAU_COLORS) + [
+        mcolors.to_hex(c) for c in matplotlib.colormaps["tab20"].colors[1::2]]
+    used = {mcolors.to_hex(c) for c in out.values()}
+    free = (c for c in palette if mcolors.to_hex(c) not in used)
+    for a in algos:
+        if a not in out:
+            out[a] = next(free, None)
+    return out
+
+
+def _band(ax, x, e, algo, marker="o", color=None):
     m, s = stats(e["returns"])
-    c = COLORS.get(algo)
+    c = color if color is not None else COLORS.get(algo)
     ax.plot(x, m, marker=marker, ms=4, color=c, label=f"{algo} ({len(e['seeds'])} seeds)")
     ax.fill_between(x, m - s, m + s, color=c, alpha=0.2, lw=0)
 
@@ -131,9 +150,10 @@ def plot_task(task: str, algos: dict, path: pathlib.Path) -> None:
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
     marked = False
+    colors = colors_for(algos)
     for algo, e in algos.items():
-        _band(ax1, e["samples"], e, algo)
-        _band(ax2, e["deployments_at"], e, algo)
+        _band(ax1, e["samples"], e, algo, color=colors[algo])
+        _band(ax2, e["deployments_at"], e, algo, color=colors[algo])
         if e["deployments"] is not None and not marked:  # a BREMEN variant: its deployments
             marked = True                                  # (the same sample counts for all)
             for s in e["samples"]:
@@ -168,8 +188,9 @@ def plot_deployments(doc: dict, path: pathlib.Path) -> None:
     tasks = list(doc["tasks"])
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 4), squeeze=False)
     for ax, task in zip(axes[0], tasks):
+        colors = colors_for(doc["tasks"][task])
         for algo, e in doc["tasks"][task].items():
-            _band(ax, e["deployments_at"], e, algo)
+            _band(ax, e["deployments_at"], e, algo, color=colors[algo])
         ax.set_xscale("log")
         ax.set(title=task, xlabel="policies deployed (log)", ylabel="return")
         ax.grid(alpha=0.3)

@@ -283,6 +283,19 @@ def test_merge_documents(tmp_path):
     assert lr.main(["merge", str(tmp_path / "none.json"), "--out", str(out)]) == 2
 
 
+def test_every_algorithm_of_a_figure_gets_its_own_colour():
+    """SAC keeps its orange, the faithful BREMEN its blue; variants without a fixed colour take
+    the next Tableau colours not used in the figure (never SAC's orange), all distinct."""
+    import matplotlib.colors as mcolors
+
+    names = ["bremen_x", "sac", "bremen", "bremen_y"] + [f"v{i}" for i in range(12)]
+    c = lr.colors_for(names)
+    assert c["sac"] == "tab:orange" and c["bremen"] == "tab:blue"
+    assert c["bremen_x"] == "tab:green" and c["bremen_y"] == "tab:red"
+    hexes = [mcolors.to_hex(c[n]) for n in names]
+    assert len(set(hexes)) == len(names)
+
+
 def test_merge_pool_joins_disjoint_seeds_and_names_what_differs(tmp_path):
     """Seeds 5-6 given first, 0-1 second: pooled in increasing order of the runs' first seeds,
     returns [[10, 30, 50, 40], [1, 2, 3, 4]], wall times of both, both work directories."""
