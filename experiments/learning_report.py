@@ -134,11 +134,10 @@ def colors_for(algos) -> dict[str, str]:
     return out
 
 
-def _band(ax, x, e, algo, marker="o", color=None):
+def _band(ax, x, e, algo, color, marker="o"):
     m, s = stats(e["returns"])
-    c = color if color is not None else COLORS.get(algo)
-    ax.plot(x, m, marker=marker, ms=4, color=c, label=f"{algo} ({len(e['seeds'])} seeds)")
-    ax.fill_between(x, m - s, m + s, color=c, alpha=0.2, lw=0)
+    ax.plot(x, m, marker=marker, ms=4, color=color, label=f"{algo} ({len(e['seeds'])} seeds)")
+    ax.fill_between(x, m - s, m + s, color=color, alpha=0.2, lw=0)
 
 
 def plot_task(task: str, algos: dict, path: pathlib.Path) -> None:
@@ -152,8 +151,8 @@ def plot_task(task: str, algos: dict, path: pathlib.Path) -> None:
     marked = False
     colors = colors_for(algos)
     for algo, e in algos.items():
-        _band(ax1, e["samples"], e, algo, color=colors[algo])
-        _band(ax2, e["deployments_at"], e, algo, color=colors[algo])
+        _band(ax1, e["samples"], e, algo, colors[algo])
+        _band(ax2, e["deployments_at"], e, algo, colors[algo])
         if e["deployments"] is not None and not marked:  # a BREMEN variant: its deployments
             marked = True                                  # (the same sample counts for all)
             for s in e["samples"]:
@@ -190,7 +189,7 @@ def plot_deployments(doc: dict, path: pathlib.Path) -> None:
     for ax, task in zip(axes[0], tasks):
         colors = colors_for(doc["tasks"][task])
         for algo, e in doc["tasks"][task].items():
-            _band(ax, e["deployments_at"], e, algo, color=colors[algo])
+            _band(ax, e["deployments_at"], e, algo, colors[algo])
         ax.set_xscale("log")
         ax.set(title=task, xlabel="policies deployed (log)", ylabel="return")
         ax.grid(alpha=0.3)
@@ -445,13 +444,12 @@ def compared_rows(rows: list[dict], reference: str) -> list[dict]:
     best = _largest_rows(rows, reference, "compare")
     ref = best[reference]
     ref_n = len(ref["final"])
-    ref_var = ref["std"] ** 2 if ref_n > 1 else 0.0
     out = []
     for algo, r in best.items():
         if algo == reference or r["samples"] != ref["samples"]:
             continue
         n = len(r["final"])
-        se = math.sqrt((r["std"] ** 2 if n > 1 else 0.0) / n + ref_var / ref_n)
+        se = math.sqrt(r["std"] ** 2 / n + ref["std"] ** 2 / ref_n)  # stats: std 0 for 1 seed
         diff = r["mean"] - ref["mean"]
         out.append({"algorithm": algo, "n": n, "mean": r["mean"], "std": r["std"],
                     "median": float(np.median(r["final"])), "reference_n": ref_n,
