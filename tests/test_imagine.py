@@ -101,6 +101,37 @@ def test_no_termination_gives_one_full_path_per_rollout(parts):
     np.testing.assert_allclose(np.asarray(out.reward), 1.0)
 
 
+@pytest.mark.parametrize("cap, keep", [(5, False), (5, True), (4, False), (30, False)])
+def test_path_cap_ends_paths_inside_the_same_scan(parts, cap, keep):
+    """imagine.warmup_horizon: with no termination, paths of min(cap, H) steps; H = 12, cap 5:
+    t = 0..4, 0..4, 0..1 in every column, ends at rows 4 and 9; the last two rows (a path the
+    scan cut) are masked out unless kept (then the scan's end ends it). cap 4 divides H: three
+    whole paths. A cap above H is H: one path."""
+    task, dyn, pol, dyn_state, pol_params = parts
+    roll, _, _ = _rollout(parts, keep_partial_paths=keep)
+    norm = dyn_state.norm.replace(delta_mean=jnp.zeros(4), delta_std=jnp.ones(4) * 1e-12)
+    out = roll(dyn_state.replace(norm=norm), pol_params, jnp.float32(0.1), jnp.int32(3),
+               jax.random.key(0), path_cap=jnp.int32(cap))
+    c = min(cap, H)
+    t_col = np.arange(H) % c
+    np.testing.assert_array_equal(np.asarray(out.t), np.repeat(t_col[:, None], B, 1))
+    ends = (t_col == c - 1).astype(np.float32)
+    whole = (np.arange(H) < H // c * c).astype(np.float32)
+    if keep:
+        ends[-1] = 1.0
+    np.testing.assert_array_equal(np.asarray(out.path_end), np.repeat(ends[:, None], B, 1))
+    mask = np.ones(H) if keep else whole
+    np.testing.assert_array_equal(np.asarray(out.mask), np.repeat(mask[:, None], B, 1))
+    # A new path starts from a reset state (|angle| <= 0.01), not from the last prediction.
+    assert np.all(np.abs(np.asarray(out.obs)[t_col == 0][..., 1]) <= 0.011)
+
+
+def test_path_cap_zero_is_the_full_horizon(parts):
+    roll, dyn_state, pol_params = _rollout(parts)
+    args = (dyn_state, pol_params, jnp.float32(0.1), jnp.int32(3), jax.random.key(5))
+    chex.assert_trees_all_equal(roll(*args), roll(*args, path_cap=jnp.int32(0)))
+
+
 @pytest.mark.parametrize("member_sampling", ["per_step", "per_rollout"])
 def test_single_active_member_uses_member_zero(parts, member_sampling):
     task, dyn, pol, dyn_state, pol_params = parts

@@ -213,6 +213,36 @@ def test_kl_budget_decays_per_deployment(chunk_inputs, deployment, decay, over):
     assert run._cache_size() == 1  # budget, decay and deployment are traced: one program
 
 
+@pytest.mark.parametrize("deployment, warmup_deployments, capped", [
+    (1, 1, True), (2, 1, False), (2, 2, True), (3, 2, False), (1, 0, False)])
+def test_warmup_horizon_caps_paths_in_the_warmup_deployments_only(
+        chunk_inputs, deployment, warmup_deployments, capped):
+    """imagine.warmup_horizon = 1: every imagined row ends its path, so an iteration has
+    exactly imagine.batch_size = 160 paths of one step (the test config: H = 20, 8 columns);
+    outside deployments 1 .. warmup_deployments the paths run to H or termination (fewer).
+    Horizon cap, deployments and deployment are traced: one program."""
+    phases, state, hp = chunk_inputs
+    run = jax.jit(lambda s, h: phases.improve(s, h, num_iterations=2))
+    hp_w = hp.replace(imagine=hp.imagine.replace(
+        warmup_horizon=jnp.int32(1), warmup_deployments=jnp.int32(warmup_deployments)))
+    _, m = run(state.replace(deployment=jnp.asarray(deployment, jnp.int32)), hp_w)
+    paths, rows = np.asarray(m["imagined_paths"]), np.asarray(m["imagined_rows"])
+    if capped:
+        np.testing.assert_array_equal(paths, [160, 160])
+        np.testing.assert_array_equal(rows, [160, 160])
+    else:
+        assert np.all(paths < 160)
+    assert run._cache_size() == 1
+
+
+def test_warmup_horizon_must_fit_the_horizon():
+    cfg = config_lib.load_config("test")
+    with pytest.raises(config_lib.ConfigError, match=r"imagine.warmup_horizon \(21\) must be <= "
+                       r"imagine.horizon \(20\)"):
+        config_lib.validate(config_lib.apply_overrides(cfg, ["imagine.warmup_horizon=21"]))
+    config_lib.validate(config_lib.apply_overrides(cfg, ["imagine.warmup_horizon=20"]))
+
+
 def test_disagreement_penalty_is_traced_and_reported():
     """imagine.penalty='disagreement' through the TRPO loop: its lambda is an HParam (one
     program for lambda 0 and 5); lambda 0 gives the plain imagined return, lambda 5 lowers it

@@ -126,7 +126,7 @@ def make_imagined_rollout(task, dynamics, policy, *, horizon: int, num_rollouts:
                           keep_partial_paths: bool = False, penalty: str = "none",
                           reset_fraction: float = 0.0) -> Callable:
     """Builds ``rollout(dyn_state, policy_params, explore_sigma, num_active, key, start_obs=None,
-    start_mask=None, penalty_coef=0.0) -> ImaginedBatch``.
+    start_mask=None, penalty_coef=0.0, path_cap=0) -> ImaginedBatch``.
 
     With ``penalty='disagreement'`` (not in the original; MOPO-style pessimism, Yu et al. 2020)
     every active member predicts every step, the path follows the drawn member's prediction as
@@ -145,6 +145,10 @@ def make_imagined_rollout(task, dynamics, policy, *, horizon: int, num_rollouts:
             with reset states at ``reset_fraction``); ``None`` samples the task's reset
             distribution.
         penalty_coef: scalar lambda of ``penalty='disagreement'`` (ignored otherwise).
+        path_cap: int32 scalar; > 0 ends every path after ``min(path_cap, horizon)`` steps
+            (``imagine.warmup_horizon``) inside the same ``horizon``-step scan: a column then
+            holds several paths, and the rows of the one the scan cuts follow
+            ``keep_partial_paths``. 0 (default): paths of ``horizon`` steps.
     """
     if penalty not in ("none", "disagreement"):
         raise ValueError(f"penalty must be 'none' or 'disagreement', got {penalty!r}")
@@ -161,8 +165,9 @@ def make_imagined_rollout(task, dynamics, policy, *, horizon: int, num_rollouts:
     score = functools.partial(_score, task, dynamics)
 
     def rollout(dyn_state, policy_params, explore_sigma, num_active, key, start_obs=None,
-                start_mask=None, penalty_coef=0.0) -> ImaginedBatch:
+                start_mask=None, penalty_coef=0.0, path_cap=0) -> ImaginedBatch:
         key_start, key_m0, key_scan = jax.random.split(key, 3)
+        cap = jnp.where(path_cap > 0, jnp.minimum(path_cap, H), H)
         sample_starts = start_sampler(task.reset_obs, start_obs, start_mask, reset_fraction)
         obs0 = sample_starts(key_start, B)
         member0 = jax.random.randint(key_m0, (B,), 0, num_active)
@@ -201,7 +206,7 @@ def make_imagined_rollout(task, dynamics, policy, *, horizon: int, num_rollouts:
                 u = None
             reward = jnp.where(finite, reward, 0.0)
             terminated = jnp.maximum(done, 1.0 - finite.astype(jnp.float32))
-            end = jnp.maximum(terminated, (t + 1 >= H).astype(jnp.float32))
+            end = jnp.maximum(terminated, (t + 1 >= cap).astype(jnp.float32))
             fresh = sample_starts(key_reset, B)
             new_member = jax.random.randint(key_rmember, (B,), 0, num_active)
             ended = end > 0

@@ -189,7 +189,11 @@ class Phases:
         # before this improve, or offline the insert, has counted deployment k already).
         past = jnp.maximum(state.deployment - 1, 0).astype(jnp.float32)
         trpo_hp = hp.trpo.replace(kl_budget=hp.trpo.kl_budget * hp.trpo.kl_budget_decay ** past)
-        hp = hp.replace(trpo=trpo_hp)
+        # imagine.warmup_horizon caps the paths of deployments 1 .. warmup_deployments only.
+        warm = state.deployment <= hp.imagine.warmup_deployments
+        imagine_hp = hp.imagine.replace(
+            warmup_horizon=jnp.where(warm, hp.imagine.warmup_horizon, 0).astype(jnp.int32))
+        hp = hp.replace(trpo=trpo_hp, imagine=imagine_hp)
         # max_learned: the latest batch counts only when a learned policy collected it (not the
         # uniform-random batch of an online run's first deployment; offline: the dataset's).
         kl_on = jnp.asarray(True) if offline else state.deployment > 1

@@ -73,10 +73,11 @@ class PolicyOptimizer:
 
     def imagine(self, learner: LearnerState, dyn_state, hp: HParams, key: PRNGKey, start_obs=None,
                 start_mask=None) -> ImaginedBatch:
-        """The imagined batch ``[H, B, ...]`` of one iteration."""
+        """The imagined batch ``[H, B, ...]`` of one iteration; ``hp.imagine.warmup_horizon`` > 0
+        caps its paths (the caller sets it to 0 outside the warm-up deployments)."""
         return self.rollout(dyn_state, learner.policy, hp.imagine.explore_sigma,
                             hp.dynamics.num_active, key, start_obs, start_mask,
-                            hp.imagine.penalty_coef)
+                            hp.imagine.penalty_coef, hp.imagine.warmup_horizon)
 
     def advantages(self, learner: LearnerState, batch: ImaginedBatch, hp: HParams):
         """Baseline values, KL penalty, GAE and standardisation.

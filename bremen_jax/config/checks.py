@@ -93,6 +93,13 @@ def _horizon_fits_episode(c: dict) -> str | None:
     return None
 
 
+def _warmup_fits_horizon(c: dict) -> str | None:
+    if c["imagine.warmup_horizon"] > c["imagine.horizon"]:
+        return (f"imagine.warmup_horizon ({c['imagine.warmup_horizon']}) must be <= "
+                f"imagine.horizon ({c['imagine.horizon']}); 0 turns it off")
+    return None
+
+
 def _divides(num: str, den: str) -> Callable[[dict], str | None]:
     def rule(c: dict) -> str | None:
         if c[num] % c[den]:
@@ -128,6 +135,7 @@ def _ratio_std_needs_constant_sigma(c: dict) -> str | None:
 CROSS_FIELD_RULES: tuple[Callable[[dict], str | None], ...] = (
     _active_members_exist,
     _horizon_fits_episode,
+    _warmup_fits_horizon,
     _divides("imagine.batch_size", "imagine.horizon"),
     _divides("deploy.batch_size", "deploy.num_envs"),
     _divides("trpo.iterations", "trpo.chunk"),

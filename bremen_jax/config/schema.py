@@ -188,6 +188,12 @@ FIELDS: tuple[Field, ...] = (
        "lambda of imagine.penalty=disagreement (reward units per unit of disagreement: the "
        "L2 norm over dimensions of the members' std, each in units of the data's delta std)",
        PENALTY),
+    _f("imagine.warmup_horizon", T, int, 0,
+       "paths end after this many steps (<= imagine.horizon) in deployments 1 to "
+       "imagine.warmup_deployments; 0: imagine.horizon in every deployment (original)", NONNEG),
+    _f("imagine.warmup_deployments", T, int, 1,
+       "how many deployments from the first imagine.warmup_horizon caps (online, deployment 1 "
+       "learns from uniform-random data; offline, the run has one deployment)", NONNEG),
     # trpo
     _f("trpo.target_kl", T, float, 0.1, "delta (0.1 halfcheetah, 0.05 ant/hopper/walker2d)",
        TARGET_KL),
@@ -278,6 +284,7 @@ BACKWARD_COMPATIBLE = frozenset({"dynamics.reward_model", "dynamics.done_thresho
                                  "trpo.validation_rollouts", "trpo.kl_budget",
                                  "trpo.kl_budget_decay", "trpo.kl_budget_states",
                                  "imagine.penalty", "imagine.penalty_coef",
+                                 "imagine.warmup_horizon", "imagine.warmup_deployments",
                                  "eval.member_rollouts", "dynamics.val_split"})
 # ... and the value such a stored run had where it is not the schema's default today.
 STORED_DEFAULTS = {"compile_effort": "default"}  # "auto" became the default on 2026-12-04

@@ -189,11 +189,18 @@ class ImagineConfig(_Static):
 @flax.struct.dataclass
 class ImagineHParams(_Traced):
     """Traced rollout hyperparameters (``hp.imagine``): ``explore_sigma`` and ``penalty_coef``
-    (``imagine.penalty``'s lambda), ``[]`` float32."""
+    (``imagine.penalty``'s lambda), ``[]`` float32; ``warmup_horizon`` and
+    ``warmup_deployments``, ``[]`` int32: in deployments ``1 .. warmup_deployments`` imagined
+    paths end after ``warmup_horizon`` steps (0: ``imagine.horizon``). The scan keeps its static
+    length ``imagine.horizon``, so a shorter cap changes no shape and never recompiles; a column
+    restarts a path when one ends and drops the rows of the path the scan cuts (see
+    ``algo.imagine``)."""
 
     SECTION: ClassVar[str] = "imagine"
     explore_sigma: jax.Array
     penalty_coef: jax.Array
+    warmup_horizon: jax.Array
+    warmup_deployments: jax.Array
 
 
 # ------------------------------------------------------------------------------ trpo
