@@ -46,7 +46,12 @@ return after the 5th deployment:
 * the default before it (2026-12-03; the same four fixes at 16K plus best-epoch ensemble weights
   fitted up to 200 epochs, variant ``bremen_sampling_kl01_budget10_dis1_fit``), pooled 0-9:
   1,419.2 +- 1,166.7, 5 of 10, 10 of 10;
-* ``quick`` (faithful, 5 x 16K), pooled 0-9: 856.2 +- 513.6, 2 of 10, 10 of 10.
+* ``quick`` (faithful, 5 x 16K), pooled 0-9: 856.2 +- 513.6, 2 of 10, 10 of 10;
+* this config with the paper's ``imagine.horizon=250`` (variant ``..._p20_h250``, 2026-12-06/07),
+  pooled 0-19: 3,456.2 +- 1,579.9, 19 of 20, 18 of 20 (this config over the same seeds:
+  2,666.7 +- 1,443.0, 16 of 20, 19 of 20); a higher mean (+790, 1.65 standard errors) and
+  above Brax SAC's 3,114.3, but 55% of five-seed draws meet both halves of the target against
+  63%, and the rule written before its seeds ran required more: not adopted.
 
 Without the patience change, issue 11's default-train target was met in its first half on all
 three seed sets and missed in its second (seeds 1, 8 and 12: 42 -> 37, 61 -> -50 and -1 -> -40;
