@@ -382,6 +382,13 @@ def _parse(argv) -> argparse.Namespace:
                                                "learning-<device>-<date>.json)")
     p.add_argument("--workdir", default=None, help="BREMEN sweep directories (default "
                                                    "runs/learning-<time>)")
+    p.add_argument("--checkpoint-every", type=int, default=None, metavar="K",
+                   help="BREMEN sweeps: K deployments per compiled call, every run's state "
+                        "checkpointed after each (numbers equal the one-program sweep's to float "
+                        "rounding, not bit for bit: keep one setting within a series)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the BREMEN sweeps an interrupted call left in --workdir (same "
+                        "flags); sweeps not begun there start")
     return p.parse_args(argv)
 
 
@@ -408,9 +415,12 @@ def bremen_config(spec: dict):
     return cfg
 
 
-def run_bremen(spec: dict, seeds, workdir: pathlib.Path, log=print) -> dict:
+def run_bremen(spec: dict, seeds, workdir: pathlib.Path, log=print,
+               checkpoint_every: int | None = None, resume: bool = False) -> dict:
     """All seeds in one program (:func:`bremen_jax.sweep.run_sweep`); the return after each
-    deployment's last chunk at ``k x deploy.batch_size`` real steps."""
+    deployment's last chunk at ``k x deploy.batch_size`` real steps. ``checkpoint_every`` /
+    ``resume``: as :func:`~bremen_jax.sweep.run_sweep`'s (``resume`` only where ``workdir``
+    holds a sweep already)."""
     import numpy as np
 
     from bremen_jax.sweep import run_sweep
@@ -418,7 +428,9 @@ def run_bremen(spec: dict, seeds, workdir: pathlib.Path, log=print) -> dict:
     cfg = bremen_config(spec)
     K, B = int(cfg.deploy.num_deployments), int(cfg.deploy.batch_size)
     t0 = time.perf_counter()
-    res = run_sweep((cfg, {"seeds": list(seeds)}), workdir)
+    resume = resume and (workdir / "sweep.json").is_file()
+    res = run_sweep((cfg, {"seeds": list(seeds)}), workdir, checkpoint_every=checkpoint_every,
+                    resume=resume)
     wall = time.perf_counter() - t0
     ev = np.asarray(res.metrics[0]["eval"]["eval/return_mean"], np.float64)[:, :, -1]  # [R, K]
     order = [row["seed"] for row in res.rows]
@@ -431,7 +443,10 @@ def run_bremen(spec: dict, seeds, workdir: pathlib.Path, log=print) -> dict:
             "seeds": list(seeds), "deployments": K, "deployments_at": list(range(1, K + 1)),
             "wall_s": [round(wall, 2)],
             "wall_s_covers": "all seeds in one vmapped program, compile included "
-                             f"(compile {t['compile_s']} s, run {t['run_s']} s)",
+                             f"(compile {t['compile_s']} s, run {t['run_s']} s)"
+                             + (f"; resumed: this call ran deployments "
+                                f"{t.get('resumed_after_deployment', 0) + 1}..{K} only"
+                                if resume else ""),
             "config": {"bremen": json.loads(cfg.to_json()), "overrides": spec["overrides"],
                        "workdir": str(workdir)}}
 
@@ -442,7 +457,8 @@ def sweep_dir(workdir: pathlib.Path, task: str, variant: str) -> pathlib.Path:
 
 
 def run_task(name: str, spec: dict, algorithms, seeds, episodes: int, tune: bool,
-             workdir: pathlib.Path, log=print, axes: dict | None = None) -> dict:
+             workdir: pathlib.Path, log=print, axes: dict | None = None,
+             checkpoint_every: int | None = None, resume: bool = False) -> dict:
     """``{algorithm: entry}`` for one task (BREMEN's grid = its deployments)."""
     from bremen_jax.envs.registry import make_task
     from experiments.learning_baselines import tune_baseline
@@ -455,7 +471,8 @@ def run_task(name: str, spec: dict, algorithms, seeds, episodes: int, tune: bool
         if variant in algorithms:
             log(f"  {variant}: {' '.join(extra) or 'the protocol config'}")
             out[variant] = run_bremen(dict(spec, overrides=spec["overrides"] + extra), seeds,
-                                      sweep_dir(workdir, name, variant), log)
+                                      sweep_dir(workdir, name, variant), log,
+                                      checkpoint_every, resume)
     task = make_task(cfg.task, backend=cfg.backend, episode_length=int(cfg.episode_length))
     for algo in (a for a in ("sac", "ppo") if a in algorithms):
         points = workdir / f"{name}-{algo}-points.jsonl"  # each finished point, as it finishes
@@ -487,6 +504,10 @@ def main(argv=None) -> int:
         print(f"learning_curves: error: algorithms must be some of {list(ALGORITHMS)} and tasks "
               f"some of {list(proto['tasks'])}; got {algorithms}, {tasks}", file=sys.stderr)
         return 2
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
+        print(f"learning_curves: error: --checkpoint-every must be >= 1, got "
+              f"{args.checkpoint_every}", file=sys.stderr)
+        return 2
     if (args.seeds is not None and args.seeds < 1) or args.first_seed < 0:
         print(f"learning_curves: error: --seeds must be >= 1 and --first-seed >= 0; got "
               f"{args.seeds}, {args.first_seed}", file=sys.stderr)
@@ -503,9 +524,11 @@ def main(argv=None) -> int:
         return 2
     dirs = [sweep_dir(pathlib.Path(args.workdir), t, a) for t in tasks for a in algorithms
             if a in BREMEN_VARIANTS] if args.workdir else []
-    taken = [d for d in dirs if d.is_dir() and any(d.iterdir())]
+    taken = [d for d in dirs if d.is_dir() and any(d.iterdir())
+             and not (args.resume and (d / "sweep.json").is_file())]
     if taken:
-        print(f"learning_curves: error: sweep directory {taken[0]} exists and is not empty; "
+        what = "holds no sweep to resume" if args.resume else "is not empty"
+        print(f"learning_curves: error: sweep directory {taken[0]} exists and {what}; "
               f"choose a new --workdir or remove it (nothing was run)", file=sys.stderr)
         return 2
     seeds = [args.first_seed + s for s in (range(args.seeds) if args.seeds else proto["seeds"])]
@@ -531,7 +554,8 @@ def main(argv=None) -> int:
     for name in tasks:
         print(f"[{name}]", flush=True)
         entries = run_task(name, proto["tasks"][name], algorithms, seeds, episodes, args.tune,
-                           workdir, lambda s: print(s, flush=True), axes)
+                           workdir, lambda s: print(s, flush=True), axes,
+                           args.checkpoint_every, args.resume)
         doc["tasks"][name] = {**doc["tasks"].get(name, {}), **entries}
         doc["wall_s_total"] = round(time.perf_counter() - t0, 1)
         paths = write_outputs(doc, out)

@@ -56,6 +56,8 @@ def test_collect_export_import_round_trip(tmp_path, capsys):
     (["sweep", "--config", "no_such_sweep"], "sweep file 'no_such_sweep' not found"),
     (["sweep", "--config", "test", "--config.trpo.target_kl=0.2"], "trpo.target_kl"),
     (["sweep", "--config", "test", "--num-devices", "0"], "--num-devices must be in 1.."),
+    (["sweep", "--config", "test", "--checkpoint-every", "0"], "--checkpoint-every must be >= 1"),
+    (["sweep", "--config", "test", "--resume"], "holds no sweep.json"),
 ])
 def test_errors_are_one_line_exit_2(tmp_path, capsys, argv, message):
     out = tmp_path / "out"
@@ -71,6 +73,21 @@ def test_sweep_refuses_a_non_empty_workdir(tmp_path, capsys):
     assert cli.main(["sweep", "--config", "test", "--workdir", str(tmp_path)]) == 2
     assert "is not empty" in capsys.readouterr().err
     assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def test_interrupted_sweep_says_how_to_resume(tmp_path, capsys, monkeypatch):
+    from bremen_jax import sweep
+
+    def stop(*args, **kwargs):
+        assert kwargs["checkpoint_every"] == 2 and kwargs["resume"] is False
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep, "run_sweep", stop)
+    w = str(tmp_path / "w")
+    assert cli.main(["sweep", "--config", "test", "--workdir", w, "--checkpoint-every", "2"]) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and (f"continue with 'bremen sweep --config test --workdir {w} "
+                                      f"--checkpoint-every 2 --resume'") in err, err
 
 
 def test_bench_passes_its_flags_to_the_runner(capsys):

@@ -93,12 +93,40 @@ def test_a_used_sweep_directory_is_one_line_before_anything_runs(tmp_path, capsy
     assert not out.exists() and (used / "sweep.json").read_text() == "{}"
 
 
+def test_resume_continues_only_sweeps_begun_there(tmp_path, monkeypatch, capsys):
+    """--resume lets a directory holding a sweep through (run_bremen gets resume and the
+    checkpoint interval); one holding anything else is still refused in one line."""
+    calls = []
+
+    def fake_bremen(spec, seeds, workdir, log=print, checkpoint_every=None, resume=False):
+        calls.append((workdir.name, checkpoint_every, resume))
+        return _entry([400, 800], list(seeds), 2)
+
+    monkeypatch.setattr(lc, "run_bremen", fake_bremen)
+    used = lc.sweep_dir(tmp_path, "inverted_pendulum", "bremen_sampling")
+    used.mkdir()
+    (used / "sweep.json").write_text("{}")
+    base = ["--protocol", "tiny", "--algorithms", "bremen_sampling", "--workdir", str(tmp_path),
+            "--out", str(tmp_path / "l.json")]
+    assert lc.main(base + ["--resume", "--checkpoint-every", "1"]) == 0
+    assert calls == [("inverted_pendulum-bremen_sampling", 1, True)]
+    (used / "sweep.json").unlink()
+    (used / "mine.txt").write_text("keep")
+    capsys.readouterr()
+    assert lc.main(base + ["--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "exists and holds no sweep to resume" in err[0], err
+    assert lc.main(base + ["--checkpoint-every", "0"]) == 2
+    assert "--checkpoint-every must be >= 1" in capsys.readouterr().err
+    assert (used / "mine.txt").read_text() == "keep" and len(calls) == 1
+
+
 def test_merge_keeps_other_entries_and_variants_add_their_overrides(tmp_path, monkeypatch):
     """--merge adds a run's (task, algorithm) entries to an existing JSON; a BREMEN variant runs
     the protocol's config plus its overrides, in its own work directory."""
     calls = []
 
-    def fake_bremen(spec, seeds, workdir, log=print):
+    def fake_bremen(spec, seeds, workdir, log=print, *faults):
         calls.append((spec["overrides"][-1], workdir.name))
         return _entry([400, 800], list(seeds), 2)
 
@@ -120,7 +148,7 @@ def test_merge_keeps_other_entries_and_variants_add_their_overrides(tmp_path, mo
 def test_first_seed_picks_seeds_not_yet_looked_at(tmp_path, monkeypatch, capsys):
     seen = []
 
-    def fake_bremen(spec, seeds, workdir, log=print):
+    def fake_bremen(spec, seeds, workdir, log=print, *faults):
         seen.append(list(seeds))
         return _entry([400, 800], list(seeds), 2)
 

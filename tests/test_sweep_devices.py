@@ -54,9 +54,25 @@ CHILD = textwrap.dedent("""
     four = sweep.run_sweep("test", out + "/four")
     cfg, _ = sweep.load_sweep("test")
     three = sweep.run_sweep((cfg, {"seeds": 3, "points": [%r]}), out + "/three")
+    # checkpointed (one deployment per call) through, and interrupted after its first checkpoint
+    # then resumed: the sharded, padded states are saved and restored onto the 4 devices
+    from bremen_jax.run.checkpoint import Checkpointer
+    through = sweep.run_sweep((cfg, {"seeds": 3, "points": [%r]}), out + "/through",
+                              checkpoint_every=1)
+    save = Checkpointer.save
+    def save_then_stop(self, *args, **kwargs):
+        save(self, *args, **kwargs)
+        raise KeyboardInterrupt
+    Checkpointer.save = save_then_stop
+    try:
+        sweep.run_sweep((cfg, {"seeds": 3, "points": [%r]}), out + "/resumed", checkpoint_every=1)
+    except KeyboardInterrupt:
+        pass
+    Checkpointer.save = save
+    resumed = sweep.run_sweep((cfg, {"seeds": 3, "points": [%r]}), out + "/resumed", resume=True)
     print(json.dumps({"devices": [str(d) for d in jax.devices()],
-                      "timings": [four.timings[0], three.timings[0]]}))
-""" % POINT0)
+                      "timings": [four.timings[0], three.timings[0], resumed.timings[0]]}))
+""" % (POINT0, POINT0, POINT0, POINT0))
 
 
 def _npz(path):
@@ -150,6 +166,23 @@ def test_run_count_not_divisible_by_devices_is_padded(four_devices, single_devic
     _assert_close({k: v[:2] for k, v in m3.items()}, {k: v[:2] for k, v in m1.items()},
                   slice(None), slice(None))
     assert np.isfinite(m3["eval|eval/return_mean"][2]).all()
+
+
+def test_checkpointed_sweep_resumes_on_four_devices(four_devices):
+    """3 runs padded to 4 on 4 devices, one deployment per call: interrupted after its first
+    checkpoint and resumed, it equals the same sweep run through exactly, and the one-program
+    sweep to rounding."""
+    out, info = four_devices
+    assert info["timings"][2]["resumed_after_deployment"] == 1
+    assert info["timings"][2]["padded_runs"] == 1
+    through, resumed = _npz(out / "through" / "metrics_outer0.npz"), _npz(
+        out / "resumed" / "metrics_outer0.npz")
+    assert through.keys() == resumed.keys()
+    for k in through:
+        np.testing.assert_array_equal(through[k], resumed[k], err_msg=k)
+    three = _npz(out / "three" / "metrics_outer0.npz")
+    _assert_close(resumed, three, slice(None), slice(None))
+    assert not (out / "resumed" / "checkpoints").exists()
 
 
 def test_initialize_distributed_one_process_and_global_arrays(tmp_path):

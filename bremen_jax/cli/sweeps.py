@@ -4,6 +4,7 @@ which imports no JAX)."""
 from __future__ import annotations
 
 import argparse
+import shlex
 from typing import Sequence
 
 from bremen_jax.bench import suite
@@ -32,9 +33,18 @@ def cmd_sweep(args: argparse.Namespace, overrides: Sequence[str]) -> int:
         raise CliError("--max-rows needs --dataset (it limits the offline dataset's rows)")
     if args.max_rows is not None and args.max_rows < 1:
         raise CliError(f"--max-rows must be >= 1, got {args.max_rows}")
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
+        raise CliError(f"--checkpoint-every must be >= 1 (deployments per checkpoint), got "
+                       f"{args.checkpoint_every}")
     console = Console()
-    result = sweep.run_sweep(args.config, args.workdir, overrides=overrides, devices=devices,
-                             console=console, dataset=args.dataset, max_rows=args.max_rows)
+    try:
+        result = sweep.run_sweep(args.config, args.workdir, overrides=overrides, devices=devices,
+                                 console=console, dataset=args.dataset, max_rows=args.max_rows,
+                                 checkpoint_every=args.checkpoint_every, resume=args.resume)
+    except KeyboardInterrupt:
+        again = shlex.join(["bremen", *args.argv] + ([] if args.resume else ["--resume"]))
+        raise KeyboardInterrupt(f"interrupted; the outer values done and the last checkpoint in "
+                                f"{args.workdir} are kept: continue with '{again}'") from None
     console.print(f"results: {result.workdir / 'runs.csv'}, summary: "
                   f"{result.workdir / 'summary.md'}, plots: {result.workdir / 'plots'}")
     return 0
@@ -54,7 +64,7 @@ def register(sub) -> None:
     p.add_argument("--config", required=True,
                    help="sweep file (.py) or a name in bremen_jax/configs/sweeps")
     p.add_argument("--workdir", required=True, metavar="DIR",
-                   help="new or empty output directory")
+                   help="new or empty output directory (with --resume: the sweep's)")
     p.add_argument("--num-devices", type=int, default=None, metavar="N",
                    help="use only the first N devices (default: all)")
     p.add_argument("--distributed", action="store_true",
@@ -64,6 +74,14 @@ def register(sub) -> None:
                         "'bremen offline'), seeds and points vmapped")
     p.add_argument("--max-rows", type=int, default=None, metavar="N",
                    help="with --dataset: use only its first N rows")
+    p.add_argument("--checkpoint-every", type=int, default=None, metavar="K",
+                   help="run K deployments per compiled call and checkpoint every run's state "
+                        "after each call (one process; numbers equal the one-program sweep's to "
+                        "float rounding); default: one call per outer value, no checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted sweep in --workdir (same --config, overrides "
+                        "and dataset): outer values done are read back, the others continue "
+                        "from their last checkpoint")
     p = add_command(sub, "bench", cmd_bench, overrides=True,
                     help="time every phase of a deployment against the matmul peak",
         description="Benchmark suites: each phase of a BREMEN deployment (collection, ensemble "

@@ -5,7 +5,7 @@
 * :mod:`~bremen_jax.sweep.offline`: the dataset of an offline sweep (``--dataset``);
 * :mod:`~bremen_jax.sweep.program`: devices, memory checks, the ``jit(vmap(train))`` program and
   :func:`run_sweep`, the entry point (``bremen sweep``; ``--dataset``: offline BREMEN runs on one
-  dataset);
+  dataset; ``--checkpoint-every`` / ``--resume``: checkpoints and continuing after a kill);
 * :mod:`~bremen_jax.sweep.report`: rows, summary over seeds, files and plots (host only).
 
 See ``docs/sweeps.md`` for the file format.
@@ -20,13 +20,17 @@ from bremen_jax.sweep.program import (
     SweepResult,
     available_memory_bytes,
     compile_sweep,
+    compile_sweep_steps,
     estimate_memory,
     execute_plan,
     initialize_distributed,
     make_runs_mesh,
+    make_sweep_continue,
+    make_sweep_init,
     make_sweep_program,
     pad_runs,
     padded_size,
+    read_unfinished,
     run_state_bytes,
     run_sweep,
     tree_nbytes,
@@ -42,7 +46,8 @@ from bremen_jax.sweep.spec import (
 
 __all__ = ["OfflineData", "OuterPlan", "PROGRAM_NAME", "STATE_COPIES", "SweepError",
            "SweepExistsError", "SweepMemoryError", "SweepResult", "SweepSpec",
-           "available_memory_bytes", "build_plans", "compile_sweep", "estimate_memory",
-           "execute_plan", "initialize_distributed", "load_offline_data", "load_sweep",
-           "make_runs_mesh", "make_sweep_program", "pad_runs", "padded_size", "parse_sweep",
+           "available_memory_bytes", "build_plans", "compile_sweep", "compile_sweep_steps",
+           "estimate_memory", "execute_plan", "initialize_distributed", "load_offline_data",
+           "load_sweep", "make_runs_mesh", "make_sweep_continue", "make_sweep_init",
+           "make_sweep_program", "pad_runs", "padded_size", "parse_sweep", "read_unfinished",
            "run_state_bytes", "run_sweep", "tree_nbytes"]

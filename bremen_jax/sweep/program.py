@@ -26,7 +26,9 @@ runs per device is checked against the free memory; after compiling, the program
 
 Sweep files and specs are parsed in :mod:`bremen_jax.sweep.spec`, rows / summary / plots are
 made in :mod:`bremen_jax.sweep.report`; this module holds devices, memory, the compiled program
-and :func:`run_sweep`.
+and :func:`run_sweep`, which with ``checkpoint_every`` runs an outer value as calls of k
+deployments (:func:`make_sweep_init`, :func:`make_sweep_continue`) with every run's state
+checkpointed between them, and with ``resume`` continues an interrupted sweep.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import itertools
 import json
 import os
 import pathlib
+import shutil
 import time
 import warnings
 from typing import Any, Sequence
@@ -48,6 +51,7 @@ from bremen_jax import config as config_lib
 from bremen_jax.algo.phases import Phases
 from bremen_jax.algo.schedule import Schedule, make_continue
 from bremen_jax.envs import registry
+from bremen_jax.run.checkpoint import Checkpointer
 from bremen_jax.run.compile import compile_cached
 from bremen_jax.run.lock import LOCK_NAME, WorkdirLock
 from bremen_jax.run.workdir import claim_workdir
@@ -59,8 +63,9 @@ from bremen_jax.types import Transition
 
 __all__ = ["OuterPlan", "SweepError", "SweepExistsError", "SweepMemoryError", "SweepResult",
            "SweepSpec", "available_memory_bytes", "build_plans", "compile_sweep",
-           "estimate_memory", "execute_plan", "initialize_distributed", "load_sweep",
-           "make_runs_mesh", "make_sweep_program", "padded_size", "parse_sweep",
+           "compile_sweep_steps", "estimate_memory", "execute_plan", "initialize_distributed",
+           "load_sweep", "make_runs_mesh", "make_sweep_continue", "make_sweep_init",
+           "make_sweep_program", "padded_size", "parse_sweep", "read_unfinished",
            "run_state_bytes", "run_sweep"]
 
 PROGRAM_NAME = "bremen_sweep"   # the jitted program's name (compile logs / monitoring events)
@@ -211,12 +216,38 @@ def check_memory(need: int, devices: Sequence[jax.Device], what: str, runs_per_d
 
 
 # ------------------------------------------------------------------------ the compiled program
+def make_sweep_init(phases: Phases, offline: bool = False):
+    """``bremen_sweep_init(seeds [R] int32[, data]) -> states``: every run's initial ``RunState``
+    (leaves ``[R, ...]``), ``key = jax.random.key(seed)`` made inside the program (so the inputs
+    are plain arrays); ``offline``: ``data`` (flat ``[N, ...]`` :class:`Transition`) fills every
+    run's buffer."""
+    schedule = Schedule(phases, offline=offline)
+    if offline:
+        def bremen_sweep_init(seeds, data):
+            return jax.vmap(lambda seed: schedule.init(jax.random.key(seed), data))(seeds)
+    else:
+        def bremen_sweep_init(seeds):
+            return jax.vmap(lambda seed: schedule.init(jax.random.key(seed)))(seeds)
+    return bremen_sweep_init
+
+
+def make_sweep_continue(phases: Phases, num_deployments: int, offline: bool = False):
+    """``bremen_sweep_continue(states, hp: HParams [R]) -> (states, metrics)``: the next
+    ``num_deployments`` deployments of every run (:func:`~bremen_jax.algo.schedule.make_continue`
+    vmapped); metric leaves ``[R, num_deployments, ...]``."""
+    run = make_continue(Schedule(phases, offline=offline), num_deployments)
+
+    def bremen_sweep_continue(states, hp):
+        return jax.vmap(run)(states, hp)
+
+    return bremen_sweep_continue
+
+
 def make_sweep_program(phases: Phases, num_deployments: int | None = None,
                        offline: bool = False):
     """``bremen_sweep(seeds [R] int32, hp: HParams [R]) -> metrics`` (leaves ``[R, K, ...]``):
-    :func:`~bremen_jax.algo.schedule.make_train`'s ``train`` over the runs (``jax.vmap`` of the
-    state's init, then of the deployments) with ``key = jax.random.key(seed)`` made inside the
-    program (so the inputs are plain arrays).
+    :func:`make_sweep_init` then :func:`make_sweep_continue` over all ``K`` deployments, one
+    program (:func:`~bremen_jax.algo.schedule.make_train`'s ``train`` over the runs).
 
     ``offline``: ``bremen_sweep(seeds, hp, data)`` where ``data`` (flat ``[N, ...]``
     :class:`~bremen_jax.types.Transition`, not batched) fills every run's buffer and each run is
@@ -228,25 +259,16 @@ def make_sweep_program(phases: Phases, num_deployments: int | None = None,
     # leaves the seed-independent leaves (zero buffers, counters, the fixed-seed policy init)
     # unbatched at the scan's entry, and JAX then batches the whole deployment body twice to
     # find its fixpoint (and every scan nested in it again): ~2x the tracing time.
+    if offline and num_deployments not in (None, 1):
+        raise ValueError(f"an offline sweep has one deployment, got {num_deployments}")
+    k = 1 if offline else num_deployments or Schedule(phases).num_deployments
+    init, run = make_sweep_init(phases, offline), make_sweep_continue(phases, k, offline)
     if offline:
-        if num_deployments not in (None, 1):
-            raise ValueError(f"an offline sweep has one deployment, got {num_deployments}")
-        schedule = Schedule(phases, offline=True)
-        run = make_continue(schedule, 1)
-
         def bremen_sweep(seeds, hp, data):  # noqa: F811 - the program's name, either way
-            states = jax.vmap(lambda seed: schedule.init(jax.random.key(seed), data))(seeds)
-            return jax.vmap(lambda state, hp: run(state, hp)[1])(states, hp)
-
-        return bremen_sweep
-
-    schedule = Schedule(phases)
-    run = make_continue(schedule, num_deployments or schedule.num_deployments)
-
-    def bremen_sweep(seeds, hp):
-        states = jax.vmap(lambda seed: schedule.init(jax.random.key(seed)))(seeds)
-        return jax.vmap(lambda state, hp: run(state, hp)[1])(states, hp)
-
+            return run(init(seeds, data), hp)[1]
+    else:
+        def bremen_sweep(seeds, hp):
+            return run(init(seeds), hp)[1]
     return bremen_sweep
 
 
@@ -279,6 +301,39 @@ def compile_sweep(phases: Phases, mesh: Mesh, hp: config_lib.HParams, num_runs_p
     return exe.fn, 0.0 if exe.cached else exe.seconds, exe.cached
 
 
+def _plain(tree: Any) -> Any:
+    """``ShapeDtypeStruct`` s without sharding or layout (from a compiled program's
+    ``out_info``)."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree)
+
+
+def compile_sweep_steps(phases: Phases, mesh: Mesh, hp: config_lib.HParams, num_runs_padded: int,
+                        chunks: Sequence[int]) -> tuple[Any, dict[int, Any], float, bool]:
+    """The checkpointed sweep's programs (online): ``bremen_sweep_init`` and one
+    ``bremen_sweep_continue`` per chunk length in ``chunks`` (state donated), sharded and cached
+    like :func:`compile_sweep`: ``(init, {length: continue}, seconds, all_cached)``. Their
+    ``out_info`` give the states' and metrics' shapes."""
+    runs = NamedSharding(mesh, PartitionSpec("runs"))
+    hp_abs = jax.tree.map(lambda x: jax.ShapeDtypeStruct((num_runs_padded,), np.asarray(x).dtype),
+                          hp)
+    seeds_abs = jax.ShapeDtypeStruct((num_runs_padded,), np.int32)
+    key = ("sweep", phases.static, tuple(d.id for d in mesh.devices.flat), phases.capacity,
+           phases.max_segments, phases.task.name)
+    opts = dict(precision=phases.static.precision, effort=phases.static.compile_effort,
+                persist=registry.is_builtin(phases.task.name), out_shardings=runs)
+    init = compile_cached(key + ("init",), make_sweep_init(phases), seeds_abs,
+                          in_shardings=(runs,), **opts)
+    states_abs = _plain(init.fn.out_info)
+    steps, seconds, cached = {}, 0.0 if init.cached else init.seconds, init.cached
+    for n in sorted(set(chunks)):
+        exe = compile_cached(key + ("continue", n), make_sweep_continue(phases, n), states_abs,
+                             hp_abs, in_shardings=(runs, runs), donate_argnums=0, **opts)
+        steps[n] = exe.fn
+        seconds += 0.0 if exe.cached else exe.seconds
+        cached = cached and exe.cached
+    return init.fn, steps, seconds, cached
+
+
 def compiled_bytes(compiled) -> int | None:
     """Per-device bytes of a compiled program (arguments + outputs + temporaries - aliased)."""
     try:
@@ -309,19 +364,36 @@ def estimate_memory(plan: OuterPlan, mesh: Mesh, phases: Phases | None = None,
 
 
 def execute_plan(plan: OuterPlan, mesh: Mesh, num_deployments: int | None = None, log=None,
-                 data: OfflineData | None = None) -> tuple[Any, dict]:
+                 data: OfflineData | None = None, checkpoints: Checkpointer | None = None,
+                 every: int = 1) -> tuple[Any, dict]:
     """Checks memory, compiles (once) and runs one outer value (offline on ``data`` when given).
     Returns (metrics with NumPy leaves ``[R, ...]`` (padding dropped), info: timings, padding,
-    memory)."""
+    memory).
+
+    With ``checkpoints`` (online only; one process) the runs go ``every`` deployments per call
+    (:func:`compile_sweep_steps`) and after each call but the last every run's state and the
+    metrics so far are saved there; when it already holds a checkpoint the runs continue from its
+    newest intact one (same numbers as running through: the same programs, the same states).
+    """
     devices = list(mesh.devices.flat)
     n_dev, R = len(devices), plan.num_runs
     R_pad = padded_size(R, n_dev)
     per_dev = R_pad // n_dev
     phases = plan_phases(plan, data)
     pre = estimate_memory(plan, mesh, phases, data)
-    compiled, compile_s, cached = compile_sweep(phases, mesh, plan.hp, R_pad, num_deployments,
-                                                None if data is None else data.batch)
-    need = compiled_bytes(compiled)
+    chunked = checkpoints is not None and data is None
+    if chunked:
+        K = num_deployments or Schedule(phases).num_deployments
+        every = max(1, min(every, K))
+        init, steps, compile_s, cached = compile_sweep_steps(phases, mesh, plan.hp, R_pad,
+                                                             (every, K % every or every))
+        sizes = [compiled_bytes(f) for f in steps.values()]
+        need = None if None in sizes else max(sizes)
+    else:
+        compiled, compile_s, cached = compile_sweep(phases, mesh, plan.hp, R_pad,
+                                                    num_deployments,
+                                                    None if data is None else data.batch)
+        need = compiled_bytes(compiled)
     post = None if need is None else check_memory(
         need, devices, f"{per_dev} runs, the compiled program's memory_analysis()", per_dev)
     runs = NamedSharding(mesh, PartitionSpec("runs"))
@@ -333,15 +405,23 @@ def execute_plan(plan: OuterPlan, mesh: Mesh, num_deployments: int | None = None
         args += (jax.tree.map(lambda x: _global_array(np.asarray(x), everywhere), data.batch),)
     wait_for_all_processes(f"bremen_sweep_compiled_{next(_BARRIERS)}")
     t0 = time.perf_counter()
-    out = jax.block_until_ready(compiled(*args))
-    run_s = time.perf_counter() - t0
+    extra = {}
+    if chunked:
+        out, extra = _run_chunks(plan, phases, mesh, R_pad, init, steps, seeds, hp, K, every,
+                                 checkpoints, log)
+        compile_s += extra.pop("compile_s")
+        run_s = extra["run_s"]
+    else:
+        out = jax.block_until_ready(compiled(*args))
+        run_s = time.perf_counter() - t0
     metrics = jax.tree.map(lambda x: x[:R], _gather(out))
     info = {"outer": plan.index, "values": jsonable(plan.values), "runs": R,
             "padded_runs": R_pad - R, "devices": n_dev, "runs_per_device": per_dev,
-            "process": jax.process_index(), "process_runs": local_runs(out, R),
+            "process": jax.process_index(),
+            "process_runs": list(range(R)) if chunked else local_runs(out, R),
             "compile_s": round(compile_s, 3), "compile_cached": cached, "run_s": round(run_s, 3),
             "runs_per_hour": R / run_s * 3600 if run_s > 0 else None,
-            "memory_estimate": pre, "memory_compiled": post}
+            "memory_estimate": pre, "memory_compiled": post, **extra}
     if log is not None:
         where = "" if jax.process_count() == 1 else (
             f" (process {jax.process_index()} of {jax.process_count()}: runs "
@@ -349,6 +429,63 @@ def execute_plan(plan: OuterPlan, mesh: Mesh, num_deployments: int | None = None
         log(f"outer {plan.index + 1}: {R} runs (+{R_pad - R} padding) on {n_dev} "
             f"{devices[0].platform} device(s){where}: compile {compile_s:.1f} s"
             f"{' (cached)' if cached else ''}, run {run_s:.1f} s")
+    return metrics, info
+
+
+def _run_chunks(plan: OuterPlan, phases: Phases, mesh: Mesh, R_pad: int, init, steps: dict,
+                seeds, hp, K: int, every: int, checkpoints: Checkpointer, log
+                ) -> tuple[Any, dict]:
+    """:func:`execute_plan`'s checkpointed loop: ``(metrics [R_pad, K, ...] as device or NumPy
+    arrays, info)``; a checkpoint holds ``{"runs": states, "metrics": metrics}`` (the metrics of
+    deployments not run yet are zeros) at step = deployments done."""
+    runs = NamedSharding(mesh, PartitionSpec("runs"))
+    states_abs = _plain(init.out_info)
+    metrics_abs = jax.tree.map(lambda x: jax.ShapeDtypeStruct((x.shape[0], K) + x.shape[2:],
+                                                              x.dtype),
+                               _plain(steps[every].out_info[1]))
+    done, compile_s, ckpt_s, run_s, saved = 0, 0.0, 0.0, 0.0, 0
+    info: dict[str, Any] = {"checkpoint_every": every}
+    if checkpoints.latest_step() is not None:
+        t = time.perf_counter()
+        tree, meta, skipped = checkpoints.restore_intact({"runs": states_abs,
+                                                          "metrics": metrics_abs})
+        done = int(meta["position"]["deployments"])
+        states = jax.tree.map(lambda x: jax.device_put(x, runs), tree["runs"])
+        metrics = jax.tree.map(np.array, tree["metrics"])
+        ckpt_s += time.perf_counter() - t
+        info["resumed_after_deployment"] = done
+        if log is not None:
+            for line in skipped:
+                log(f"outer {plan.index + 1}: skipped a damaged checkpoint: {line}")
+            log(f"outer {plan.index + 1}: continuing after deployment {done} of {K} "
+                f"({checkpoints.directory})")
+        if (K - done) % every:
+            more = compile_sweep_steps(phases, mesh, plan.hp, R_pad, ((K - done) % every,))
+            steps, compile_s = {**steps, **more[1]}, more[2]
+    else:
+        t = time.perf_counter()
+        states = init(seeds)
+        metrics = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), metrics_abs)
+        run_s += time.perf_counter() - t
+    while done < K:
+        n = min(every, K - done)
+        t = time.perf_counter()
+        states, m = steps[n](states, hp)
+        m = _gather(m)
+        run_s += time.perf_counter() - t
+        jax.tree.map(lambda full, part: full.__setitem__((slice(None), slice(done, done + n)),
+                                                         part), metrics, m)
+        done += n
+        if done < K:
+            t = time.perf_counter()
+            checkpoints.save(done, {"runs": states, "metrics": metrics},
+                             position={"outer": plan.index, "deployments": done})
+            ckpt_s += time.perf_counter() - t
+            saved += 1
+            if log is not None:
+                log(f"outer {plan.index + 1}: deployment {done} of {K} done, checkpoint saved")
+    info.update(run_s=run_s, checkpoint_s=round(ckpt_s, 3), checkpoints_saved=saved,
+                compile_s=compile_s)
     return metrics, info
 
 
@@ -394,10 +531,53 @@ def device_info(mesh: Mesh) -> dict:
             "mesh": {"runs": int(mesh.size)}, "jax_version": jax.__version__}
 
 
+RESUME_FIELDS = ("config", "sweep", "seeds", "points", "outer", "num_deployments", "offline")
+CHECKPOINTS = "checkpoints"  # <workdir>/checkpoints/outer<i>: an outer value's run states
+
+
+def read_unfinished(workdir: str | pathlib.Path) -> dict:
+    """The ``sweep.json`` of a sweep to resume; :class:`SweepError` (one line) when there is none
+    or it cannot be read."""
+    path = pathlib.Path(workdir) / "sweep.json"
+    if not path.is_file():
+        raise SweepError(f"cannot resume {workdir}: it holds no sweep.json (not a sweep directory; "
+                         f"start the sweep there without --resume)")
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise SweepError(f"cannot resume {workdir}: its sweep.json is unreadable "
+                         f"({type(e).__name__}); expected the JSON 'bremen sweep' writes") from None
+    if not isinstance(old, dict) or not all(k in old for k in RESUME_FIELDS):
+        raise SweepError(f"cannot resume {workdir}: its sweep.json lacks "
+                         f"{[k for k in RESUME_FIELDS if k not in (old or {})]} (not written by "
+                         f"'bremen sweep')")
+    return old
+
+
+def check_same_sweep(old: dict, new: dict, workdir: pathlib.Path) -> None:
+    """:class:`SweepError` naming the first of :data:`RESUME_FIELDS` in which the sweep to resume
+    (``old``: its ``sweep.json``) differs from this call's (``new``)."""
+    def norm(x):
+        return json.loads(json.dumps(x, sort_keys=True, default=str))
+
+    for field in RESUME_FIELDS:
+        if norm(old.get(field)) == norm(new.get(field)):
+            continue
+        what = f"{field} ({norm(old.get(field))} there, {norm(new.get(field))} now)"
+        if field == "config":
+            from bremen_jax.run.checkpoint import config_diff
+            what = "config field " + ("; ".join(config_diff(old[field], new[field])[:3])
+                                      or "values")
+        raise SweepError(f"cannot resume {workdir}: its {what} differs from this call's; resume "
+                         f"with the same sweep file, --config overrides and dataset, or use a "
+                         f"new --workdir")
+
+
 def run_sweep(sweep: Any, workdir: str | pathlib.Path, *, overrides: Sequence[str] = (),
               devices: Sequence[jax.Device] | None = None, console=None,
               num_deployments: int | None = None, dataset: str | pathlib.Path | None = None,
-              max_rows: int | None = None) -> SweepResult:
+              max_rows: int | None = None, checkpoint_every: int | None = None,
+              resume: bool = False) -> SweepResult:
     """Runs a sweep and writes its files in ``workdir`` (process 0 only).
 
     With ``dataset`` every run is offline BREMEN on that dataset (its first ``max_rows`` rows):
@@ -405,30 +585,57 @@ def run_sweep(sweep: Any, workdir: str | pathlib.Path, *, overrides: Sequence[st
     ``return_d1`` is the last iterate's return, ``bc_return_d1`` the clone's, and ``sweep.json``
     and the summary name the dataset and its behaviour return.
 
+    Faults: each outer value's metrics are written as soon as it ends, and ``sweep.json`` records
+    the outer values done. With ``checkpoint_every = k`` (online sweeps) an outer value runs ``k``
+    deployments per compiled call and every run's state is checkpointed after each call (orbax,
+    checksummed, in ``checkpoints/outer<i>``; removed once the outer value is done). ``resume``
+    continues an interrupted sweep in ``workdir``: outer values done are read back, the others
+    continue from their newest intact checkpoint (or start again), with the same numbers as a
+    sweep that ran through with the same ``checkpoint_every``; the sweep file, overrides, dataset
+    and ``num_deployments`` must be the same (a one-line :class:`SweepError` names what differs).
+    A finished sweep is read back without compiling.
+
     Args:
         sweep: sweep file path, name in :mod:`bremen_jax.configs.sweeps`, module or ``(cfg, spec)``.
-        workdir: new or empty directory; gets sweep.json, runs.csv/.jsonl, summary.json/.md,
-            metrics_outer<i>.npz and plots/.
+        workdir: new or empty directory (or, with ``resume``, an interrupted sweep's); gets
+            sweep.json, runs.csv/.jsonl, summary.json/.md, metrics_outer<i>.npz and plots/.
         overrides: ``"field=value"`` for the base config (not for swept fields).
         devices: devices of the runs mesh (default: all, every process).
         console: ``rich.console.Console`` for progress and the summary table; None = silent.
         num_deployments: run only the first K' deployments of each run (benchmarks).
         dataset, max_rows: offline sweep (see above).
+        checkpoint_every: deployments per compiled call between checkpoints (None: one call per
+            outer value, no checkpoint; ignored offline, one deployment). One process only.
+        resume: continue the sweep in ``workdir`` (see above). One process only.
     Raises:
-        SweepError / ConfigError (bad sweep), SweepExistsError, SweepMemoryError, RunDirError
-        (a directory that cannot be written), WorkdirLocked (in use by another sweep or run).
+        SweepError / ConfigError (bad sweep, or nothing to resume), SweepExistsError,
+        SweepMemoryError, RunDirError (a directory that cannot be written), WorkdirLocked (in use
+        by another sweep or run), CheckpointError (no intact checkpoint to continue from).
     """
+    if checkpoint_every is not None and (isinstance(checkpoint_every, bool)
+                                         or not isinstance(checkpoint_every, int)
+                                         or checkpoint_every < 1):
+        raise SweepError(f"checkpoint_every must be an int >= 1 (deployments per checkpoint), "
+                         f"got {checkpoint_every!r}")
+    if (checkpoint_every or resume) and jax.process_count() > 1:
+        raise SweepError("checkpoints and resume are for one-process sweeps: a multi-process "
+                         "sweep writes its files from process 0 only (run without "
+                         "--checkpoint-every/--resume, or on one host)")
     cfg, spec = load_sweep(sweep, overrides)
-    check_new_sweep_dir(workdir)
+    old = read_unfinished(workdir) if resume else None
+    if not resume:
+        check_new_sweep_dir(workdir)
     plans = build_plans(cfg, spec)
     data = None if dataset is None else load_offline_data(plans, dataset, max_rows)
     mesh = make_runs_mesh(devices)
     for plan in plans:  # every outer value's memory estimate before compiling or writing
         estimate_memory(plan, mesh, data=data)
-    lock = claim_sweep_dir(workdir) if jax.process_index() == 0 else None
+    lock = None
+    if jax.process_index() == 0:
+        lock = claim_workdir(workdir) if resume else claim_sweep_dir(workdir)
     try:
         return _run_plans(sweep, cfg, spec, plans, mesh, pathlib.Path(workdir), overrides,
-                          console, num_deployments, data)
+                          console, num_deployments, data, checkpoint_every, old)
     finally:
         if lock is not None:
             lock.release()
@@ -436,33 +643,69 @@ def run_sweep(sweep: Any, workdir: str | pathlib.Path, *, overrides: Sequence[st
 
 def _run_plans(sweep, cfg, spec: SweepSpec, plans: list[OuterPlan], mesh: Mesh,
                workdir: pathlib.Path, overrides: Sequence[str], console,
-               num_deployments: int | None, data: OfflineData | None = None) -> SweepResult:
-    """Compiles and runs every outer value in turn, writing the files (process 0)."""
+               num_deployments: int | None, data: OfflineData | None = None,
+               checkpoint_every: int | None = None, old: dict | None = None) -> SweepResult:
+    """Compiles and runs every outer value in turn (or reads back those an interrupted sweep,
+    ``old`` its ``sweep.json``, finished), writing the files (process 0)."""
     if "dynamics.num_active" in spec.fields and not jax.config.jax_threefry_partitionable:
         warnings.warn("jax_threefry_partitionable is off: members 0..k-1 of a masked ensemble "
                       "then get other random keys than a k-member ensemble (results are still "
                       "valid, but not equal to runs built with exactly k members)")
     writer = jax.process_index() == 0
+    if old is not None and checkpoint_every is None:  # go on as the sweep began
+        checkpoint_every = old.get("checkpoint_every")
     meta = {"config": json.loads(cfg.to_json()), "sweep": spec.raw, "seeds": list(spec.seeds),
             "points": jsonable(list(spec.points)), "outer": jsonable(list(spec.outer)),
             "device": device_info(mesh), "overrides": list(overrides),
             "num_deployments": num_deployments,
-            "offline": None if data is None else data.info(), "source": str(getattr(sweep, "__file__", sweep))
-            if not isinstance(sweep, tuple) else "(cfg, spec)"}
-    if writer:
-        report.write_json(workdir / "sweep.json", {**meta, "finished": False})
+            "offline": None if data is None else data.info(),
+            "source": str(getattr(sweep, "__file__", sweep))
+            if not isinstance(sweep, tuple) else "(cfg, spec)",
+            "checkpoint_every": checkpoint_every}
+    done_before = {}
+    if old is not None:
+        check_same_sweep(old, meta, workdir)
+        done_before = {t["outer"]: t for t in old.get("timings") or []
+                       if isinstance(t, dict) and isinstance(t.get("outer"), int)}
+        meta["resumes"] = int(old.get("resumes") or 0) + 1
     log = console.print if console is not None else None
     rows, timings, metrics = [], [], []
+    if writer:
+        report.write_json(workdir / "sweep.json", {**meta, "finished": False, "timings": timings})
     for plan in plans:
-        m, info = execute_plan(plan, mesh, num_deployments, log, data)
+        path = workdir / f"metrics_outer{plan.index}.npz"
+        if plan.index in done_before and path.is_file():
+            try:
+                m = report.read_metrics(path, plan)
+            except ValueError as e:
+                raise SweepError(f"cannot resume {workdir}: {e}") from None
+            info = done_before[plan.index]
+            if log is not None:
+                log(f"outer {plan.index + 1}: done before, read back from {path.name}")
+        else:
+            ckpt_dir = workdir / CHECKPOINTS / f"outer{plan.index}"
+            ckpt = (Checkpointer(ckpt_dir, max_to_keep=2)
+                    if writer and data is None and (checkpoint_every or ckpt_dir.is_dir())
+                    else None)
+            try:
+                m, info = execute_plan(plan, mesh, num_deployments, log, data, ckpt,
+                                       checkpoint_every or 1)
+            finally:
+                if ckpt is not None:
+                    ckpt.close()
+            if writer:
+                report.write_metrics(path, m, plan)
         metrics.append(m)
         timings.append(info)
         rows += report.run_rows(plan, spec, m, offset=len(rows))
         if writer:
-            report.write_metrics(workdir / f"metrics_outer{plan.index}.npz", m, plan)
+            report.write_json(workdir / "sweep.json", {**meta, "finished": False,
+                                                       "timings": timings})
+            shutil.rmtree(workdir / CHECKPOINTS / f"outer{plan.index}", ignore_errors=True)
     summary = report.summarize(rows, spec, timings,
                                offline=None if data is None else data.info())
     if writer:
+        shutil.rmtree(workdir / CHECKPOINTS, ignore_errors=True)
         report.write_json(workdir / "sweep.json", {**meta, "finished": True, "timings": timings})
         report.write_outputs(workdir, rows, summary)
         if console is not None:

@@ -24,6 +24,7 @@ import csv
 import json
 import math
 import pathlib
+import zipfile
 from typing import Any, Sequence
 
 import numpy as np
@@ -221,6 +222,30 @@ def write_metrics(path: pathlib.Path, metrics: dict, plan) -> None:
     walk("", metrics)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, **flat)
+
+
+def read_metrics(path: pathlib.Path, plan) -> dict:
+    """The metrics :func:`write_metrics` wrote for ``plan``'s runs (nested dict, leaves
+    ``[R, K, ...]``). Raises ``ValueError`` (one line) for a file that cannot be read or holds
+    other runs (seeds or points)."""
+    try:
+        with np.load(path) as z:
+            flat = {k: np.asarray(z[k]) for k in z.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
+        raise ValueError(f"cannot read {path} ({type(e).__name__}: {e}); remove it to run that "
+                         f"outer value again") from None
+    for name, want in (("seeds", plan.seeds), ("point", plan.point)):
+        if name not in flat or not np.array_equal(flat.pop(name), np.asarray(want)):
+            raise ValueError(f"{path} holds other runs than outer value {plan.index} (its "
+                             f"{name!r} differ); remove it to run that outer value again")
+    out: dict = {}
+    for key, value in flat.items():
+        *parents, leaf = key.split("|")
+        node = out
+        for k in parents:
+            node = node.setdefault(k, {})
+        node[leaf] = value
+    return out
 
 
 def write_outputs(workdir: pathlib.Path, rows: list[dict], summary: dict) -> None:
