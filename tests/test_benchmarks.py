@@ -433,3 +433,15 @@ def test_trpo_ceiling_tiny_writes_its_json(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         tc.main(["--repeats", "0"])
+
+
+def test_sweep_checkpoint_benchmark_writes_its_json(tmp_path):
+    from benchmarks import sweep_checkpoint
+
+    out = tmp_path / "ck.json"
+    assert sweep_checkpoint.main(["--config", "test", "--runs", "2", "--repeats", "2",
+                                  "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["runs"] == 2 and len(doc["save_s"]) == 2 and doc["restore_s"] > 0
+    assert doc["state_bytes"] == 2 * doc["state_bytes_per_run"] > 0
+    assert doc["disk_bytes"] > doc["state_bytes"] // 2  # incompressible fill: about its size
