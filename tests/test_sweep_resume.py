@@ -155,3 +155,34 @@ def test_a_damaged_metrics_file_is_named_on_resume(resumed, tmp_path):
     (w / "metrics_outer0.npz").write_bytes(b"damaged")
     with pytest.raises(sweep.SweepError, match="cannot resume .*metrics_outer0.npz"):
         sweep.run_sweep("test", w, resume=True)
+
+
+def test_resume_on_another_padded_run_count_is_refused(tmp_path, monkeypatch):
+    """A checkpoint written with another padded run count (another device count) is refused in
+    one line before anything is restored; the checkpoint stays."""
+    w = tmp_path / "w"
+    save = Checkpointer.save
+
+    def save_then_stop(self, *args, **kwargs):
+        save(self, *args, **kwargs)
+        raise Stop
+
+    with monkeypatch.context() as mp, pytest.raises(Stop):
+        mp.setattr(Checkpointer, "save", save_then_stop)
+        sweep.run_sweep("test", w, checkpoint_every=1)
+    ckpt = Checkpointer(w / program.CHECKPOINTS / "outer0")
+    try:
+        assert ckpt.read_meta()["extra"] == {"padded_runs": 4, "devices": 1}
+    finally:
+        ckpt.close()
+    read = Checkpointer.read_meta
+
+    def eight(self, *args, **kwargs):
+        meta = read(self, *args, **kwargs)
+        return {**meta, "extra": {"padded_runs": 8, "devices": 8}}
+
+    monkeypatch.setattr(Checkpointer, "read_meta", eight)
+    with pytest.raises(sweep.SweepError, match="holds 8 runs with padding, this call 4 on 1 "
+                                               "device"):
+        sweep.run_sweep("test", w, resume=True)
+    assert (w / program.CHECKPOINTS / "outer0" / "1").is_dir()

@@ -33,6 +33,7 @@ checkpointed between them, and with ``resume`` continues an interrupted sweep.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -51,7 +52,7 @@ from bremen_jax import config as config_lib
 from bremen_jax.algo.phases import Phases
 from bremen_jax.algo.schedule import Schedule, make_continue
 from bremen_jax.envs import registry
-from bremen_jax.run.checkpoint import Checkpointer
+from bremen_jax.run.checkpoint import CheckpointError, Checkpointer
 from bremen_jax.run.compile import compile_cached
 from bremen_jax.run.lock import LOCK_NAME, WorkdirLock
 from bremen_jax.run.workdir import claim_workdir
@@ -446,6 +447,14 @@ def _run_chunks(plan: OuterPlan, phases: Phases, mesh: Mesh, R_pad: int, init, s
     done, compile_s, ckpt_s, run_s, saved = 0, 0.0, 0.0, 0.0, 0
     info: dict[str, Any] = {"checkpoint_every": every}
     if checkpoints.latest_step() is not None:
+        with contextlib.suppress(CheckpointError):  # a damaged one: restore_intact says so
+            was = checkpoints.read_meta()["extra"].get("padded_runs")
+            if was is not None and was != R_pad:
+                raise SweepError(
+                    f"cannot resume outer value {plan.index}: its checkpoint "
+                    f"({checkpoints.directory}) holds {was} runs with padding, this call "
+                    f"{R_pad} on {mesh.size} device(s); resume on the device count the sweep "
+                    f"began with (--num-devices)")
         t = time.perf_counter()
         tree, meta, skipped = checkpoints.restore_intact({"runs": states_abs,
                                                           "metrics": metrics_abs})
@@ -479,7 +488,8 @@ def _run_chunks(plan: OuterPlan, phases: Phases, mesh: Mesh, R_pad: int, init, s
         if done < K:
             t = time.perf_counter()
             checkpoints.save(done, {"runs": states, "metrics": metrics},
-                             position={"outer": plan.index, "deployments": done})
+                             position={"outer": plan.index, "deployments": done},
+                             extra={"padded_runs": R_pad, "devices": int(mesh.size)})
             ckpt_s += time.perf_counter() - t
             saved += 1
             if log is not None:
