@@ -3,7 +3,7 @@
 ``python -m experiments.learning_curves --protocol cpu [--tasks halfcheetah,hopper]
 [--algorithms bremen,bremen_sampling,sac,ppo] [--seeds 5] [--first-seed 0] [--tune] [--out FILE]
 [--merge]
-[--workdir DIR]``
+[--workdir DIR] [--checkpoint-every K] [--resume]``
 
 For each task of the protocol:
 
@@ -23,7 +23,9 @@ Every policy is evaluated with :func:`bremen_jax.envs.acting.make_evaluator` (de
 ``--episodes`` episodes, default 10). Outputs (:mod:`experiments.learning_report`): the JSON
 (default ``benchmarks/results/learning-<device>-<date>.json``), a markdown table, a PNG per task and
 the return-vs-deployments figure. The JSON is rewritten after every (task, algorithm), so a partial
-result survives an interruption.
+result survives an interruption; ``--checkpoint-every K`` checkpoints the BREMEN sweeps every K
+deployments and ``--resume`` (same flags, same ``--workdir``) continues them
+(``docs/sweeps.md``, "Interruptions").
 
 Protocols (:data:`PROTOCOLS`): ``cpu`` (halfcheetah, hopper, walker2d, ant; 5 seeds; about two
 hours of a 2-core CPU when run alone, see :data:`CPU_ESTIMATE`), ``quick`` (``bremen train``'s
