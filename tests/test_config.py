@@ -65,14 +65,19 @@ def test_quick_tuned_is_quick_plus_the_measured_variant():
 
     variant = config_lib.apply_overrides(
         config_lib.load_config("quick"),
-        BREMEN_VARIANTS["bremen_sampling_kl01_budget10_dis1_b32k_p20"])
+        BREMEN_VARIANTS["bremen_sampling_kl01_budget10_dis1_b32k_p20_h250w100"])
     tuned, quick = (config_lib.flatten(config_lib.load_config(n)) for n in ("quick_tuned", "quick"))
     assert config_lib.flatten(variant) == tuned
     assert {k for k in tuned if tuned[k] != quick[k]} == {
         "trpo.ratio_std", "trpo.target_kl", "trpo.kl_budget", "imagine.penalty",
-        "deploy.batch_size", "dynamics.patience"}
+        "deploy.batch_size", "dynamics.patience", "imagine.horizon", "imagine.warmup_horizon",
+        "imagine.warmup_deployments"}
     assert tuned["deploy.batch_size"] == 2 * quick["deploy.batch_size"] == 32_000
     assert tuned["imagine.penalty_coef"] == 1.0
+    # the paper's H = 250 (quick cuts it to 100), capped at 100 in deployments 1-2
+    assert (tuned["imagine.horizon"], quick["imagine.horizon"]) == (250, 100)
+    assert (tuned["imagine.warmup_horizon"], tuned["imagine.warmup_deployments"]) == (100, 2)
+    assert quick["imagine.warmup_horizon"] == 0  # off: the original
     # the original's patience (quick halves it); the schema default is the original's value
     assert tuned["dynamics.patience"] == 20 == config_lib.load_config("default").dynamics.patience
     assert quick["dynamics.patience"] == 10

@@ -521,13 +521,15 @@ def test_every_variant_applies_and_validates_on_the_cpu_and_quick_protocols():
         {"config": "quick", "overrides": lc.BREMEN_VARIANTS[
             "bremen_sampling_kl01_budget10_dis1_b32k_i20k"]}))
     # i20k adds to the default of 2026-12-04 (the _b32k variant; quick_tuned has since also the
-    # original's patience, the _b32k_p20 variant)
+    # original's patience and H = 250 with a 100-step warm-up, the _b32k_p20_h250w100 variant)
     tuned = config_lib.flatten(lc.bremen_config(
         {"config": "quick", "overrides": lc.BREMEN_VARIANTS[
             "bremen_sampling_kl01_budget10_dis1_b32k"]}))
     assert {k for k in tuned if tuned[k] != i20k[k]} == {"imagine.batch_size"}
     now = config_lib.flatten(config_lib.load_config("quick_tuned"))
-    assert {k for k in now if now[k] != tuned[k]} == {"dynamics.patience"}
+    assert {k for k in now if now[k] != tuned[k]} == {
+        "dynamics.patience", "imagine.horizon", "imagine.warmup_horizon",
+        "imagine.warmup_deployments"}
     assert i20k["imagine.batch_size"] == 2 * tuned["imagine.batch_size"] == 20_000
 
 

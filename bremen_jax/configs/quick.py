@@ -2,7 +2,8 @@
 
 ``bremen train`` runs ``quick_tuned`` by default: these sizes with four measured fixes (consistent
 TRPO ratios, delta 0.1, a KL budget, a disagreement penalty), twice the real batch (32K per
-deployment) and the original's early-stopping patience (20; here 10); see its docstring.
+deployment), the original's early-stopping patience (20; here 10) and the paper's imagined
+horizon 250 (here 100), capped at 100 in deployments 1-2; see its docstring.
 ``bremen train --config quick`` runs this one; ``bremen offline`` defaults to it.
 
 Every size is smaller than the paper's settings (reference §8-§9): 5 deployments of 16K real steps
