@@ -11,8 +11,8 @@ from bremen_jax.cli.common import CliError, add_command, check_task, fmt, load_c
 
 # `bremen train` runs quick_tuned (quick's sizes, four measured fixes, twice the real batch, the
 # original's early-stopping patience, the paper's H = 250 with H = 100 in deployments 1-2; see its
-# docstring; `--config quick` is the original algorithm); `bremen offline` keeps quick: offline, the consistent ratios and the disagreement
-# penalty measured worse (README, "Offline results").
+# docstring; `--config quick` is the original algorithm); `bremen offline` keeps quick: offline,
+# the consistent ratios and the disagreement penalty measured worse (README, "Offline results").
 DEFAULT_CONFIG = {"train": "quick_tuned", "offline": "quick"}
 
 
