@@ -52,7 +52,7 @@ from bremen_jax import config as config_lib
 from bremen_jax.algo.phases import Phases
 from bremen_jax.algo.schedule import Schedule, make_continue
 from bremen_jax.envs import registry
-from bremen_jax.run.checkpoint import CheckpointError, Checkpointer
+from bremen_jax.run.checkpoint import CheckpointError, Checkpointer, config_diff
 from bremen_jax.run.compile import compile_cached
 from bremen_jax.run.lock import LOCK_NAME, WorkdirLock
 from bremen_jax.run.workdir import claim_workdir
@@ -482,8 +482,8 @@ def _run_chunks(plan: OuterPlan, phases: Phases, mesh: Mesh, R_pad: int, init, s
         states, m = steps[n](states, hp)
         m = _gather(m)
         run_s += time.perf_counter() - t
-        jax.tree.map(lambda full, part: full.__setitem__((slice(None), slice(done, done + n)),
-                                                         part), metrics, m)
+        for full, part in zip(jax.tree.leaves(metrics), jax.tree.leaves(m)):
+            full[:, done:done + n] = part
         done += n
         if done < K:
             t = time.perf_counter()
@@ -575,7 +575,6 @@ def check_same_sweep(old: dict, new: dict, workdir: pathlib.Path) -> None:
             continue
         what = f"{field} ({norm(old.get(field))} there, {norm(new.get(field))} now)"
         if field == "config":
-            from bremen_jax.run.checkpoint import config_diff
             what = "config field " + ("; ".join(config_diff(old[field], new[field])[:3])
                                       or "values")
         raise SweepError(f"cannot resume {workdir}: its {what} differs from this call's; resume "
@@ -663,7 +662,9 @@ def _run_plans(sweep, cfg, spec: SweepSpec, plans: list[OuterPlan], mesh: Mesh,
                       "valid, but not equal to runs built with exactly k members)")
     writer = jax.process_index() == 0
     if old is not None and checkpoint_every is None:  # go on as the sweep began
-        checkpoint_every = old.get("checkpoint_every")
+        was = old.get("checkpoint_every")
+        checkpoint_every = was if isinstance(was, int) and not isinstance(was, bool) and was >= 1 \
+            else None
     meta = {"config": json.loads(cfg.to_json()), "sweep": spec.raw, "seeds": list(spec.seeds),
             "points": jsonable(list(spec.points)), "outer": jsonable(list(spec.outer)),
             "device": device_info(mesh), "overrides": list(overrides),
