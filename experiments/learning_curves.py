@@ -43,6 +43,8 @@ import subprocess
 import sys
 import time
 
+from bremen_jax.cli.common import CliError, add_sweep_checkpoint_flags, check_checkpoint_every
+
 # BREMEN variants: the protocol's config plus these overrides (the fixes of issue 11, each
 # measured against the faithful "bremen" over the same seeds).
 _SAMPLING = ["trpo.ratio_std='sampling'"]
@@ -387,13 +389,7 @@ def _parse(argv) -> argparse.Namespace:
                                                "learning-<device>-<date>.json)")
     p.add_argument("--workdir", default=None, help="BREMEN sweep directories (default "
                                                    "runs/learning-<time>)")
-    p.add_argument("--checkpoint-every", type=int, default=None, metavar="K",
-                   help="BREMEN sweeps: K deployments per compiled call, every run's state "
-                        "checkpointed after each (numbers equal the one-program sweep's to float "
-                        "rounding, not bit for bit: keep one setting within a series)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the BREMEN sweeps an interrupted call left in --workdir (same "
-                        "flags); sweeps not begun there start")
+    add_sweep_checkpoint_flags(p, scope="BREMEN sweeps: ")
     return p.parse_args(argv)
 
 
@@ -509,9 +505,10 @@ def main(argv=None) -> int:
         print(f"learning_curves: error: algorithms must be some of {list(ALGORITHMS)} and tasks "
               f"some of {list(proto['tasks'])}; got {algorithms}, {tasks}", file=sys.stderr)
         return 2
-    if args.checkpoint_every is not None and args.checkpoint_every < 1:
-        print(f"learning_curves: error: --checkpoint-every must be >= 1, got "
-              f"{args.checkpoint_every}", file=sys.stderr)
+    try:
+        check_checkpoint_every(args.checkpoint_every)
+    except CliError as e:
+        print(f"learning_curves: error: {e}", file=sys.stderr)
         return 2
     if (args.seeds is not None and args.seeds < 1) or args.first_seed < 0:
         print(f"learning_curves: error: --seeds must be >= 1 and --first-seed >= 0; got "

@@ -58,6 +58,30 @@ def add_command(sub, name: str, handler, *, overrides: bool, help: str,
     return p
 
 
+def add_sweep_checkpoint_flags(parser: argparse.ArgumentParser, *, scope: str = "") -> None:
+    """``--checkpoint-every K`` and ``--resume`` for a command that runs sweeps
+    (:func:`bremen_jax.sweep.run_sweep`'s ``checkpoint_every`` / ``resume``); ``scope`` prefixes
+    their help, e.g. ``"BREMEN sweeps: "`` where the command also runs other things."""
+    parser.add_argument("--checkpoint-every", type=int, default=None, metavar="K",
+                        help=f"{scope}run K deployments per compiled call and checkpoint every "
+                             "run's state after each (one process; numbers equal the "
+                             "one-program sweep's to float rounding, not bit for bit: keep one "
+                             "setting within a series); default: one call per outer value, no "
+                             "checkpoint")
+    parser.add_argument("--resume", action="store_true",
+                        help=f"{scope}continue the interrupted sweep(s) in the work directory "
+                             "(same flags, overrides and dataset): outer values done are read "
+                             "back, the others continue from their last checkpoint, sweeps not "
+                             "begun start")
+
+
+def check_checkpoint_every(value: int | None) -> None:
+    """Raises :class:`CliError` unless ``value`` (``--checkpoint-every``) is unset or >= 1."""
+    if value is not None and value < 1:
+        raise CliError(f"--checkpoint-every must be >= 1 (deployments per checkpoint), got "
+                       f"{value}")
+
+
 def fmt(x) -> str:
     return "n/a" if x is None else f"{x:.1f}"
 

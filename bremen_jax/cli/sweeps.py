@@ -8,7 +8,8 @@ import shlex
 from typing import Sequence
 
 from bremen_jax.bench import suite
-from bremen_jax.cli.common import CliError, add_command
+from bremen_jax.cli.common import (CliError, add_command, add_sweep_checkpoint_flags,
+                                   check_checkpoint_every)
 
 
 def cmd_sweep(args: argparse.Namespace, overrides: Sequence[str]) -> int:
@@ -33,9 +34,7 @@ def cmd_sweep(args: argparse.Namespace, overrides: Sequence[str]) -> int:
         raise CliError("--max-rows needs --dataset (it limits the offline dataset's rows)")
     if args.max_rows is not None and args.max_rows < 1:
         raise CliError(f"--max-rows must be >= 1, got {args.max_rows}")
-    if args.checkpoint_every is not None and args.checkpoint_every < 1:
-        raise CliError(f"--checkpoint-every must be >= 1 (deployments per checkpoint), got "
-                       f"{args.checkpoint_every}")
+    check_checkpoint_every(args.checkpoint_every)
     console = Console()
     try:
         result = sweep.run_sweep(args.config, args.workdir, overrides=overrides, devices=devices,
@@ -74,14 +73,7 @@ def register(sub) -> None:
                         "'bremen offline'), seeds and points vmapped")
     p.add_argument("--max-rows", type=int, default=None, metavar="N",
                    help="with --dataset: use only its first N rows")
-    p.add_argument("--checkpoint-every", type=int, default=None, metavar="K",
-                   help="run K deployments per compiled call and checkpoint every run's state "
-                        "after each call (one process; numbers equal the one-program sweep's to "
-                        "float rounding); default: one call per outer value, no checkpoint")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the interrupted sweep in --workdir (same --config, overrides "
-                        "and dataset): outer values done are read back, the others continue "
-                        "from their last checkpoint")
+    add_sweep_checkpoint_flags(p)
     p = add_command(sub, "bench", cmd_bench, overrides=True,
                     help="time every phase of a deployment against the matmul peak",
         description="Benchmark suites: each phase of a BREMEN deployment (collection, ensemble "
