@@ -33,7 +33,7 @@ from bremen_jax.algo.schedule import Schedule
 from bremen_jax.datasets import scores
 from bremen_jax.run.compile import clear_cache
 from bremen_jax.run.compiled import run_compiled
-from bremen_jax.sweep import program
+from bremen_jax.sweep import devices as sweep_devices
 from bremen_jax.sweep import report as sweep_report
 from bremen_jax.sweep import spec as sweep_spec
 
@@ -371,7 +371,7 @@ def test_run_state_bytes_counts_the_buffer():
 
 
 def test_memory_estimate_refuses_before_compiling(monkeypatch, tmp_path):
-    monkeypatch.setattr(program, "available_memory_bytes", lambda devices: (1000, "test limit"))
+    monkeypatch.setattr(sweep_devices, "available_memory_bytes", lambda devices: (1000, "test limit"))
     with count_compiles() as compiles, pytest.raises(sweep.SweepMemoryError) as err:
         sweep.run_sweep("test", tmp_path / "w")
     msg = str(err.value)
@@ -386,7 +386,7 @@ def test_memory_of_the_compiled_program_is_checked(swept, monkeypatch, tmp_path)
     pre, post = t["memory_estimate"]["need_bytes"], t["memory_compiled"]["need_bytes"]
     assert pre == 4 * sweep.STATE_COPIES * t["memory_estimate"]["run_state_bytes"]
     assert post > pre  # the tiny config's temporaries outweigh its state
-    monkeypatch.setattr(program, "available_memory_bytes", lambda devices: (pre + 1, "test limit"))
+    monkeypatch.setattr(sweep_devices, "available_memory_bytes", lambda devices: (pre + 1, "test limit"))
     with pytest.raises(sweep.SweepMemoryError, match="memory_analysis"):
         sweep.run_sweep("test", tmp_path / "w")  # the compiled program is cached: no compile
 

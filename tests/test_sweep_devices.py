@@ -199,15 +199,15 @@ def test_initialize_distributed_one_process_and_global_arrays(tmp_path):
         import numpy as np
         from jax.experimental import multihost_utils
         from jax.sharding import NamedSharding, PartitionSpec
-        from bremen_jax.sweep import program as sweep
+        from bremen_jax.sweep import devices as sweep
         assert sweep.initialize_distributed() == (0, 1)
         mesh = sweep.make_runs_mesh()
         assert mesh.size == 2
         x = np.arange(8.0).reshape(4, 2)
-        g = sweep._global_array(x, NamedSharding(mesh, PartitionSpec("runs")))
+        g = sweep.global_array(x, NamedSharding(mesh, PartitionSpec("runs")))
         assert len(g.addressable_shards) == 2 and g.addressable_shards[0].data.shape == (2, 2)
         assert np.array_equal(multihost_utils.process_allgather(g, tiled=True), x)
-        assert np.array_equal(sweep._gather(g), x)
+        assert np.array_equal(sweep.gather(g), x)
         print("ok")
     """)
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,

@@ -3,7 +3,9 @@
 * :mod:`~bremen_jax.sweep.spec`: sweep files (by name in :mod:`bremen_jax.configs.sweeps` or by
   ``.py`` path) and specs -> :class:`OuterPlan` s (HParams stacked along a ``[R]`` runs axis);
 * :mod:`~bremen_jax.sweep.offline`: the dataset of an offline sweep (``--dataset``);
-* :mod:`~bremen_jax.sweep.program`: devices, memory checks, the ``jit(vmap(train))`` program and
+* :mod:`~bremen_jax.sweep.devices`: the distributed runtime, the runs mesh, padding, free memory;
+* :mod:`~bremen_jax.sweep.resume`: what an interrupted sweep's ``sweep.json`` must match;
+* :mod:`~bremen_jax.sweep.program`: the memory estimate, the ``jit(vmap(train))`` program and
   :func:`run_sweep`, the entry point (``bremen sweep``; ``--dataset``: offline BREMEN runs on one
   dataset; ``--checkpoint-every`` / ``--resume``: checkpoints and continuing after a kill);
 * :mod:`~bremen_jax.sweep.report`: rows, summary over seeds, files and plots (host only).

@@ -25,10 +25,12 @@ runs per device is checked against the free memory; after compiling, the program
 ``memory_analysis()`` is checked too (:class:`SweepMemoryError`).
 
 Sweep files and specs are parsed in :mod:`bremen_jax.sweep.spec`, rows / summary / plots are
-made in :mod:`bremen_jax.sweep.report`; this module holds devices, memory, the compiled program
-and :func:`run_sweep`, which with ``checkpoint_every`` runs an outer value as calls of k
-deployments (:func:`make_sweep_init`, :func:`make_sweep_continue`) with every run's state
-checkpointed between them, and with ``resume`` continues an interrupted sweep.
+made in :mod:`bremen_jax.sweep.report`, devices, padding and free memory are in
+:mod:`bremen_jax.sweep.devices`, what a resumed sweep must match in :mod:`bremen_jax.sweep.resume`;
+this module holds the memory estimate, the compiled program and :func:`run_sweep`, which with
+``checkpoint_every`` runs an outer value as calls of k deployments (:func:`make_sweep_init`,
+:func:`make_sweep_continue`) with every run's state checkpointed between them, and with
+``resume`` continues an interrupted sweep.
 """
 
 from __future__ import annotations
@@ -37,7 +39,6 @@ import contextlib
 import dataclasses
 import itertools
 import json
-import os
 import pathlib
 import shutil
 import time
@@ -52,12 +53,17 @@ from bremen_jax import config as config_lib
 from bremen_jax.algo.phases import Phases
 from bremen_jax.algo.schedule import Schedule, make_continue
 from bremen_jax.envs import registry
-from bremen_jax.run.checkpoint import CheckpointError, Checkpointer, config_diff
+from bremen_jax.run.checkpoint import CheckpointError, Checkpointer
 from bremen_jax.run.compile import compile_cached
 from bremen_jax.run.lock import LOCK_NAME, WorkdirLock
 from bremen_jax.run.workdir import claim_workdir
 from bremen_jax.sweep import report
+from bremen_jax.sweep.devices import (SweepMemoryError, available_memory_bytes, check_memory,
+                                      gather, global_array, initialize_distributed,
+                                      local_runs, make_runs_mesh, pad_runs, padded_size,
+                                      run_state_bytes, tree_nbytes, wait_for_all_processes)
 from bremen_jax.sweep.offline import OfflineData, load_offline_data, plan_phases
+from bremen_jax.sweep.resume import CHECKPOINTS, check_same_sweep, read_unfinished
 from bremen_jax.sweep.spec import (OuterPlan, SweepError, SweepSpec, build_plans, jsonable,
                                    load_sweep, parse_sweep)
 from bremen_jax.types import Transition
@@ -76,144 +82,6 @@ STATE_COPIES = 2                # pre-compile estimate: the scan carries the sta
 
 class SweepExistsError(FileExistsError):
     """The sweep directory already holds files (refused so that nothing there is lost)."""
-
-
-class SweepMemoryError(MemoryError, ValueError):
-    """The sweep will not fit in device memory (raised before compiling or running it)."""
-
-
-# ------------------------------------------------------------------------ devices and sharding
-def initialize_distributed(coordinator_address: str | None = None,
-                           num_processes: int | None = None, process_id: int | None = None,
-                           local_device_ids: Sequence[int] | None = None) -> tuple[int, int]:
-    """``jax.distributed.initialize`` for multi-host sweeps (call before any other JAX use).
-
-    Arguments left ``None`` come from ``JAX_COORDINATOR_ADDRESS`` (host:port of process 0),
-    ``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID`` and ``JAX_LOCAL_DEVICE_IDS`` when set, else from
-    JAX's cluster auto-detection (Cloud TPU pod slices, SLURM, Open MPI, Kubernetes). Every
-    process then runs the same :func:`run_sweep`; the mesh spans ``jax.devices()`` (all hosts)
-    and only process 0 writes files. Returns ``(process_index, process_count)``.
-    """
-    if not jax.distributed.is_initialized():
-        env = os.environ
-        if num_processes is None and env.get("JAX_NUM_PROCESSES"):
-            num_processes = int(env["JAX_NUM_PROCESSES"])
-        if process_id is None and env.get("JAX_PROCESS_ID"):
-            process_id = int(env["JAX_PROCESS_ID"])
-        kwargs = {k: v for k, v in dict(coordinator_address=coordinator_address,
-                                        num_processes=num_processes, process_id=process_id,
-                                        local_device_ids=local_device_ids).items()
-                  if v is not None}
-        jax.distributed.initialize(**kwargs)
-    return jax.process_index(), jax.process_count()
-
-
-def wait_for_all_processes(name: str, timeout_s: float = 3600.0) -> None:
-    """A barrier of the distributed runtime's coordination service (no device collective).
-
-    Each process compiles (or loads from its cache) the sweep program at its own pace; the program's
-    first collective must then start in every process within gloo's 30 s, so the processes
-    meet here first. Nothing to do in a one-process run.
-    """
-    if jax.process_count() == 1:
-        return
-    from jax._src import distributed
-
-    client = distributed.global_state.client
-    if client is not None:
-        client.wait_at_barrier(name, int(timeout_s * 1000))
-
-
-def make_runs_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
-    """A 1-D mesh ``("runs",)`` over ``devices`` (default: every device of every process)."""
-    devices = list(jax.devices() if devices is None else devices)
-    if not devices:
-        raise ValueError("devices: expected at least one device")
-    return Mesh(np.asarray(devices), ("runs",))
-
-
-def padded_size(num_runs: int, num_devices: int) -> int:
-    """The smallest multiple of ``num_devices`` >= ``num_runs``."""
-    if num_runs <= 0 or num_devices <= 0:
-        raise ValueError(f"num_runs and num_devices must be > 0, got {num_runs}, {num_devices}")
-    return -(-num_runs // num_devices) * num_devices
-
-
-def pad_runs(tree: Any, size: int) -> Any:
-    """Pads every ``[R, ...]`` NumPy leaf to ``[size, ...]`` by repeating the last run."""
-    def pad(x):
-        x = np.asarray(x)
-        return np.concatenate([x, np.repeat(x[-1:], size - x.shape[0], axis=0)])
-    return jax.tree.map(pad, tree)
-
-
-def _global_array(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
-    """A global ``[R_pad, ...]`` array sharded over runs; each process fills its own shards."""
-    return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
-
-
-def local_runs(tree: Any, num_runs: int) -> list[int]:
-    """The real runs (padding excluded) whose results this process's devices computed."""
-    leaf = jax.tree.leaves(tree)[0]
-    rows = {i for s in leaf.addressable_shards for i in range(*s.index[0].indices(leaf.shape[0]))}
-    return sorted(i for i in rows if i < num_runs)
-
-
-def _gather(tree: Any) -> Any:
-    """Device results -> NumPy on every process (``process_allgather`` across hosts)."""
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-        return multihost_utils.process_allgather(tree, tiled=True)
-    return jax.tree.map(np.asarray, jax.device_get(tree))
-
-
-# ------------------------------------------------------------------------ memory
-def tree_nbytes(tree: Any) -> int:
-    """Bytes of a pytree of arrays or ``ShapeDtypeStruct``s (typed keys: their key data)."""
-    return int(sum(int(np.prod(x.shape)) * x.dtype.itemsize for x in jax.tree.leaves(tree)))
-
-
-def run_state_bytes(phases: Phases) -> int:
-    """Bytes of one run's ``RunState`` (buffer, ensemble + Adam, policies), no compile."""
-    return tree_nbytes(jax.eval_shape(phases.init, jax.eval_shape(jax.random.key, 0)))
-
-
-def available_memory_bytes(devices: Sequence[jax.Device]) -> tuple[int | None, str]:
-    """Free memory per device and where the number comes from; ``None`` when unknown.
-
-    GPU/TPU: the smallest ``bytes_limit - bytes_in_use`` of ``device.memory_stats()``. CPU: the
-    host's ``MemAvailable`` (``/proc/meminfo``) divided by the local devices (they share it).
-    """
-    local = [d for d in devices if d.process_index == jax.process_index()] or list(devices)
-    if local[0].platform == "cpu":
-        try:
-            for line in pathlib.Path("/proc/meminfo").read_text().splitlines():
-                if line.startswith("MemAvailable:"):
-                    kib = int(line.split()[1])
-                    return kib * 1024 // len(local), f"MemAvailable / {len(local)} cpu device(s)"
-        except OSError:
-            pass
-        return None, "unknown (no /proc/meminfo)"
-    free = []
-    for d in local:
-        stats = d.memory_stats() or {}
-        if "bytes_limit" in stats:
-            free.append(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
-    if not free:
-        return None, "unknown (device reports no memory_stats)"
-    return min(free), f"{local[0].platform} memory_stats bytes_limit - bytes_in_use"
-
-
-def check_memory(need: int, devices: Sequence[jax.Device], what: str, runs_per_device: int) -> dict:
-    """Raises :class:`SweepMemoryError` when ``need`` bytes per device exceed the free memory."""
-    avail, source = available_memory_bytes(devices)
-    if avail is not None and need > avail:
-        raise SweepMemoryError(
-            f"the sweep needs about {report.fmt_bytes(need)} per device ({what}) but "
-            f"{report.fmt_bytes(avail)} is free ({source}); use fewer runs per device (now "
-            f"{runs_per_device}: fewer seeds or points, or split the sweep with 'outer') or "
-            f"more devices")
-    return {"need_bytes": int(need), "available_bytes": avail, "source": source}
 
 
 # ------------------------------------------------------------------------ the compiled program
@@ -398,12 +266,12 @@ def execute_plan(plan: OuterPlan, mesh: Mesh, num_deployments: int | None = None
     post = None if need is None else check_memory(
         need, devices, f"{per_dev} runs, the compiled program's memory_analysis()", per_dev)
     runs = NamedSharding(mesh, PartitionSpec("runs"))
-    seeds = _global_array(pad_runs(plan.seeds, R_pad), runs)
-    hp = jax.tree.map(lambda x: _global_array(x, runs), pad_runs(plan.hp, R_pad))
+    seeds = global_array(pad_runs(plan.seeds, R_pad), runs)
+    hp = jax.tree.map(lambda x: global_array(x, runs), pad_runs(plan.hp, R_pad))
     args = (seeds, hp)
     if data is not None:
         everywhere = NamedSharding(mesh, PartitionSpec())
-        args += (jax.tree.map(lambda x: _global_array(np.asarray(x), everywhere), data.batch),)
+        args += (jax.tree.map(lambda x: global_array(np.asarray(x), everywhere), data.batch),)
     wait_for_all_processes(f"bremen_sweep_compiled_{next(_BARRIERS)}")
     t0 = time.perf_counter()
     extra = {}
@@ -415,7 +283,7 @@ def execute_plan(plan: OuterPlan, mesh: Mesh, num_deployments: int | None = None
     else:
         out = jax.block_until_ready(compiled(*args))
         run_s = time.perf_counter() - t0
-    metrics = jax.tree.map(lambda x: x[:R], _gather(out))
+    metrics = jax.tree.map(lambda x: x[:R], gather(out))
     info = {"outer": plan.index, "values": jsonable(plan.values), "runs": R,
             "padded_runs": R_pad - R, "devices": n_dev, "runs_per_device": per_dev,
             "process": jax.process_index(),
@@ -480,7 +348,7 @@ def _run_chunks(plan: OuterPlan, phases: Phases, mesh: Mesh, R_pad: int, init, s
         n = min(every, K - done)
         t = time.perf_counter()
         states, m = steps[n](states, hp)
-        m = _gather(m)
+        m = gather(m)
         run_s += time.perf_counter() - t
         for full, part in zip(jax.tree.leaves(metrics), jax.tree.leaves(m)):
             full[:, done:done + n] = part
@@ -539,47 +407,6 @@ def device_info(mesh: Mesh) -> dict:
     return {"platform": d.platform, "device_kind": getattr(d, "device_kind", "unknown"),
             "num_devices": int(mesh.size), "process_count": jax.process_count(),
             "mesh": {"runs": int(mesh.size)}, "jax_version": jax.__version__}
-
-
-RESUME_FIELDS = ("config", "sweep", "seeds", "points", "outer", "num_deployments", "offline")
-CHECKPOINTS = "checkpoints"  # <workdir>/checkpoints/outer<i>: an outer value's run states
-
-
-def read_unfinished(workdir: str | pathlib.Path) -> dict:
-    """The ``sweep.json`` of a sweep to resume; :class:`SweepError` (one line) when there is none
-    or it cannot be read."""
-    path = pathlib.Path(workdir) / "sweep.json"
-    if not path.is_file():
-        raise SweepError(f"cannot resume {workdir}: it holds no sweep.json (not a sweep directory; "
-                         f"start the sweep there without --resume)")
-    try:
-        old = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise SweepError(f"cannot resume {workdir}: its sweep.json is unreadable "
-                         f"({type(e).__name__}); expected the JSON 'bremen sweep' writes") from None
-    if not isinstance(old, dict) or not all(k in old for k in RESUME_FIELDS):
-        raise SweepError(f"cannot resume {workdir}: its sweep.json lacks "
-                         f"{[k for k in RESUME_FIELDS if k not in (old or {})]} (not written by "
-                         f"'bremen sweep')")
-    return old
-
-
-def check_same_sweep(old: dict, new: dict, workdir: pathlib.Path) -> None:
-    """:class:`SweepError` naming the first of :data:`RESUME_FIELDS` in which the sweep to resume
-    (``old``: its ``sweep.json``) differs from this call's (``new``)."""
-    def norm(x):
-        return json.loads(json.dumps(x, sort_keys=True, default=str))
-
-    for field in RESUME_FIELDS:
-        if norm(old.get(field)) == norm(new.get(field)):
-            continue
-        what = f"{field} ({norm(old.get(field))} there, {norm(new.get(field))} now)"
-        if field == "config":
-            what = "config field " + ("; ".join(config_diff(old[field], new[field])[:3])
-                                      or "values")
-        raise SweepError(f"cannot resume {workdir}: its {what} differs from this call's; resume "
-                         f"with the same sweep file, --config overrides and dataset, or use a "
-                         f"new --workdir")
 
 
 def run_sweep(sweep: Any, workdir: str | pathlib.Path, *, overrides: Sequence[str] = (),
