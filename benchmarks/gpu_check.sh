@@ -113,8 +113,12 @@ def get_sweep():
     return {"seeds": 3}
 EOF
 sweep() {
+  # --checkpoint-every 1: one compiled call per deployment, so log.txt gets each deployment's
+  # wall time and return over the 3 seeds as it ends, also when the part stops at its limit
+  # (the run states are checkpointed in $WORK, not sent back: 232 MiB per paper-size run)
   "$PY" -m bremen_jax.cli sweep --config "$WORK/gpu_sweep.py" --workdir "$WORK/sweep" \
-    "--config.deploy.num_deployments=$DEPLOYMENTS" "--config.trpo.chunk=$SWEEP_CHUNK" || return
+    "--config.deploy.num_deployments=$DEPLOYMENTS" "--config.trpo.chunk=$SWEEP_CHUNK" \
+    --checkpoint-every 1 || return
   cp "$WORK/sweep/sweep.json" "$OUT/sweep.json"
   cp "$WORK/sweep/summary.json" "$OUT/sweep_summary.json"
 }

@@ -209,6 +209,7 @@ def test_gpu_check_tiny_mode_runs_every_part(tmp_path):
     assert any("-m benchmarks.compile_time --quick" in x for x in lines)
     sweep = next(x for x in lines if "bremen_jax.cli sweep" in x)
     assert "--config.deploy.num_deployments=1" in sweep and "--config.trpo.chunk=2" in sweep
+    assert "--checkpoint-every 1" in sweep   # each deployment's return in log.txt as it ends
 
 
 def test_gpu_check_parts_pick_what_runs(tmp_path):

@@ -397,3 +397,16 @@ def test_report_helpers():
     assert sweep_report.label({"trpo.target_kl": 0.123456, "x": 2}) == \
         "trpo.target_kl=0.1235, x=2"
     assert sweep_report.label({}) == "base config"
+
+
+def test_progress_text_is_the_last_evaluation_over_real_runs():
+    """Rows past ``num_runs`` are padding; the last chunk of the last deployment is reported.
+    Runs 10, 20, 30 (padding 1000): mean 20, sample std 10."""
+    ev = np.zeros((4, 2, 3))
+    ev[:, -1, -1] = [10.0, 20.0, 30.0, 1000.0]
+    ev[:, 0, -1] = 500.0                    # an earlier deployment: not reported
+    text = sweep_report.progress_text({"eval": {"eval/return_mean": ev}}, num_runs=3)
+    assert text == "return 20.0 ± 10.0 (min 10.0, max 30.0) over 3 runs"
+    one = sweep_report.progress_text({"eval": {"eval/return_mean": ev}}, num_runs=1)
+    assert one == "return 10.0 ± 0.0 (min 10.0, max 10.0) over 1 run"
+    assert sweep_report.progress_text({}, 3) == "no evaluation in the metrics"

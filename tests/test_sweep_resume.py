@@ -13,11 +13,14 @@ the scan over both.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
+import re
 
 import jax
 import numpy as np
 import pytest
+from rich.console import Console
 
 from bremen_jax import sweep
 from bremen_jax.run.checkpoint import Checkpointer
@@ -37,9 +40,31 @@ def _leaves_equal(a, b):
 
 
 @pytest.fixture(scope="module")
-def through(tmp_path_factory):
-    """The test sweep, one deployment per call with a checkpoint between them, not interrupted."""
-    return sweep.run_sweep("test", tmp_path_factory.mktemp("through") / "w", checkpoint_every=1)
+def through_and_log(tmp_path_factory):
+    """The test sweep, one deployment per call with a checkpoint between them, not interrupted;
+    and what it printed."""
+    out = io.StringIO()
+    result = sweep.run_sweep("test", tmp_path_factory.mktemp("through") / "w", checkpoint_every=1,
+                             console=Console(file=out, width=300))
+    return result, out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def through(through_and_log):
+    return through_and_log[0]
+
+
+def test_each_deployment_prints_its_return_over_runs(through_and_log):
+    """A long sweep is not silent: after each call a line gives the deployment's wall time and
+    its return over the runs (the same numbers as runs.csv's return_d<k>)."""
+    result, text = through_and_log
+    for k in (1, 2):
+        line = next(x for x in text.splitlines() if f"deployment {k} of 2 done in" in x)
+        got = [float(v) for v in re.findall(r"-?\d+\.\d", line.split("return ")[1])[:2]]
+        returns = np.array([r[f"return_d{k}"] for r in result.rows])
+        assert len(returns) == 4 and f"over {len(returns)} runs" in line
+        np.testing.assert_allclose(got, [returns.mean(), returns.std(ddof=1)], atol=0.051)
+        assert line.endswith("checkpoint saved") == (k == 1), line
 
 
 @pytest.fixture(scope="module")

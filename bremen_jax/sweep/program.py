@@ -349,7 +349,8 @@ def _run_chunks(plan: OuterPlan, phases: Phases, mesh: Mesh, R_pad: int, init, s
         t = time.perf_counter()
         states, m = steps[n](states, hp)
         m = gather(m)
-        run_s += time.perf_counter() - t
+        call_s = time.perf_counter() - t
+        run_s += call_s
         for full, part in zip(jax.tree.leaves(metrics), jax.tree.leaves(m)):
             full[:, done:done + n] = part
         done += n
@@ -360,8 +361,10 @@ def _run_chunks(plan: OuterPlan, phases: Phases, mesh: Mesh, R_pad: int, init, s
                              extra={"padded_runs": R_pad, "devices": int(mesh.size)})
             ckpt_s += time.perf_counter() - t
             saved += 1
-            if log is not None:
-                log(f"outer {plan.index + 1}: deployment {done} of {K} done, checkpoint saved")
+        if log is not None:
+            log(f"outer {plan.index + 1}: deployment {done} of {K} done in {call_s:.1f} s, "
+                f"{report.progress_text(m, plan.num_runs)}"
+                + (", checkpoint saved" if done < K else ""))
     info.update(run_s=run_s, checkpoint_s=round(ckpt_s, 3), checkpoints_saved=saved,
                 compile_s=compile_s)
     return metrics, info
@@ -506,7 +509,8 @@ def _run_plans(sweep, cfg, spec: SweepSpec, plans: list[OuterPlan], mesh: Mesh,
         done_before = {t["outer"]: t for t in old.get("timings") or []
                        if isinstance(t, dict) and isinstance(t.get("outer"), int)}
         meta["resumes"] = int(old.get("resumes") or 0) + 1
-    log = console.print if console is not None else None
+    # progress lines unwrapped (soft_wrap), so that a log file keeps one line per event
+    log = None if console is None else (lambda text: console.print(text, soft_wrap=True))
     rows, timings, metrics = [], [], []
     if writer:
         report.write_json(workdir / "sweep.json", {**meta, "finished": False, "timings": timings})

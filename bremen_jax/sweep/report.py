@@ -54,6 +54,19 @@ def label(values: dict) -> str:
     return ", ".join(f"{k}={_fmt_value(v)}" for k, v in values.items()) or "base config"
 
 
+def progress_text(metrics: dict, num_runs: int) -> str:
+    """``"return 1234.5 ± 456.7 (min 800.1, max 1700.0) over 3 runs"``: the deterministic return
+    after the last deployment in ``metrics`` (NumPy leaves ``[R_pad, n, ...]`` of the ``n``
+    deployments a call ran; rows ``>= num_runs`` are padding), mean ± sample std over runs."""
+    ev = metrics.get("eval", {}).get("eval/return_mean")
+    if ev is None:
+        return "no evaluation in the metrics"
+    last = np.asarray(ev, np.float64)[:num_runs, -1, -1]
+    std = float(np.std(last, ddof=1)) if last.size > 1 else 0.0
+    return (f"return {np.mean(last):.1f} ± {std:.1f} (min {np.min(last):.1f}, max "
+            f"{np.max(last):.1f}) over {last.size} run{'s' if last.size != 1 else ''}")
+
+
 def run_rows(plan, spec, metrics: dict, offset: int = 0) -> list[dict]:
     """One row per run of ``plan`` (:class:`bremen_jax.sweep.OuterPlan`) from its metrics."""
     ev = np.asarray(metrics["eval"]["eval/return_mean"], np.float64)          # [R, K, C]
