@@ -424,14 +424,17 @@ def run_bremen(spec: dict, seeds, workdir: pathlib.Path, log=print,
     holds a sweep already)."""
     import numpy as np
 
+    from rich.console import Console
+
     from bremen_jax.sweep import run_sweep
 
     cfg = bremen_config(spec)
     K, B = int(cfg.deploy.num_deployments), int(cfg.deploy.batch_size)
     t0 = time.perf_counter()
     resume = resume and (workdir / "sweep.json").is_file()
+    # the sweep's progress lines (with checkpoint_every: each deployment's return as it ends)
     res = run_sweep((cfg, {"seeds": list(seeds)}), workdir, checkpoint_every=checkpoint_every,
-                    resume=resume)
+                    resume=resume, console=Console(soft_wrap=True))
     wall = time.perf_counter() - t0
     ev = np.asarray(res.metrics[0]["eval"]["eval/return_mean"], np.float64)[:, :, -1]  # [R, K]
     order = [row["seed"] for row in res.rows]
