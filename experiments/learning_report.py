@@ -164,15 +164,21 @@ def plot_task(task: str, algos: dict, path: pathlib.Path) -> None:
             title=f"{task}: return vs deployments")
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=9)
-    _save(fig, path)
+    # one legend for both panels, below them, so that it never hides a curve or a band
+    handles, labels = ax1.get_legend_handles_labels()
+    ncol = min(3, max(1, len(labels)))
+    rows = -(-len(labels) // ncol)
+    fig.set_size_inches(12, 4.5 + 0.25 * rows)
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=9, frameon=False)
+    _save(fig, path, bottom=(0.25 * rows + 0.15) / (4.5 + 0.25 * rows))
 
 
-def _save(fig, path: pathlib.Path) -> None:
-    """Lays out, writes (creating the folder) and closes ``fig``."""
+def _save(fig, path: pathlib.Path, bottom: float = 0.0) -> None:
+    """Lays out (above ``bottom``, a fraction of the height kept for a figure legend), writes
+    (creating the folder) and closes ``fig``."""
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, bottom, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -551,9 +551,25 @@ def test_plot_marks_the_deployments_of_any_bremen_variant(tmp_path, monkeypatch)
     """The dotted deployment lines are drawn for a variant name too (once, at its 2 sample
     counts), not only for the algorithm called ``bremen``; SAC's entry adds none."""
     saved = []
-    monkeypatch.setattr(lr, "_save", lambda fig, path: saved.append(fig))
+    monkeypatch.setattr(lr, "_save", lambda fig, path, **kw: saved.append(fig))
     algos = {"bremen_sampling_x": _entry([400, 800], [0, 1], 2), "sac": _entry([400, 800], [0, 1])}
     lr.plot_task("t", algos, tmp_path / "t.png")
     ax1 = saved[0].axes[0]
     dotted = [ln for ln in ax1.get_lines() if ln.get_linestyle() == ":"]
     assert sorted(ln.get_xdata()[0] for ln in dotted) == [400, 800]
+
+
+def test_plot_legend_sits_below_the_panels(tmp_path, monkeypatch):
+    """One figure legend (every algorithm once), none inside a panel, where it hid the top of
+    SAC's band; the layout keeps a strip at the bottom for it."""
+    saved = []
+    monkeypatch.setattr(lr, "_save", lambda fig, path, **kw: saved.append((fig, kw)))
+    algos = {f"bremen_v{i}": _entry([400, 800], [0, 1], 2) for i in range(4)}
+    algos["sac"] = _entry([400, 800], [0, 1])
+    lr.plot_task("t", algos, tmp_path / "t.png")
+    fig, kw = saved[0]
+    assert all(ax.get_legend() is None for ax in fig.axes)
+    (legend,) = fig.legends
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert len(texts) == 5 and all(t.startswith(a + " ") for a, t in zip(algos, texts)), texts
+    assert 0 < kw["bottom"] < 0.3
