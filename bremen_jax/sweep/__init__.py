@@ -13,30 +13,32 @@
 See ``docs/sweeps.md`` for the file format.
 """
 
+from bremen_jax.sweep.devices import (
+    SweepMemoryError,
+    available_memory_bytes,
+    initialize_distributed,
+    make_runs_mesh,
+    pad_runs,
+    padded_size,
+    run_state_bytes,
+    tree_nbytes,
+)
 from bremen_jax.sweep.offline import OfflineData, load_offline_data
 from bremen_jax.sweep.program import (
     PROGRAM_NAME,
     STATE_COPIES,
     SweepExistsError,
-    SweepMemoryError,
     SweepResult,
-    available_memory_bytes,
     compile_sweep,
     compile_sweep_steps,
     estimate_memory,
     execute_plan,
-    initialize_distributed,
-    make_runs_mesh,
     make_sweep_continue,
     make_sweep_init,
     make_sweep_program,
-    pad_runs,
-    padded_size,
-    read_unfinished,
-    run_state_bytes,
     run_sweep,
-    tree_nbytes,
 )
+from bremen_jax.sweep.resume import read_unfinished
 from bremen_jax.sweep.spec import (
     OuterPlan,
     SweepError,

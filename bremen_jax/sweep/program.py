@@ -58,22 +58,18 @@ from bremen_jax.run.compile import compile_cached
 from bremen_jax.run.lock import LOCK_NAME, WorkdirLock
 from bremen_jax.run.workdir import claim_workdir
 from bremen_jax.sweep import report
-from bremen_jax.sweep.devices import (SweepMemoryError, available_memory_bytes, check_memory,
-                                      gather, global_array, initialize_distributed,
-                                      local_runs, make_runs_mesh, pad_runs, padded_size,
-                                      run_state_bytes, tree_nbytes, wait_for_all_processes)
+from bremen_jax.sweep.devices import (check_memory, gather, global_array, local_runs,
+                                      make_runs_mesh, pad_runs, padded_size, run_state_bytes,
+                                      tree_nbytes, wait_for_all_processes)
 from bremen_jax.sweep.offline import OfflineData, load_offline_data, plan_phases
 from bremen_jax.sweep.resume import CHECKPOINTS, check_same_sweep, read_unfinished
 from bremen_jax.sweep.spec import (OuterPlan, SweepError, SweepSpec, build_plans, jsonable,
-                                   load_sweep, parse_sweep)
+                                   load_sweep)
 from bremen_jax.types import Transition
 
-__all__ = ["OuterPlan", "SweepError", "SweepExistsError", "SweepMemoryError", "SweepResult",
-           "SweepSpec", "available_memory_bytes", "build_plans", "compile_sweep",
-           "compile_sweep_steps", "estimate_memory", "execute_plan", "initialize_distributed",
-           "load_sweep", "make_runs_mesh", "make_sweep_continue", "make_sweep_init",
-           "make_sweep_program", "padded_size", "parse_sweep", "read_unfinished",
-           "run_state_bytes", "run_sweep"]
+__all__ = ["PROGRAM_NAME", "STATE_COPIES", "SweepExistsError", "SweepResult", "compile_sweep",
+           "compile_sweep_steps", "estimate_memory", "execute_plan", "make_sweep_continue",
+           "make_sweep_init", "make_sweep_program", "run_sweep"]
 
 PROGRAM_NAME = "bremen_sweep"   # the jitted program's name (compile logs / monitoring events)
 _BARRIERS = itertools.count()   # barrier names: every process calls them in the same order
