@@ -21,6 +21,7 @@ INSTALL_REQUIRES = [
     "tensorboardX>=2.6",
     "matplotlib>=3.8",
     "h5py>=3.10",
+    "scipy>=1.11",  # jax needs it anyway; experiments/learning_report.py's Mann-Whitney test
 ]
 
 setup(

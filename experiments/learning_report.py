@@ -444,9 +444,15 @@ def compared_rows(rows: list[dict], reference: str) -> list[dict]:
     row where it has one); only rows at ``reference``'s real-sample count. Row: ``algorithm``,
     ``n``, ``mean``, ``std`` (sample), ``median``; ``reference_n``, ``reference_mean``,
     ``reference_median``; ``difference`` (mean − reference's mean), ``se`` (Welch:
-    ``sqrt(std² / n + std_ref² / n_ref)``) and ``z`` (difference / se, ``nan`` when se is 0).
-    Raises ValueError when ``reference`` is not in ``rows``.
+    ``sqrt(std² / n + std_ref² / n_ref)``) and ``z`` (difference / se, ``nan`` when se is 0);
+    rank-based, for bimodal or heavy-tailed ends where a mean and its SE say little:
+    ``p_above``, the probability that a seed of the algorithm ends above a seed of the
+    reference (ties count half; the Mann-Whitney U over ``n * reference_n``), and ``mw_p``,
+    the two-sided Mann-Whitney p-value (scipy: exact for small tie-free samples, else the normal
+    approximation). Raises ValueError when ``reference`` is not in ``rows``.
     """
+    from scipy import stats
+
     best = _largest_rows(rows, reference, "compare")
     ref = best[reference]
     ref_n = len(ref["final"])
@@ -457,24 +463,30 @@ def compared_rows(rows: list[dict], reference: str) -> list[dict]:
         n = len(r["final"])
         se = math.sqrt(r["std"] ** 2 / n + ref["std"] ** 2 / ref_n)  # stats: std 0 for 1 seed
         diff = r["mean"] - ref["mean"]
+        a, b = np.asarray(r["final"], float), np.asarray(ref["final"], float)
+        u = float(np.sum(a[:, None] > b[None, :]) + 0.5 * np.sum(a[:, None] == b[None, :]))
+        mw_p = float(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue)
         out.append({"algorithm": algo, "n": n, "mean": r["mean"], "std": r["std"],
                     "median": float(np.median(r["final"])), "reference_n": ref_n,
                     "reference_mean": ref["mean"],
                     "reference_median": float(np.median(ref["final"])),
-                    "difference": diff, "se": se, "z": diff / se if se > 0 else math.nan})
+                    "difference": diff, "se": se, "z": diff / se if se > 0 else math.nan,
+                    "p_above": u / (n * ref_n), "mw_p": mw_p})
     return out
 
 
 def compared_table(rows: list[dict], reference: str) -> str:
     """Markdown of :func:`compared_rows`."""
     lines = [f"| algorithm | seeds | final, mean ± std (median) | {reference} | "
-             "difference ± SE (Welch) | difference / SE |",
-             "|---|---:|---:|---:|---:|---:|"]
+             "difference ± SE (Welch) | difference / SE | P(seed above a reference seed) | "
+             "p (Mann–Whitney) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['algorithm']} | {r['n']} | {_fmt(r['mean'], r['std'])} "
                      f"({r['median']:,.0f}) | {r['reference_mean']:,.1f} over "
                      f"{r['reference_n']} ({r['reference_median']:,.0f}) | "
-                     f"{r['difference']:+,.1f} ± {r['se']:,.1f} | {r['z']:+.2f} |")
+                     f"{r['difference']:+,.1f} ± {r['se']:,.1f} | {r['z']:+.2f} | "
+                     f"{r['p_above']:.2f} | {r['mw_p']:.2f} |")
     return "\n".join(lines)
 
 
@@ -530,7 +542,8 @@ def main(argv=None) -> int:
                         "last file's")
     p.add_argument("--compare-with", default=None, metavar="ALGO",
                    help="summary: also each other algorithm's mean final return against ALGO's, "
-                        "unpaired (each over its own seeds; Welch standard error)")
+                        "unpaired (each over its own seeds; Welch standard error, and the "
+                        "Mann-Whitney probability of ending above and p-value)")
     args = p.parse_args(argv)
     if not 1 <= args.need <= args.set_size:
         print(f"learning_report: error: --need {args.need} --set-size {args.set_size}: "

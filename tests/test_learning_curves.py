@@ -461,8 +461,11 @@ def test_paired_differences_by_hand(tmp_path, capsys):
 def test_unpaired_comparison_by_hand(tmp_path, capsys):
     """Reference "bremen" on seeds 0-1 ending 1,000 / 1,300 (mean 1,150, sample variance 45,000);
     "sac" on seeds 5-6 ending 2,000 / 2,400 (mean 2,200, variance 80,000): difference +1,050,
-    Welch SE sqrt(45,000 / 2 + 80,000 / 2) = sqrt(62,500) = 250, z = 4.2; "ppo" ran another
-    sample budget and is left out."""
+    Welch SE sqrt(45,000 / 2 + 80,000 / 2) = sqrt(62,500) = 250, z = 4.2; both sac seeds end
+    above both bremen seeds: P(above) = 4 / 4 = 1 and the exact two-sided Mann-Whitney p is 2 of
+    the C(4, 2) = 6 equally likely rank orders, 1 / 3; "ppo" ran another sample budget and is
+    left out. Then ranks with a tie: sac 1,000 / 1,500 against bremen 1,000 / 1,300 has 2.5 of
+    4 pairs above (1,500 > both, 1,000 = 1,000 counts half)."""
     def doc(algo, seeds, finals, samples=(400, 800)):
         e = dict(_entry(list(samples), seeds, 2), returns=[[0.0] * len(seeds), finals])
         return dict(_doc(), tasks={"t": {algo: e}})
@@ -475,9 +478,12 @@ def test_unpaired_comparison_by_hand(tmp_path, capsys):
         2200.0, 2200.0, 1150.0, 1150.0)
     assert c["difference"] == pytest.approx(1050.0)
     assert c["se"] == pytest.approx(250.0) and c["z"] == pytest.approx(4.2)
+    assert c["p_above"] == 1.0 and c["mw_p"] == pytest.approx(1 / 3)
     line = ("| sac | 2 | 2,200.0 ± 282.8 (2,200) | 1,150.0 over 2 (1,150) | +1,050.0 ± 250.0 "
-            "| +4.20 |")
+            "| +4.20 | 1.00 | 0.33 |")
     assert line in lr.compared_table([c], "bremen")
+    tied = lr.summary_rows([docs[0], doc("sac", [5, 6], [1000.0, 1500.0])], "t", 1500.0)
+    assert lr.compared_rows(tied, "bremen")[0]["p_above"] == pytest.approx(2.5 / 4)
     for i, d in enumerate(docs):
         (tmp_path / f"{i}.json").write_text(json.dumps(d))
     files = [str(tmp_path / f"{i}.json") for i in range(3)]
