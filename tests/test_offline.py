@@ -87,6 +87,14 @@ def test_offline_cli_smoke_and_errors(tmp_path, capsys):
     rc = main(["offline", "--config", "test", "--dataset", str(tmp_path / "ds.npz"),
                "--workdir", str(tmp_path / "r2"), "--config.task=hopper"])
     assert rc == 2 and "task" in capsys.readouterr().err
+    # Refused before anything was written: the work directory it created is gone again.
+    assert not (tmp_path / "r2").exists()
+    (tmp_path / "bad.npz").write_bytes(b"not a zip archive")
+    rc = main(["offline", "--config", "test", "--dataset", str(tmp_path / "bad.npz"),
+               "--workdir", str(tmp_path / "new" / "r5")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "not a bremen_jax dataset" in err[0]
+    assert not (tmp_path / "new").exists()
     # Bad override and missing dataset.
     rc = main(["offline", "--config", "test", "--dataset", str(tmp_path / "ds.npz"),
                "--workdir", str(tmp_path / "r3"), "--config.trpo.horizon=5"])

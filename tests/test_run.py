@@ -364,6 +364,29 @@ def test_workdir_lock_refuses_a_second_process_and_takes_over_stale_locks(tmp_pa
         WorkdirLock(work)
 
 
+def test_released_claim_removes_only_the_empty_directories_it_created(tmp_path):
+    """A claim that wrote nothing leaves no directory behind; one that wrote a file, or a
+    directory that was there before, stays (with its parents)."""
+    from bremen_jax.run.lock import LOCK_NAME
+    from bremen_jax.run.workdir import claim_workdir
+
+    lock = claim_workdir(tmp_path / "a" / "b" / "c")
+    assert (tmp_path / "a" / "b" / "c" / LOCK_NAME).is_file()
+    lock.release()
+    assert sorted(tmp_path.iterdir()) == []
+    lock = claim_workdir(tmp_path / "a" / "b" / "c")
+    (tmp_path / "a" / "b" / "c" / "config.json").write_text("{}")
+    lock.release()
+    lock.release()   # idempotent
+    assert [p.name for p in (tmp_path / "a" / "b" / "c").iterdir()] == ["config.json"]
+    (tmp_path / "mine").mkdir()
+    claim_workdir(tmp_path / "mine").release()
+    assert (tmp_path / "mine").is_dir()
+    lock = claim_workdir(tmp_path / "a" / "d")   # "a" was there: only "d" is removed
+    lock.release()
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["b"]
+
+
 def _flip_latest_arrays(checkpoints: pathlib.Path, steps=None) -> None:
     """Flips 64 bytes in the largest array file of the latest (or the given) checkpoint(s)."""
     numbered = sorted((p for p in checkpoints.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))

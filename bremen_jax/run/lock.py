@@ -52,10 +52,17 @@ def _describe(holder: dict) -> str:
 
 
 class WorkdirLock:
-    """An acquired lock on a work directory; :meth:`release` (or process exit) frees it."""
+    """An acquired lock on a work directory; :meth:`release` (or process exit) frees it.
 
-    def __init__(self, workdir: str | pathlib.Path):
+    ``created``: the directories the caller created for this claim, deepest first; the release
+    removes those that are then empty, so a run refused before it wrote anything (a bad dataset,
+    a compile error) leaves no empty work directory behind. A directory holding anything is kept.
+    """
+
+    def __init__(self, workdir: str | pathlib.Path,
+                 created: tuple[pathlib.Path, ...] = ()):
         self.path = pathlib.Path(workdir) / LOCK_NAME
+        self.created = tuple(created)
         self._fd: int | None = None
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -80,7 +87,8 @@ class WorkdirLock:
         self._fd = fd
 
     def release(self) -> None:
-        """Frees the lock (idempotent); the file goes with it."""
+        """Frees the lock (idempotent); the file goes with it, and so do the directories of
+        ``created`` that are empty then (``rmdir`` never removes one that holds anything)."""
         if self._fd is None:
             return
         try:
@@ -90,3 +98,8 @@ class WorkdirLock:
         finally:
             os.close(self._fd)
             self._fd = None
+        for d in self.created:
+            try:
+                d.rmdir()
+            except OSError:   # not empty (the run wrote something), or gone: keep the rest
+                break

@@ -68,11 +68,14 @@ def _blocking_file(path: pathlib.Path) -> pathlib.Path | None:
 def claim_workdir(workdir: str | pathlib.Path) -> WorkdirLock:
     """Creates ``workdir`` (with parents) and takes its lock: a directory that cannot be created
     or written is refused here, before anything compiles, in one line (:class:`RunDirError`);
-    another live holder with :class:`~bremen_jax.run.lock.WorkdirLocked`."""
+    another live holder with :class:`~bremen_jax.run.lock.WorkdirLocked`. The directories it
+    creates are removed again by the lock's release when nothing was written in them."""
     w = pathlib.Path(workdir)
+    a = w.absolute()
+    created = [d for d in (a, *a.parents) if not d.exists()]
     try:
         w.mkdir(parents=True, exist_ok=True)
-        return WorkdirLock(w)
+        return WorkdirLock(w, created=tuple(created))
     except WorkdirLocked:
         raise
     except OSError as e:
