@@ -117,7 +117,6 @@ def test_fast_compile_passes_o0_keeps_numbers_and_its_own_cache_entry(monkeypatc
     XLA:CPU's fusion emitters (a cache
     entry of its own), same numbers; an unknown value is a one-line error; ``--fast-compile``
     sets it."""
-    import jax
     import jax.numpy as jnp
     import numpy as np
     import pytest

@@ -11,7 +11,6 @@ the ``imageio-ffmpeg`` package ships (``pip install -e '.[video]'``).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import pathlib
 import sys
@@ -25,7 +24,6 @@ from bremen_jax import config as config_lib
 from bremen_jax.envs import registry
 from bremen_jax.run.compile import compile_cached
 from bremen_jax.run.evaluate import POLICIES, check_run_dir, restore_run
-from bremen_jax.run.files import RENDER_SUFFIXES as SUFFIXES
 from bremen_jax.run.files import atomic_write, render_output
 from bremen_jax.types import check_positive_int
 
