@@ -57,6 +57,9 @@ _DIS1 = ["imagine.penalty='disagreement'", "imagine.penalty_coef=1.0"]
 _TUNED = _KL01 + _DIS1 + ["trpo.kl_budget=10.0", "deploy.batch_size=32000"]
 # ... with twice the imagined transitions per TRPO iteration (the base of the i20k variants)
 _I20K = _TUNED + ["imagine.batch_size=20000"]
+# bremen train's default since 2026-12-07 (quick_tuned; the _b32k_p20_h250w100 variant below)
+_DEFAULT = _TUNED + ["dynamics.patience=20", "imagine.horizon=250", "imagine.warmup_horizon=100",
+                     "imagine.warmup_deployments=2"]
 BREMEN_VARIANTS = {"bremen": [],
                    # the original at twice the real batch (5 x 32K): the equal-samples baseline
                    # of bremen train's default (quick_tuned = _budget10_dis1_b32k_p20_h250w100)
@@ -293,15 +296,11 @@ BREMEN_VARIANTS = {"bremen": [],
                    # (measured 2026-12-07 on seeds 0-19: 2,910.6 +- 1,151.5, 18/20 >= 1,500,
                    # 20/20 rising, 95% of five-seed draws meet both halves against _p20's 63%:
                    # bremen train's default since 2026-12-07 by the rule written before its runs)
-                   "bremen_sampling_kl01_budget10_dis1_b32k_p20_h250w100": _TUNED + [
-                       "dynamics.patience=20", "imagine.horizon=250",
-                       "imagine.warmup_horizon=100", "imagine.warmup_deployments=2"],
+                   "bremen_sampling_kl01_budget10_dis1_b32k_p20_h250w100": _DEFAULT,
                    # ... with the paper's 200-200 policy (quick cuts it to 64-64 for the CPU):
                    # SAC's 256-256 reaches 8-14K at 160K where BREMEN's best seeds stop near 5K,
                    # and the clone of deployment 5 loses 119 +- 93 of the deployed policy's return
-                   "bremen_sampling_kl01_budget10_dis1_b32k_p20_h250w100_pol200": _TUNED + [
-                       "dynamics.patience=20", "imagine.horizon=250",
-                       "imagine.warmup_horizon=100", "imagine.warmup_deployments=2",
+                   "bremen_sampling_kl01_budget10_dis1_b32k_p20_h250w100_pol200": _DEFAULT + [
                        "policy.hidden_sizes=(200, 200)"]}
 ALGORITHMS = (*BREMEN_VARIANTS, "sac", "ppo")
 DEFAULT_ALGORITHMS = ("bremen", "sac", "ppo")
