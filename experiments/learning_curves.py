@@ -301,7 +301,12 @@ BREMEN_VARIANTS = {"bremen": [],
                    # SAC's 256-256 reaches 8-14K at 160K where BREMEN's best seeds stop near 5K,
                    # and the clone of deployment 5 loses 119 +- 93 of the deployed policy's return
                    "bremen_sampling_kl01_budget10_dis1_b32k_p20_h250w100_pol200": _DEFAULT + [
-                       "policy.hidden_sizes=(200, 200)"]}
+                       "policy.hidden_sizes=(200, 200)"],
+                   # ... with twice the KL budget: in the default the budget (not delta or the
+                   # iteration count) sets how far each deployment moves (crossed at iteration
+                   # 25-57 of 100, learning_details), so is it what holds it below SAC?
+                   "bremen_sampling_kl01_budget20_dis1_b32k_p20_h250w100": _DEFAULT + [
+                       "trpo.kl_budget=20.0"]}
 ALGORITHMS = (*BREMEN_VARIANTS, "sac", "ppo")
 DEFAULT_ALGORITHMS = ("bremen", "sac", "ppo")
 
