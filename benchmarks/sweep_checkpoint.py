@@ -18,19 +18,19 @@ average before and after (the machine may be shared).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import pathlib
 import shutil
 import tempfile
 import time
+from bremen_jax.cli.common import ArgumentParser  # one-line usage errors
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--config", default="quick_tuned")
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--repeats", type=int, default=3)

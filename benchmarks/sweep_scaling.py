@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from bremen_jax.cli.common import ArgumentParser  # one-line usage errors
 
 CHILD_ENV = "BREMEN_SWEEP_SCALING_CHILD"
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
@@ -114,7 +115,7 @@ def markdown(result: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
+    p = ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="quick", help="config name or path (default: quick)")
     p.add_argument("--runs", default="1,2,4,8", help="comma-separated run counts")

@@ -36,7 +36,6 @@ repeat.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import functools
 import json
@@ -51,6 +50,7 @@ from jax import lax
 from bremen_jax.algo.natural_gradient import ROW_CHUNK
 from bremen_jax.bench.common import (device_info, device_slug, matmul_peak,
                                      mlp_forward_flops, time_jitted)
+from bremen_jax.cli.common import ArgumentParser  # one-line usage errors
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 # paper halfcheetah sizes (bremen bench --suite paper)
@@ -170,7 +170,7 @@ def measure(sizes: dict, repeats: int) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.trpo_ceiling",
+    p = ArgumentParser(prog="python -m benchmarks.trpo_ceiling",
                                 description=__doc__.splitlines()[0])
     p.add_argument("--out", type=pathlib.Path, default=None)
     p.add_argument("--repeats", type=int, default=9)

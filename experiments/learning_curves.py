@@ -44,6 +44,7 @@ import sys
 import time
 
 from bremen_jax.cli.common import CliError, add_sweep_checkpoint_flags, check_checkpoint_every
+from bremen_jax.cli.common import ArgumentParser  # one-line usage errors
 
 # BREMEN variants: the protocol's config plus these overrides (the fixes of issue 11, each
 # measured against the faithful "bremen" over the same seeds).
@@ -379,7 +380,7 @@ CPU_ESTIMATE = "about 2 h on an idle 2-core CPU (estimated from unit costs, see 
 
 
 def _parse(argv) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m experiments.learning_curves",
+    p = ArgumentParser(prog="python -m experiments.learning_curves",
                                 description=__doc__.splitlines()[0])
     p.add_argument("--protocol", choices=sorted(PROTOCOLS), default="tiny")
     p.add_argument("--tasks", default=None, help="comma-separated subset of the protocol's tasks")

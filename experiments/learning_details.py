@@ -32,11 +32,11 @@ returns of both after each deployment; :func:`divergence_table`).
 
 from __future__ import annotations
 
-import argparse
 import pathlib
 import sys
 
 import numpy as np
+from bremen_jax.cli.common import ArgumentParser  # one-line usage errors
 
 
 def _ms(x: np.ndarray) -> str:
@@ -227,7 +227,7 @@ def markdown(name: str, rows: list[dict[str, str]], runs: int) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m experiments.learning_details",
+    p = ArgumentParser(prog="python -m experiments.learning_details",
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("sweeps", nargs="+", help="sweep work directories")
     p.add_argument("--out", default=None, help="also write the tables to this markdown file")

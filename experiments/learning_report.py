@@ -27,6 +27,7 @@ import math
 import pathlib
 
 import numpy as np
+from bremen_jax.cli.common import ArgumentParser  # one-line usage errors
 
 ENTRY_KEYS = ("samples", "returns", "seeds", "deployments", "deployments_at", "wall_s", "config")
 COLORS = {"bremen": "tab:blue", "sac": "tab:orange", "ppo": "tab:green",
@@ -515,11 +516,10 @@ def main(argv=None) -> int:
     per-seed differences from ALGO on the seeds both ran (:func:`paired_table`),
     ``--compare-with ALGO`` every other algorithm's mean against ALGO's, unpaired
     (:func:`compared_table`); ``--out`` also writes it."""
-    import argparse
     import json
     import sys
 
-    p = argparse.ArgumentParser(prog="python -m experiments.learning_report")
+    p = ArgumentParser(prog="python -m experiments.learning_report")
     p.add_argument("command", choices=["merge", "summary"])
     p.add_argument("inputs", nargs="+", help="learning-curves JSON files")
     p.add_argument("--out", default=None, help="merge: the merged JSON (its .md and .png go "

@@ -20,6 +20,7 @@ import json
 import math
 import pathlib
 import sys
+from bremen_jax.cli.common import ArgumentParser  # one-line usage errors
 
 
 def _load(path: str) -> dict:
@@ -133,7 +134,7 @@ def emit(text: str, out: str | None) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("a", help="offline table JSON (A)")
     p.add_argument("b", help="offline table JSON (B), same datasets and seeds")
     p.add_argument("--labels", default="A,B", help="two names, comma-separated")

@@ -14,11 +14,11 @@ flip sides of BC (README, "Offline results"); pooling draws averages it out.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from experiments.offline_compare import (_load, _mean_se, _mean_std, _scores,
                                          add_report_and_out, emit)
+from bremen_jax.cli.common import ArgumentParser  # one-line usage errors
 
 
 def pool(docs: list[dict], report: str = "bremen_final") -> list[dict]:
@@ -72,7 +72,7 @@ def markdown(rows: list[dict], report: str = "bremen_final") -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("tables", nargs="+", help="offline table JSONs, one per dataset draw")
     add_report_and_out(p)
     args = p.parse_args(argv)

@@ -38,6 +38,7 @@ import os
 import pathlib
 import sys
 import time
+from bremen_jax.cli.common import ArgumentParser  # one-line usage errors
 
 PROTOCOL_CPU = [
     "dynamics.hidden_sizes=(256, 256)",  # paper 1024x1024
@@ -69,7 +70,7 @@ EPOCHS = {"cpu": [(500_000, 20), (0, 100)],
 
 
 def _parse(argv) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tasks", default="halfcheetah,hopper")
     p.add_argument("--sizes", default="1000000,100000,50000")
     p.add_argument("--policy", default="medium")

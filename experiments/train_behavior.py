@@ -21,6 +21,7 @@ import sys
 
 from bremen_jax.datasets import behavior_policies as bp
 from bremen_jax.datasets import behavior_training
+from bremen_jax.cli.common import ArgumentParser  # one-line usage errors
 
 
 def _parse_value(text: str):
@@ -48,7 +49,7 @@ def parse_ppo_overrides(items: list[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", required=True, action="append",
                         help="task name (repeat for several; trained one after the other)")
     parser.add_argument("--num-timesteps", type=int, required=True)

@@ -68,6 +68,31 @@ def test_errors_are_one_line_exit_2(tmp_path, capsys, argv, message):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["evaluate", "/x", "--stochastik"], "bremen evaluate: error: unrecognized arguments: "
+                                         "--stochastik; did you mean '--stochastic'?"),
+    (["trian"], "invalid choice: 'trian' (choose from 'train', "),
+    (["trian"], "; did you mean 'train'? (`bremen --help` lists the arguments)"),
+    (["--bogus"], "bremen: error: unrecognized arguments: --bogus"),
+    (["render", "/x", "--out", "a.gif", "--policy", "targt"], "did you mean 'target'?"),
+    (["plot"], "bremen plot: error: the following arguments are required: RUN_DIR"),
+    (["tasks", "--x"], "bremen tasks: error: unrecognized arguments: --x (`bremen tasks --help`"),
+    (["train", "--seeds", "3"], "unrecognized argument '--seeds' (did you mean '--seed'?); "
+                                "config fields are overridden as --config.FIELD=VALUE"),
+])
+def test_usage_errors_are_one_line_with_a_hint(capsys, argv, message):
+    """argparse's own errors (unknown flags, a mistyped command or choice, missing arguments)
+    are one line naming the closest valid one, not the usage block; never help with exit 0."""
+    try:
+        rc = cli.main(argv)
+    except SystemExit as e:
+        rc = e.code
+    assert rc == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1, captured
+    assert message in captured.err, captured.err
+
+
 def test_sweep_refuses_a_non_empty_workdir(tmp_path, capsys):
     (tmp_path / "keep.txt").write_text("mine")
     assert cli.main(["sweep", "--config", "test", "--workdir", str(tmp_path)]) == 2

@@ -79,6 +79,15 @@ def test_unknown_task_or_algorithm_is_one_line(capsys):
     assert len(err) == 1 and "algorithms must be some of" in err[0]
 
 
+def test_a_mistyped_flag_is_one_line_with_the_closest_flag(capsys):
+    with pytest.raises(SystemExit) as e:
+        lc.main(["--protocl", "tiny"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unrecognized arguments: --protocl tiny; did you mean " \
+        "'--protocol'?" in err, err
+
+
 def test_a_used_sweep_directory_is_one_line_before_anything_runs(tmp_path, capsys):
     used = lc.sweep_dir(tmp_path, "inverted_pendulum", "bremen_sampling")
     assert used == tmp_path / "inverted_pendulum-bremen_sampling"

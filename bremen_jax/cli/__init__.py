@@ -16,7 +16,8 @@ import sys
 from typing import Sequence
 
 from bremen_jax.cli import datasets, inspect, plots, runs, sweeps
-from bremen_jax.cli.common import CliError, add_global_flags, split_overrides
+from bremen_jax.cli.common import ArgumentParser, CliError, add_global_flags, split_overrides, \
+    unrecognized
 from bremen_jax.cli.quiet import quiet_third_party
 
 __all__ = ["CliError", "build_parser", "main"]
@@ -29,7 +30,7 @@ USER_ERRORS = (CliError, ValueError, FileNotFoundError, FileExistsError, Permiss
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="bremen", description="BREMEN (Behavior-Regularized Model-ENsemble) in JAX.")
     add_global_flags(parser, default=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -43,10 +44,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if args.command is None:
+        if unknown:
+            unrecognized(parser, unknown)
         parser.print_help()
         return 0
     if not args.takes_overrides and unknown:
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        unrecognized(args.parser, unknown)
     debug = args.debug or os.environ.get("BREMEN_DEBUG", "") not in ("", "0")
     args.argv = argv
     if getattr(args, "fast_compile", False):
@@ -54,7 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with quiet_third_party(verbose=args.verbose):
             if args.takes_overrides:
-                return args.handler(args, split_overrides(unknown))
+                options = [o for o in args.parser._option_string_actions if o[:2] == "--"]
+                return args.handler(args, split_overrides(unknown, options))
             return args.handler(args)
     except KeyboardInterrupt as e:
         if debug:

@@ -3,11 +3,50 @@
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Sequence
 
 
 class CliError(Exception):
     """A user error: printed as one line, exit status 2."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose usage errors are one line on stderr (exit 2), like every
+    other user error of ``bremen``: ``PROG: error: MESSAGE; did you mean '--x'? (`PROG --help`
+    lists the arguments)`` instead of argparse's usage block followed by the message. The
+    close-match hint is given for unrecognized options and invalid choices (a mistyped
+    subcommand). Subparsers inherit the class."""
+
+    def error(self, message: str):
+        message = " ".join(str(message).split())
+        close = None
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+        if message.startswith("unrecognized arguments:"):
+            words = message.split(":", 1)[1].split()
+            close = closest(words, [o for o in self._option_string_actions if o[:2] == "--"])
+        elif choice:
+            close = closest([choice[1]], re.findall(r"'([^']*)'", choice[2]))
+        hint = f"; did you mean {close!r}?" if close else ""
+        self.exit(2, f"{self.prog}: error: {message}{hint} (`{self.prog} --help` lists the "
+                     f"arguments)\n")
+
+
+def closest(words: Sequence[str], options: Sequence[str]) -> str | None:
+    """The option closest to the first of ``words`` that is close to one (``--name=value``
+    compared by its name), else None."""
+    import difflib
+
+    for word in words:
+        close = difflib.get_close_matches(word.split("=", 1)[0], options, n=1, cutoff=0.7)
+        if close:
+            return close[0]
+    return None
+
+
+def unrecognized(parser: argparse.ArgumentParser, unknown: Sequence[str]):
+    """Exits with ``parser``'s one-line error for arguments it does not take."""
+    parser.error(f"unrecognized arguments: {' '.join(unknown)}")
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -54,7 +93,7 @@ def add_command(sub, name: str, handler, *, overrides: bool, help: str,
     p = sub.add_parser(name, help=help, description=description or help,
                        formatter_class=HelpFormatter, **kwargs)
     add_global_flags(p, default=argparse.SUPPRESS)
-    p.set_defaults(handler=handler, takes_overrides=overrides)
+    p.set_defaults(handler=handler, takes_overrides=overrides, parser=p)
     return p
 
 
@@ -86,16 +125,18 @@ def fmt(x) -> str:
     return "n/a" if x is None else f"{x:.1f}"
 
 
-def split_overrides(unknown: Sequence[str]) -> list[str]:
+def split_overrides(unknown: Sequence[str], options: Sequence[str] = ()) -> list[str]:
     """``--config.a.b=v`` / ``--config.a.b v`` flags -> ``["a.b=v", ...]``; anything else is an
-    error."""
+    error (naming the closest of the command's own ``options``, if one is close)."""
     out, i = [], 0
     unknown = list(unknown)
     while i < len(unknown):
         arg = unknown[i]
         if not arg.startswith("--config."):
-            raise CliError(f"unrecognized argument {arg!r}; config fields are overridden as "
-                           f"--config.FIELD=VALUE (e.g. --config.trpo.target_kl=0.05)")
+            close = closest([arg], options)
+            hint = f" (did you mean {close!r}?)" if close else ""
+            raise CliError(f"unrecognized argument {arg!r}{hint}; config fields are overridden as --config.FIELD=VALUE (e.g. "
+                           f"--config.trpo.target_kl=0.05)")
         body = arg[len("--config."):]
         if "=" not in body:
             if i + 1 >= len(unknown):
