@@ -222,19 +222,30 @@ class Checkpointer:
         (``<step>.orbax-checkpoint-tmp*``; frees the space). Committed checkpoints are untouched
         (a step folder that exists is verified by its checksums when restored)."""
         # orbax's writer threads can still be creating files in it when the save has failed
-        # (seen on a loaded CPU: the folder was back after one removal), so wait for them and
-        # remove until nothing is left.
+        # (seen on a loaded CPU: the folder was back after one removal, and, with a first
+        # empty check taken as the end, again after the loop), so wait for them and remove
+        # until the folder has stayed gone for QUIET_S (at most SETTLE_S in all); close() sweeps
+        # once more after orbax's threads are joined.
         with contextlib.suppress(Exception):
             self._mngr.wait_until_finished()
-        for attempt in range(20):
-            left = list(self.directory.glob(f"{step}.orbax-checkpoint-tmp*"))
-            if not left:
-                break
-            for p in left:
-                shutil.rmtree(p, ignore_errors=True)
-            time.sleep(0.05 * attempt)
+        self._sweep_partial(f"{step}.orbax-checkpoint-tmp*", quiet_s=0.5, settle_s=15.0)
         with contextlib.suppress(Exception):
             self._mngr.reload()
+
+    def _sweep_partial(self, pattern: str, quiet_s: float, settle_s: float) -> None:
+        """Removes the folders matching ``pattern`` until none has appeared for ``quiet_s``
+        seconds, or ``settle_s`` seconds have passed."""
+        start = quiet_since = time.monotonic()
+        while True:
+            left = list(self.directory.glob(pattern))
+            for p in left:
+                shutil.rmtree(p, ignore_errors=True)
+            now = time.monotonic()
+            if left:
+                quiet_since = now
+            if now - quiet_since >= quiet_s or now - start >= settle_s:
+                return
+            time.sleep(0.05)
 
     def restore(self, abstract_state: Any, step: int | None = None,
                 expected_config: Mapping[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
@@ -335,6 +346,9 @@ class Checkpointer:
         except Exception:  # the failed save was reported as CheckpointWriteError already
             if not self._failed:
                 raise
+        finally:
+            if self._failed:  # orbax's threads are done: what they wrote late goes too
+                self._sweep_partial("*.orbax-checkpoint-tmp*", quiet_s=0.0, settle_s=0.0)
 
     def __enter__(self) -> "Checkpointer":
         return self
