@@ -165,3 +165,35 @@ def test_flipped_bytes_fail_the_checksum_and_resume_takes_the_newest_intact(setu
         ck.restore_intact(abstract)
     assert ck.steps() == [1, 2]  # a refusal moves nothing
     ck.close()
+
+
+def test_a_failed_saves_tmp_folder_recreated_late_is_removed_too(tmp_path):
+    """After a failed save orbax's writer threads may recreate ``<step>.orbax-checkpoint-tmp``
+    after it was removed (seen on a loaded CPU): the removal waits until the folder has stayed
+    gone for its quiet window, and ``close`` sweeps once more."""
+    import threading
+    import time
+
+    ck = Checkpointer(tmp_path / "ck")
+    tmp = ck.directory / "5.orbax-checkpoint-tmp-123"
+    tmp.mkdir()
+    (tmp / "part").write_bytes(b"x" * 100)
+    recreated = threading.Event()
+
+    def late_writer():  # waits for the first removal, then writes the folder again
+        while tmp.exists():
+            time.sleep(0.01)
+        time.sleep(0.2)
+        (tmp / "late").mkdir(parents=True)
+        recreated.set()
+
+    thread = threading.Thread(target=late_writer)
+    thread.start()
+    ck._remove_partial(5)
+    thread.join()
+    assert recreated.is_set() and not tmp.exists()
+    # Written after the removal ended: close() after a failed save removes it.
+    tmp.mkdir()
+    ck._failed = True
+    ck.close()
+    assert not list(ck.directory.glob("*.orbax-checkpoint-tmp*"))
