@@ -32,13 +32,13 @@ class ArgumentParser(argparse.ArgumentParser):
                      f"arguments)\n")
 
 
-def closest(words: Sequence[str], options: Sequence[str]) -> str | None:
+def closest(words: Sequence[str], options: Sequence[str], cutoff: float = 0.7) -> str | None:
     """The option closest to the first of ``words`` that is close to one (``--name=value``
-    compared by its name), else None."""
+    compared by its name; ``difflib`` similarity >= ``cutoff``), else None."""
     import difflib
 
     for word in words:
-        close = difflib.get_close_matches(word.split("=", 1)[0], options, n=1, cutoff=0.7)
+        close = difflib.get_close_matches(word.split("=", 1)[0], options, n=1, cutoff=cutoff)
         if close:
             return close[0]
     return None
@@ -151,15 +151,13 @@ def split_overrides(unknown: Sequence[str], options: Sequence[str] = ()) -> list
 def check_task(cfg) -> None:
     """Raises ValueError (naming the valid tasks) unless ``cfg.task`` is registered: called before
     anything is printed or compiled."""
-    import difflib
-
     from bremen_jax import envs
 
     try:
         envs.task_info(cfg.task)
     except ValueError as e:
-        close = difflib.get_close_matches(str(cfg.task), envs.list_tasks(), n=1)
-        raise ValueError(f"{e}; did you mean {close[0]!r}?" if close else str(e)) from None
+        close = closest([str(cfg.task)], envs.list_tasks(), cutoff=0.6)
+        raise ValueError(f"{e}; did you mean {close!r}?" if close else str(e)) from None
 
 
 def load_cfg(args: argparse.Namespace, overrides: Sequence[str]):
