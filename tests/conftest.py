@@ -4,6 +4,7 @@ Brax environments take 10-30 s to compile on CPU; several tests build the same p
 persistent cache (keyed by the program) lets later tests and later runs reuse them.
 """
 
+import json
 import os
 import pathlib
 
@@ -35,6 +36,30 @@ _CACHE = pathlib.Path(os.environ.get("BREMEN_TEST_JAX_CACHE",
                                      / ".pytest_cache" / "jax"))
 jax.config.update("jax_compilation_cache_dir", str(_CACHE))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+# BREMEN_TEST_COMPILE_LOG=FILE: every XLA compile of the suite (program name, seconds, the test
+# that caused it) appended to FILE.<pid> as JSON lines, one file per xdist worker; summarised by
+# ``python -m benchmarks.suite_compiles FILE``: where the suite's compile time goes.
+_COMPILE_LOG = {"test": None, "file": None}
+
+
+def _log_compile(name, secs, **kwargs):
+    if name == "/jax/core/compile/backend_compile_duration" and _COMPILE_LOG["file"]:
+        _COMPILE_LOG["file"].write(json.dumps({"test": _COMPILE_LOG["test"], "seconds": secs,
+                                               "program": str(kwargs.get("fun_name"))}) + "\n")
+        _COMPILE_LOG["file"].flush()
+
+
+if os.environ.get("BREMEN_TEST_COMPILE_LOG"):
+    import jax.monitoring  # noqa: E402
+
+    _COMPILE_LOG["file"] = open(f"{os.environ['BREMEN_TEST_COMPILE_LOG']}.{os.getpid()}", "a")
+    jax.monitoring.register_event_duration_secs_listener(_log_compile)
+
+
+def pytest_runtest_setup(item):
+    _COMPILE_LOG["test"] = item.nodeid
 
 
 @pytest.fixture(autouse=True)

@@ -445,3 +445,38 @@ def test_sweep_checkpoint_benchmark_writes_its_json(tmp_path):
     assert doc["runs"] == 2 and len(doc["save_s"]) == 2 and doc["restore_s"] > 0
     assert doc["state_bytes"] == 2 * doc["state_bytes_per_run"] > 0
     assert doc["disk_bytes"] > doc["state_bytes"] // 2  # incompressible fill: about its size
+
+
+def test_suite_compile_log_and_its_report(tmp_path):
+    """BREMEN_TEST_COMPILE_LOG records each compile with its test (tests/conftest.py, here in a
+    pytest subprocess with a fresh cache); benchmarks.suite_compiles sums them by hand-checked
+    numbers."""
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    from benchmarks import suite_compiles
+
+    rows = [{"test": "tests/a.py::t1", "seconds": 1.5, "program": "jit(collect)"},
+            {"test": "tests/b.py::t2", "seconds": 2.0, "program": "jit(collect)"},
+            {"test": "tests/b.py::t2", "seconds": 0.25, "program": "jit(add)"}]
+    text = suite_compiles.report(rows)
+    assert "3 compiles, 3.8 s in all" in text
+    assert "| jit(collect) | 2 | 3.5 | tests/a.py (1), tests/b.py (1) |" in text
+    assert text.index("jit(collect)") < text.index("jit(add)")
+    assert "| tests/b.py::t2 | 2.2 |" in text  # 2.0 + 0.25
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    log = tmp_path / "compiles"
+    env = dict(os.environ, BREMEN_TEST_COMPILE_LOG=str(log),
+               BREMEN_TEST_JAX_CACHE=str(tmp_path / "cache"))
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "tests/test_returns.py::test_gae_hand_example"], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    logged = suite_compiles.load(str(log))
+    assert logged and all(r["test"].startswith("tests/test_returns.py::test_gae_hand_example")
+                          for r in logged)
+    assert all(r["seconds"] > 0 for r in logged)
+    assert suite_compiles.main([str(tmp_path / "nothing")]) == 2
