@@ -16,8 +16,8 @@ import sys
 from typing import Sequence
 
 from bremen_jax.cli import datasets, inspect, plots, runs, sweeps
-from bremen_jax.cli.common import ArgumentParser, CliError, add_global_flags, split_overrides, \
-    unrecognized
+from bremen_jax.cli.common import ArgumentParser, CliError, add_global_flags, long_options, \
+    split_overrides, unrecognized
 from bremen_jax.cli.quiet import quiet_third_party
 
 __all__ = ["CliError", "build_parser", "main"]
@@ -57,8 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with quiet_third_party(verbose=args.verbose):
             if args.takes_overrides:
-                options = [o for o in args.parser._option_string_actions if o[:2] == "--"]
-                return args.handler(args, split_overrides(unknown, options))
+                return args.handler(args, split_overrides(unknown, long_options(args.parser)))
             return args.handler(args)
     except KeyboardInterrupt as e:
         if debug:

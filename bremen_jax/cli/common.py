@@ -24,7 +24,7 @@ class ArgumentParser(argparse.ArgumentParser):
         choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message)
         if message.startswith("unrecognized arguments:"):
             words = message.split(":", 1)[1].split()
-            close = closest(words, [o for o in self._option_string_actions if o[:2] == "--"])
+            close = closest(words, long_options(self))
         elif choice:
             close = closest([choice[1]], re.findall(r"'([^']*)'", choice[2]))
         hint = f"; did you mean {close!r}?" if close else ""
@@ -42,6 +42,11 @@ def closest(words: Sequence[str], options: Sequence[str], cutoff: float = 0.7) -
         if close:
             return close[0]
     return None
+
+
+def long_options(parser: argparse.ArgumentParser) -> list[str]:
+    """The ``--name`` options ``parser`` takes (for close-match hints)."""
+    return [o for o in parser._option_string_actions if o.startswith("--")]
 
 
 def unrecognized(parser: argparse.ArgumentParser, unknown: Sequence[str]):
@@ -135,8 +140,8 @@ def split_overrides(unknown: Sequence[str], options: Sequence[str] = ()) -> list
         if not arg.startswith("--config."):
             close = closest([arg], options)
             hint = f" (did you mean {close!r}?)" if close else ""
-            raise CliError(f"unrecognized argument {arg!r}{hint}; config fields are overridden as --config.FIELD=VALUE (e.g. "
-                           f"--config.trpo.target_kl=0.05)")
+            raise CliError(f"unrecognized argument {arg!r}{hint}; config fields are overridden "
+                           f"as --config.FIELD=VALUE (e.g. --config.trpo.target_kl=0.05)")
         body = arg[len("--config."):]
         if "=" not in body:
             if i + 1 >= len(unknown):

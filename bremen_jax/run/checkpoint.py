@@ -224,7 +224,7 @@ class Checkpointer:
         # orbax's writer threads can still be creating files in it when the save has failed
         # (seen on a loaded CPU: the folder was back after one removal, and, with a first
         # empty check taken as the end, again after the loop), so wait for them and remove
-        # until the folder has stayed gone for QUIET_S (at most SETTLE_S in all); close() sweeps
+        # until the folder has stayed gone for 0.5 s (at most 15 s in all); close() sweeps
         # once more after orbax's threads are joined.
         with contextlib.suppress(Exception):
             self._mngr.wait_until_finished()
