@@ -3,7 +3,9 @@
 ``python -m experiments.learning_details SWEEP_DIR [SWEEP_DIR ...] [--out FILE.md]``
 
 For each sweep work directory (``bremen sweep`` or the learning-curves harness, e.g.
-``runs/learning-quick/halfcheetah``) it reads ``metrics_outer0.npz`` and prints, per deployment,
+``runs/learning-quick/halfcheetah``) it reads ``metrics_outer0.npz`` (for a sweep run with
+``--checkpoint-every`` that has not finished: ``metrics_outer0.partial.npz``, the deployments done
+so far, and says so in the table's title) and prints, per deployment,
 mean ± std over the runs of: the BC-initialised policy's return, the return after the last TRPO
 chunk, TRPO's imagined return (last iteration), the model gap (the evaluation's episodes played
 in the model minus the real return, ``eval/model_gap``; absent for older runs), the median
@@ -37,6 +39,7 @@ import sys
 
 import numpy as np
 from bremen_jax.cli.common import ArgumentParser  # one-line usage errors
+from bremen_jax.sweep.report import partial_metrics_path
 
 
 def _ms(x: np.ndarray) -> str:
@@ -54,12 +57,25 @@ def _median_sci(x: np.ndarray) -> str:
     return f"{np.median(x):.2g}" if x.size else "–"
 
 
-def load(sweep_dir: pathlib.Path) -> dict[str, np.ndarray]:
+def metrics_file(sweep_dir: pathlib.Path) -> tuple[pathlib.Path, bool]:
+    """``(path, unfinished)``: the sweep's ``metrics_outer0.npz`` or, for a checkpointed sweep
+    that has not finished (``--checkpoint-every``), ``metrics_outer0.partial.npz`` with the
+    deployments done so far."""
     path = sweep_dir / "metrics_outer0.npz"
-    if not path.is_file():
-        raise FileNotFoundError(f"{sweep_dir} holds no finished sweep (no metrics_outer0.npz); "
-                                f"expected a sweep work directory")
-    with np.load(path) as f:
+    if path.is_file():
+        return path, False
+    partial = partial_metrics_path(sweep_dir, 0)
+    if partial.is_file():
+        return partial, True
+    raise FileNotFoundError(f"{sweep_dir} holds no sweep metrics (no metrics_outer0.npz, nor "
+                            f"{partial.name} from a sweep run with --checkpoint-every); expected "
+                            f"a sweep work directory")
+
+
+def load(sweep_dir: pathlib.Path) -> dict[str, np.ndarray]:
+    """Every metric of the sweep's first outer value, ``{"group|name": [R, K, ...]}`` (K: the
+    deployments done, for an unfinished sweep)."""
+    with np.load(metrics_file(sweep_dir)[0]) as f:
         return {k: f[k] for k in f.files}
 
 
@@ -160,8 +176,10 @@ def divergence_table(m: dict[str, np.ndarray], base: dict[str, np.ndarray]
     iteration counted over its chunks; "D2 preamble"; "identical"), the scored KL to the clone on
     the imagined batch and, where logged, on the latest real batch at that iteration (this sweep's),
     whether each sweep's KL budget skipped that iteration, the return after each deployment in
-    both (this / base) and the final difference. For an option that changes nothing until a check
-    binds (``trpo.kl_budget_states``), the first difference is where it bound first."""
+    both (this / base) and the difference after the last deployment (of an unfinished sweep:
+    the last one done, against the base's same deployment). For an option that changes nothing
+    until a check binds (``trpo.kl_budget_states``), the first difference is where it bound
+    first."""
     if "seeds" not in m or "seeds" not in base:
         raise ValueError("--against needs sweeps that log their seeds (metrics 'seeds')")
     where_b = {int(x): j for j, x in enumerate(base["seeds"])}
@@ -169,8 +187,12 @@ def divergence_table(m: dict[str, np.ndarray], base: dict[str, np.ndarray]
     if not shared:
         raise ValueError(f"--against: no seed in both sweeps ({sorted(map(int, m['seeds']))} "
                          f"and {sorted(where_b)})")
+    K, K_base = m["eval|eval/return_mean"].shape[1], base["eval|eval/return_mean"].shape[1]
+    if K < K_base:  # an unfinished sweep: against the base's same first deployments
+        base = {k: v[:, :K] if "|" in k else v for k, v in base.items()}
     if m["eval|eval/return_mean"].shape[1:] != base["eval|eval/return_mean"].shape[1:]:
-        raise ValueError("--against needs sweeps with the same deployments and chunks")
+        raise ValueError("--against needs sweeps with the same deployments and chunks (or a "
+                         "sweep with fewer deployments done, against the base's first ones)")
     rows = []
     for seed, i, j in shared:
         ev, ev_b = m["eval|eval/return_mean"][i, :, -1], base["eval|eval/return_mean"][j, :, -1]
@@ -194,7 +216,7 @@ def divergence_table(m: dict[str, np.ndarray], base: dict[str, np.ndarray]
                      "KL latest": lat, "over budget (this / base)": over,
                      "after each deployment": ", ".join(f"{x:.0f}" for x in ev),
                      "base": ", ".join(f"{x:.0f}" for x in ev_b),
-                     "final − base": f"{ev[-1] - ev_b[-1]:+.0f}"})
+                     "last − base": f"{ev[-1] - ev_b[-1]:+.0f}"})
     return rows
 
 
@@ -242,7 +264,11 @@ def main(argv=None) -> int:
         for d in map(pathlib.Path, args.sweeps):
             m = load(d)
             ms.append(m)
-            parts.append(markdown(d.name, deployment_table(m),
+            name = d.name
+            if metrics_file(d)[1]:
+                name += (f" (unfinished: deployments 1-{m['eval|eval/return_mean'].shape[1]} "
+                         f"so far)")
+            parts.append(markdown(name, deployment_table(m),
                                   m["eval|eval/return_mean"].shape[0]))
         if args.against:
             base = load(pathlib.Path(args.against))

@@ -66,7 +66,7 @@ def test_old_runs_without_the_gap_and_a_missing_sweep(tmp_path, capsys):
     assert rows[0]["KL scored (last it.)"] == rows[0]["over KL budget"] == "–"
     assert rows[0]["first over budget (it.)"] == "–"
     assert ld.main([str(tmp_path / "nowhere")]) == 2
-    assert "no finished sweep" in capsys.readouterr().err
+    assert "holds no sweep metrics" in capsys.readouterr().err
     out = tmp_path / "t.md"
     assert ld.main([str(tmp_path), "--out", str(out)]) == 0
     assert "| deployment | BC init |" in out.read_text()
@@ -111,12 +111,12 @@ def test_paired_runs_first_difference_by_hand(tmp_path, capsys):
     this["improve|kl_to_behavior_latest"] = np.full((2, 2, 2, 3), 7.0)   # logged by this only
     rows = ld.divergence_table(this, base)
     assert [r["seed"] for r in rows] == ["3", "4"]
-    assert rows[0]["first difference"] == "identical" and rows[0]["final − base"] == "+0"
+    assert rows[0]["first difference"] == "identical" and rows[0]["last − base"] == "+0"
     # base run 0 (seed 4), deployment 2 (index 1): KLs 6..11, the 5th is 10
     assert rows[1] == {"seed": "4", "first difference": "D2 it. 5", "KL imagined": "10.0",
                        "KL latest": "7.0", "over budget (this / base)": "1 / 0",
                        "after each deployment": "10, 80", "base": "10, 30",
-                       "final − base": "+50"}
+                       "last − base": "+50"}
     this["preamble|bc_eval/return_mean"][0, 1] = -1.0
     assert ld.divergence_table(this, base)[0]["first difference"] == "D2 preamble"
     with pytest.raises(ValueError, match="no seed in both sweeps"):
@@ -131,3 +131,32 @@ def test_paired_runs_first_difference_by_hand(tmp_path, capsys):
     assert ld.main([str(tmp_path), "--against", str(tmp_path / "base")]) == 2   # no seeds logged
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "log their seeds" in err[0]
+
+
+def test_an_unfinished_sweep_is_read_from_its_partial_metrics(tmp_path, capsys):
+    """A sweep run with --checkpoint-every that has not finished holds only
+    metrics_outer0.partial.npz (its deployments done): the tables cover those, the title says
+    so, and --against pairs them with the base's same first deployments."""
+    (tmp_path / "base").mkdir()
+    base = ld.load(_write(tmp_path / "base"))
+    base["seeds"] = np.array([0, 1])
+    np.savez(tmp_path / "base" / "metrics_outer0.npz", **base)
+    part = {k: (v[:, :1] if "|" in k else v) for k, v in base.items()}   # deployment 1 only
+    part["eval|eval/return_mean"] = part["eval|eval/return_mean"] + 5.0
+    (tmp_path / "run").mkdir()
+    np.savez(tmp_path / "run" / "metrics_outer0.partial.npz", **part)
+    assert ld.metrics_file(tmp_path / "run") == (tmp_path / "run" / "metrics_outer0.partial.npz",
+                                                 True)
+    rows = ld.deployment_table(ld.load(tmp_path / "run"))
+    assert [r["deployment"] for r in rows] == ["1"] and rows[0]["after TRPO"] == "20.0 ± 7.1"
+    pairs = ld.divergence_table(ld.load(tmp_path / "run"), base)
+    assert [(r["seed"], r["after each deployment"], r["base"], r["last − base"])
+            for r in pairs] == [("0", "15", "10", "+5"), ("1", "25", "20", "+5")]
+    assert ld.main([str(tmp_path / "run"), "--against", str(tmp_path / "base")]) == 0
+    out = capsys.readouterr().out
+    assert "**run (unfinished: deployments 1-1 so far)** (2 runs)" in out
+    # A finished file wins over a partial one left behind; neither is one line naming both.
+    assert ld.metrics_file(tmp_path / "base")[1] is False
+    assert ld.main([str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "metrics_outer0.npz" in err[0] and "partial" in err[0]

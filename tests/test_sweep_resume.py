@@ -82,7 +82,9 @@ def interrupted(tmp_path_factory):
         mp.setattr(Checkpointer, "save", save_then_stop)
         sweep.run_sweep("test", w, checkpoint_every=1)
     held = sorted(str(p.relative_to(w)) for p in w.rglob("*") if p.is_file())
-    return w, held, json.loads((w / "sweep.json").read_text())
+    with np.load(w / "metrics_outer0.partial.npz") as f:
+        partial = {k: f[k] for k in f.files}
+    return w, held, json.loads((w / "sweep.json").read_text()), partial
 
 
 @pytest.fixture(scope="module")
@@ -93,10 +95,20 @@ def resumed(interrupted):
     return result, compiles
 
 
-def test_interrupted_sweep_keeps_its_checkpoint(interrupted):
-    w, held, meta = interrupted
+def test_interrupted_sweep_keeps_its_checkpoint(interrupted, through):
+    """... and the metrics of its deployment done, readable without the checkpoint
+    (metrics_outer0.partial.npz: what ``experiments.learning_details`` reads of an unfinished
+    sweep), equal to the first deployment of the sweep run through."""
+    w, held, meta, partial = interrupted
     assert meta["finished"] is False and meta["timings"] == [] and meta["checkpoint_every"] == 1
-    assert not any(name.startswith("metrics_outer") for name in held)
+    assert [n for n in held if n.startswith("metrics_outer")] == ["metrics_outer0.partial.npz"]
+    assert not [n for n in held if n.endswith(".tmp")]
+    assert partial["seeds"].shape == (4,)  # the runs of the outer value, as the final file
+    full = through.metrics[0]
+    for group in ("preamble", "eval"):
+        for name, x in full[group].items():
+            np.testing.assert_array_equal(partial[f"{group}|{name}"], np.asarray(x)[:, :1],
+                                          err_msg=name)
     ckpt = Checkpointer(w / program.CHECKPOINTS / "outer0")
     try:
         assert ckpt.steps() == [1]
@@ -118,6 +130,7 @@ def test_resumed_sweep_equals_the_sweep_run_through(resumed, through):
     assert not (result.workdir / program.CHECKPOINTS).exists()  # removed once done
     for name in ("runs.csv", "summary.json", "metrics_outer0.npz"):
         assert (result.workdir / name).is_file()
+    assert not (result.workdir / "metrics_outer0.partial.npz").exists()  # removed once done
 
 
 def test_checkpointed_sweep_equals_the_one_program_sweep(through, tmp_path_factory):

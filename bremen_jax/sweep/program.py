@@ -230,7 +230,7 @@ def estimate_memory(plan: OuterPlan, mesh: Mesh, phases: Phases | None = None,
 
 def execute_plan(plan: OuterPlan, mesh: Mesh, num_deployments: int | None = None, log=None,
                  data: OfflineData | None = None, checkpoints: Checkpointer | None = None,
-                 every: int = 1) -> tuple[Any, dict]:
+                 every: int = 1, partial: pathlib.Path | None = None) -> tuple[Any, dict]:
     """Checks memory, compiles (once) and runs one outer value (offline on ``data`` when given).
     Returns (metrics with NumPy leaves ``[R, ...]`` (padding dropped), info: timings, padding,
     memory).
@@ -239,6 +239,9 @@ def execute_plan(plan: OuterPlan, mesh: Mesh, num_deployments: int | None = None
     (:func:`compile_sweep_steps`) and after each call but the last every run's state and the
     metrics so far are saved there; when it already holds a checkpoint the runs continue from its
     newest intact one (same numbers as running through: the same programs, the same states).
+    With ``partial`` as well, the metrics of the deployments done so far (``[R, done, ...]``) are
+    written there (:func:`report.write_metrics`) before each checkpoint, so that an interrupted
+    outer value can be looked at (``experiments.learning_details``) without its checkpoint.
     """
     devices = list(mesh.devices.flat)
     n_dev, R = len(devices), plan.num_runs
@@ -273,7 +276,7 @@ def execute_plan(plan: OuterPlan, mesh: Mesh, num_deployments: int | None = None
     extra = {}
     if chunked:
         out, extra = _run_chunks(plan, phases, mesh, R_pad, init, steps, seeds, hp, K, every,
-                                 checkpoints, log)
+                                 checkpoints, log, partial)
         compile_s += extra.pop("compile_s")
         run_s = extra["run_s"]
     else:
@@ -298,8 +301,8 @@ def execute_plan(plan: OuterPlan, mesh: Mesh, num_deployments: int | None = None
 
 
 def _run_chunks(plan: OuterPlan, phases: Phases, mesh: Mesh, R_pad: int, init, steps: dict,
-                seeds, hp, K: int, every: int, checkpoints: Checkpointer, log
-                ) -> tuple[Any, dict]:
+                seeds, hp, K: int, every: int, checkpoints: Checkpointer, log,
+                partial: pathlib.Path | None = None) -> tuple[Any, dict]:
     """:func:`execute_plan`'s checkpointed loop: ``(metrics [R_pad, K, ...] as device or NumPy
     arrays, info)``; a checkpoint holds ``{"runs": states, "metrics": metrics}`` (the metrics of
     deployments not run yet are zeros) at step = deployments done."""
@@ -352,6 +355,9 @@ def _run_chunks(plan: OuterPlan, phases: Phases, mesh: Mesh, R_pad: int, init, s
         done += n
         if done < K:
             t = time.perf_counter()
+            if partial is not None:  # the deployments done, readable without the checkpoint
+                report.write_metrics(partial, jax.tree.map(
+                    lambda x: x[:plan.num_runs, :done], metrics), plan)
             checkpoints.save(done, {"runs": states, "metrics": metrics},
                              position={"outer": plan.index, "deployments": done},
                              extra={"padded_runs": R_pad, "devices": int(mesh.size)})
@@ -423,7 +429,8 @@ def run_sweep(sweep: Any, workdir: str | pathlib.Path, *, overrides: Sequence[st
     Faults: each outer value's metrics are written as soon as it ends, and ``sweep.json`` records
     the outer values done. With ``checkpoint_every = k`` (online sweeps) an outer value runs ``k``
     deployments per compiled call and every run's state is checkpointed after each call (orbax,
-    checksummed, in ``checkpoints/outer<i>``; removed once the outer value is done). ``resume``
+    checksummed, in ``checkpoints/outer<i>``; removed once the outer value is done), the metrics
+    of the deployments done before it (``metrics_outer<i>.partial.npz``, likewise). ``resume``
     continues an interrupted sweep in ``workdir``: outer values done are read back, the others
     continue from their newest intact checkpoint (or start again), with the same numbers as a
     sweep that ran through with the same ``checkpoint_every``; the sweep file, overrides, dataset
@@ -527,12 +534,14 @@ def _run_plans(sweep, cfg, spec: SweepSpec, plans: list[OuterPlan], mesh: Mesh,
                     else None)
             try:
                 m, info = execute_plan(plan, mesh, num_deployments, log, data, ckpt,
-                                       checkpoint_every or 1)
+                                       checkpoint_every or 1,
+                                       report.partial_metrics_path(workdir, plan.index))
             finally:
                 if ckpt is not None:
                     ckpt.close()
             if writer:
                 report.write_metrics(path, m, plan)
+                report.partial_metrics_path(workdir, plan.index).unlink(missing_ok=True)
         metrics.append(m)
         timings.append(info)
         rows += report.run_rows(plan, spec, m, offset=len(rows))

@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import pathlib
 import zipfile
 from typing import Any, Sequence
@@ -221,8 +222,17 @@ def write_rows(workdir: pathlib.Path, rows: list[dict]) -> None:
             w.writerow(["" if r.get(c) is None else r.get(c) for c in columns])
 
 
+def partial_metrics_path(workdir: pathlib.Path, index: int) -> pathlib.Path:
+    """Where a checkpointed outer value keeps the metrics of its deployments done so far
+    (``[R, done, ...]``, rewritten before each checkpoint, removed when
+    ``metrics_outer<index>.npz`` is written): an interrupted sweep's finished deployments."""
+    return pathlib.Path(workdir) / f"metrics_outer{index}.partial.npz"
+
+
 def write_metrics(path: pathlib.Path, metrics: dict, plan) -> None:
-    """Every metric of every run of one outer value (``[R, K, ...]``) as an ``.npz``."""
+    """Every metric of every run of one outer value (``[R, K, ...]``) as an ``.npz``; written
+    to a temporary file first, so that an earlier file at ``path`` is replaced whole or not at
+    all."""
     flat = {"seeds": plan.seeds, "point": plan.point}
 
     def walk(prefix, tree):
@@ -234,7 +244,10 @@ def write_metrics(path: pathlib.Path, metrics: dict, plan) -> None:
 
     walk("", metrics)
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, **flat)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez_compressed(f, **flat)
+    os.replace(tmp, path)
 
 
 def read_metrics(path: pathlib.Path, plan) -> dict:
