@@ -316,7 +316,7 @@ BREMEN_VARIANTS = {"bremen": [],
                    # the per-step member draw a better estimate of where the model is unsure
                    # (seeds 0-4, 2026-12-07, stopped after deployment 4 at the session's end:
                    # 7.9, 857.4, 2,080.3, 2,613.9 against the default's 3.0, 410.4, 1,064.8,
-                   # 2,094.8; paired +447 +- 70, +1,016 +- 363, +519 +- 431; 2.4-3.2x the wall)
+                   # 2,094.8; paired +447 +- 70, +1,016 +- 363, +519 +- 431; ~1.2-1.6x the wall)
                    "bremen_sampling_kl01_budget10_dis1_b32k_p20_h250w100_m5": _DEFAULT + [
                        "dynamics.num_members=5", "dynamics.num_active=5"]}
 ALGORITHMS = (*BREMEN_VARIANTS, "sac", "ppo")
