@@ -519,6 +519,7 @@ def _run_plans(sweep, cfg, spec: SweepSpec, plans: list[OuterPlan], mesh: Mesh,
         report.write_json(workdir / "sweep.json", {**meta, "finished": False, "timings": timings})
     for plan in plans:
         path = workdir / f"metrics_outer{plan.index}.npz"
+        partial = report.partial_metrics_path(workdir, plan.index)
         if plan.index in done_before and path.is_file():
             try:
                 m = report.read_metrics(path, plan)
@@ -534,14 +535,13 @@ def _run_plans(sweep, cfg, spec: SweepSpec, plans: list[OuterPlan], mesh: Mesh,
                     else None)
             try:
                 m, info = execute_plan(plan, mesh, num_deployments, log, data, ckpt,
-                                       checkpoint_every or 1,
-                                       report.partial_metrics_path(workdir, plan.index))
+                                       checkpoint_every or 1, partial)
             finally:
                 if ckpt is not None:
                     ckpt.close()
             if writer:
                 report.write_metrics(path, m, plan)
-                report.partial_metrics_path(workdir, plan.index).unlink(missing_ok=True)
+                partial.unlink(missing_ok=True)
         metrics.append(m)
         timings.append(info)
         rows += report.run_rows(plan, spec, m, offset=len(rows))
