@@ -314,11 +314,17 @@ BREMEN_VARIANTS = {"bremen": [],
                    # CPU): at 160K what stops BREMEN is the model, not TRPO's reach (the
                    # budget-20 screen above); more members give the disagreement penalty and
                    # the per-step member draw a better estimate of where the model is unsure
-                   # (seeds 0-4, 2026-12-07, stopped after deployment 4 at the session's end:
-                   # 7.9, 857.4, 2,080.3, 2,613.9 against the default's 3.0, 410.4, 1,064.8,
-                   # 2,094.8; paired +447 +- 70, +1,016 +- 363, +519 +- 431; ~1.2-1.6x the wall)
+                   # (seeds 0-4, 2026-12-07: ahead after deployments 2-4, paired +447 +- 70,
+                   # +1,016 +- 363, +519 +- 431, then 2,205.7 +- 998.4 at 160K, paired -797 +-
+                   # 561: TRPO fell below its clone in 3 of 5 seeds in deployment 5; screen not
+                   # passed; ~1.2-1.6x the wall)
                    "bremen_sampling_kl01_budget10_dis1_b32k_p20_h250w100_m5": _DEFAULT + [
-                       "dynamics.num_members=5", "dynamics.num_active=5"]}
+                       "dynamics.num_members=5", "dynamics.num_active=5"],
+                   # ... with the original's 200-epoch cap on each ensemble fit (quick: 100): in
+                   # the m5 screen every member fit of deployments 1-2 ran to the cap of 100
+                   # with its best validation epoch at 75-95, i.e. still improving
+                   "bremen_sampling_kl01_budget10_dis1_b32k_p20_h250w100_e200": _DEFAULT + [
+                       "dynamics.max_epochs=200"]}
 ALGORITHMS = (*BREMEN_VARIANTS, "sac", "ppo")
 DEFAULT_ALGORITHMS = ("bremen", "sac", "ppo")
 
