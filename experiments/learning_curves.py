@@ -472,16 +472,26 @@ def run_bremen(spec: dict, seeds, workdir: pathlib.Path, log=print,
     t = res.timings[0]
     log(f"  bremen: {np.round(ev.mean(0), 1).tolist()} (compile {t['compile_s']:.0f} s, "
         f"run {t['run_s']:.0f} s)")
-    return {"samples": [B * (k + 1) for k in range(K)], "returns": ev.T.tolist(),
-            "seeds": list(seeds), "deployments": K, "deployments_at": list(range(1, K + 1)),
-            "wall_s": [round(wall, 2)],
-            "wall_s_covers": "all seeds in one vmapped program, compile included "
-                             f"(compile {t['compile_s']} s, run {t['run_s']} s)"
-                             + (f"; resumed: this call ran deployments "
-                                f"{t.get('resumed_after_deployment', 0) + 1}..{K} only"
-                                if resume else ""),
-            "config": {"bremen": json.loads(cfg.to_json()), "overrides": spec["overrides"],
-                       "workdir": str(workdir)}}
+    covers = ("all seeds in one vmapped program, compile included "
+              f"(compile {t['compile_s']} s, run {t['run_s']} s)")
+    earlier = t.get("earlier_s")
+    if "resumed_after_deployment" in t:
+        d = t["resumed_after_deployment"]
+        covers += (f"; resumed after deployment {d}: this call ran deployments {d + 1}..{K} in "
+                   f"{wall:.1f} s" + (
+                       f", the earlier calls (from the checkpoint's record) {earlier:.1f} s"
+                       if earlier is not None else
+                       " and wall_s is this call's only (the earlier calls' time was not "
+                       "recorded)"))
+        wall += earlier or 0.0
+    entry = {"samples": [B * (k + 1) for k in range(K)], "returns": ev.T.tolist(),
+             "seeds": list(seeds), "deployments": K, "deployments_at": list(range(1, K + 1)),
+             "wall_s": [round(wall, 2)], "wall_s_covers": covers,
+             "config": {"bremen": json.loads(cfg.to_json()), "overrides": spec["overrides"],
+                        "workdir": str(workdir)}}
+    if "history" in t:  # checkpointed: compile s per call, [deployments done, s] per chunk
+        entry["timing_history"] = t["history"]
+    return entry
 
 
 def sweep_dir(workdir: pathlib.Path, task: str, variant: str) -> pathlib.Path:

@@ -130,6 +130,37 @@ def test_resume_continues_only_sweeps_begun_there(tmp_path, monkeypatch, capsys)
     assert (used / "mine.txt").read_text() == "keep" and len(calls) == 1
 
 
+def test_a_resumed_bremen_entry_counts_the_earlier_calls_time(tmp_path, monkeypatch):
+    """run_bremen on a sweep resumed after deployment 1 of 2: wall_s adds the earlier calls'
+    seconds from the checkpoint's record (here 100 + 250) to this call's, and says so; without
+    that record it stays this call's and says that instead."""
+    import types
+
+    from bremen_jax import sweep as sweep_pkg
+
+    spec = {"config": "test", "overrides": []}
+    K = int(lc.bremen_config(spec).deploy.num_deployments)
+    ret = np.arange(2 * K * 3, dtype=np.float64).reshape(2, K, 3)  # [run, deployment, chunk]
+    hist = {"compile_s": [100.0, 5.0], "chunk_s": [[1, 250.0], [K, 7.0]]}
+
+    def fake(timings):
+        return lambda *a, **k: types.SimpleNamespace(
+            metrics=[{"eval": {"eval/return_mean": ret}}], rows=[{"seed": 3}, {"seed": 4}],
+            timings=[timings])
+
+    base = {"compile_s": 5.0, "run_s": 7.0, "resumed_after_deployment": 1, "history": hist}
+    monkeypatch.setattr(sweep_pkg, "run_sweep", fake({**base, "earlier_s": 350.0}))
+    e = lc.run_bremen(spec, [3, 4], tmp_path, log=lambda s: None, resume=True)
+    assert e["returns"][-1] == [ret[0, -1, -1], ret[1, -1, -1]]
+    assert 350.0 <= e["wall_s"][0] < 360.0 and e["timing_history"] == hist
+    assert (f"resumed after deployment 1: this call ran deployments 2..{K} in"
+            in e["wall_s_covers"] and "earlier calls (from the checkpoint's record) 350.0 s"
+            in e["wall_s_covers"])
+    monkeypatch.setattr(sweep_pkg, "run_sweep", fake({**base, "earlier_s": None}))
+    e = lc.run_bremen(spec, [3, 4], tmp_path, log=lambda s: None, resume=True)
+    assert e["wall_s"][0] < 10.0 and "earlier calls' time was not recorded" in e["wall_s_covers"]
+
+
 def test_merge_keeps_other_entries_and_variants_add_their_overrides(tmp_path, monkeypatch):
     """--merge adds a run's (task, algorithm) entries to an existing JSON; a BREMEN variant runs
     the protocol's config plus its overrides, in its own work directory."""

@@ -84,7 +84,12 @@ def interrupted(tmp_path_factory):
     held = sorted(str(p.relative_to(w)) for p in w.rglob("*") if p.is_file())
     with np.load(w / "metrics_outer0.partial.npz") as f:
         partial = {k: f[k] for k in f.files}
-    return w, held, json.loads((w / "sweep.json").read_text()), partial
+    ckpt = Checkpointer(w / program.CHECKPOINTS / "outer0")
+    try:
+        history = ckpt.read_meta()["extra"]["history"]
+    finally:
+        ckpt.close()
+    return w, held, json.loads((w / "sweep.json").read_text()), partial, history
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +104,7 @@ def test_interrupted_sweep_keeps_its_checkpoint(interrupted, through):
     """... and the metrics of its deployment done, readable without the checkpoint
     (metrics_outer0.partial.npz: what ``experiments.learning_details`` reads of an unfinished
     sweep), equal to the first deployment of the sweep run through."""
-    w, held, meta, partial = interrupted
+    w, held, meta, partial, _ = interrupted
     assert meta["finished"] is False and meta["timings"] == [] and meta["checkpoint_every"] == 1
     assert [n for n in held if n.startswith("metrics_outer")] == ["metrics_outer0.partial.npz"]
     assert not [n for n in held if n.endswith(".tmp")]
@@ -131,6 +136,26 @@ def test_resumed_sweep_equals_the_sweep_run_through(resumed, through):
     for name in ("runs.csv", "summary.json", "metrics_outer0.npz"):
         assert (result.workdir / name).is_file()
     assert not (result.workdir / "metrics_outer0.partial.npz").exists()  # removed once done
+
+
+def test_a_resumed_sweep_reports_the_time_of_the_calls_before_it(interrupted, resumed, through):
+    """Nothing of the interrupted call is lost, its time included: the checkpoint records its
+    compile and its deployment's seconds, and the resumed call reports them (``earlier_s``)
+    next to its own, as one history of both calls."""
+    before = interrupted[4]
+    assert len(before["compile_s"]) == 1 and [d for d, _ in before["chunk_s"]] == [1]
+    assert "unrecorded" not in before
+    info = resumed[0].timings[0]
+    after = info["history"]
+    assert after["compile_s"][0] == before["compile_s"][0] and len(after["compile_s"]) == 2
+    assert after["chunk_s"][0] == before["chunk_s"][0]
+    assert [d for d, _ in after["chunk_s"]] == [1, 2]
+    assert after["chunk_s"][1][1] <= info["run_s"] + 1e-3  # rounded to ms
+    assert info["earlier_s"] == pytest.approx(before["compile_s"][0] + before["chunk_s"][0][1])
+    whole = through.timings[0]
+    assert "earlier_s" not in whole and len(whole["history"]["compile_s"]) == 1
+    assert [d for d, _ in whole["history"]["chunk_s"]] == [1, 2]
+    assert sum(s for _, s in whole["history"]["chunk_s"]) <= whole["run_s"] + 2e-3
 
 
 def test_checkpointed_sweep_equals_the_one_program_sweep(through, tmp_path_factory):
@@ -210,7 +235,8 @@ def test_resume_on_another_padded_run_count_is_refused(tmp_path, monkeypatch):
         sweep.run_sweep("test", w, checkpoint_every=1)
     ckpt = Checkpointer(w / program.CHECKPOINTS / "outer0")
     try:
-        assert ckpt.read_meta()["extra"] == {"padded_runs": 4, "devices": 1}
+        extra = ckpt.read_meta()["extra"]
+        assert (extra["padded_runs"], extra["devices"]) == (4, 1)  # and the timing history
     finally:
         ckpt.close()
     read = Checkpointer.read_meta

@@ -276,7 +276,7 @@ def execute_plan(plan: OuterPlan, mesh: Mesh, num_deployments: int | None = None
     extra = {}
     if chunked:
         out, extra = _run_chunks(plan, phases, mesh, R_pad, init, steps, seeds, hp, K, every,
-                                 checkpoints, log, partial)
+                                 checkpoints, log, partial, compile_s)
         compile_s += extra.pop("compile_s")
         run_s = extra["run_s"]
     else:
@@ -302,10 +302,16 @@ def execute_plan(plan: OuterPlan, mesh: Mesh, num_deployments: int | None = None
 
 def _run_chunks(plan: OuterPlan, phases: Phases, mesh: Mesh, R_pad: int, init, steps: dict,
                 seeds, hp, K: int, every: int, checkpoints: Checkpointer, log,
-                partial: pathlib.Path | None = None) -> tuple[Any, dict]:
+                partial: pathlib.Path | None = None,
+                call_compile_s: float = 0.0) -> tuple[Any, dict]:
     """:func:`execute_plan`'s checkpointed loop: ``(metrics [R_pad, K, ...] as device or NumPy
     arrays, info)``; a checkpoint holds ``{"runs": states, "metrics": metrics}`` (the metrics of
-    deployments not run yet are zeros) at step = deployments done."""
+    deployments not run yet are zeros) at step = deployments done, and in its metadata the time
+    taken so far by every call that led to it (``extra["history"]``: ``compile_s`` per call,
+    ``chunk_s`` = ``[deployments done after the chunk, seconds]`` per chunk), so that a resumed
+    outer value reports the time of the calls before it (``info["history"]``, all calls, and
+    ``info["earlier_s"]``: the earlier calls' compile + chunk seconds, None where a checkpoint
+    without this record began the chain: ``history["unrecorded"]`` deployments)."""
     runs = NamedSharding(mesh, PartitionSpec("runs"))
     states_abs = _plain(init.out_info)
     metrics_abs = jax.tree.map(lambda x: jax.ShapeDtypeStruct((x.shape[0], K) + x.shape[2:],
@@ -313,7 +319,9 @@ def _run_chunks(plan: OuterPlan, phases: Phases, mesh: Mesh, R_pad: int, init, s
                                _plain(steps[every].out_info[1]))
     done, compile_s, ckpt_s, run_s, saved = 0, 0.0, 0.0, 0.0, 0
     info: dict[str, Any] = {"checkpoint_every": every}
-    if checkpoints.latest_step() is not None:
+    history: dict[str, list] = {"compile_s": [], "chunk_s": []}
+    resuming = checkpoints.latest_step() is not None
+    if resuming:
         with contextlib.suppress(CheckpointError):  # a damaged one: restore_intact says so
             was = checkpoints.read_meta()["extra"].get("padded_runs")
             if was is not None and was != R_pad:
@@ -326,6 +334,13 @@ def _run_chunks(plan: OuterPlan, phases: Phases, mesh: Mesh, R_pad: int, init, s
         tree, meta, skipped = checkpoints.restore_intact({"runs": states_abs,
                                                           "metrics": metrics_abs})
         done = int(meta["position"]["deployments"])
+        old = meta.get("extra", {}).get("history")  # None: a checkpoint written before 12-07
+        # "unrecorded": how many deployments ran in calls whose time no checkpoint holds
+        history = ({**old, "compile_s": list(old["compile_s"]),
+                    "chunk_s": [list(c) for c in old["chunk_s"]]} if old is not None
+                   else {**history, "unrecorded": done})
+        info["earlier_s"] = None if history.get("unrecorded") else round(
+            sum(history["compile_s"]) + sum(s for _, s in history["chunk_s"]), 3)
         states = jax.tree.map(lambda x: jax.device_put(x, runs), tree["runs"])
         metrics = jax.tree.map(np.array, tree["metrics"])
         ckpt_s += time.perf_counter() - t
@@ -338,7 +353,8 @@ def _run_chunks(plan: OuterPlan, phases: Phases, mesh: Mesh, R_pad: int, init, s
         if (K - done) % every:
             more = compile_sweep_steps(phases, mesh, plan.hp, R_pad, ((K - done) % every,))
             steps, compile_s = {**steps, **more[1]}, more[2]
-    else:
+    history["compile_s"].append(round(call_compile_s + compile_s, 3))
+    if not resuming:
         t = time.perf_counter()
         states = init(seeds)
         metrics = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), metrics_abs)
@@ -353,6 +369,7 @@ def _run_chunks(plan: OuterPlan, phases: Phases, mesh: Mesh, R_pad: int, init, s
         for full, part in zip(jax.tree.leaves(metrics), jax.tree.leaves(m)):
             full[:, done:done + n] = part
         done += n
+        history["chunk_s"].append([done, round(call_s, 3)])
         if done < K:
             t = time.perf_counter()
             if partial is not None:  # the deployments done, readable without the checkpoint
@@ -360,7 +377,8 @@ def _run_chunks(plan: OuterPlan, phases: Phases, mesh: Mesh, R_pad: int, init, s
                     lambda x: x[:plan.num_runs, :done], metrics), plan)
             checkpoints.save(done, {"runs": states, "metrics": metrics},
                              position={"outer": plan.index, "deployments": done},
-                             extra={"padded_runs": R_pad, "devices": int(mesh.size)})
+                             extra={"padded_runs": R_pad, "devices": int(mesh.size),
+                                    "history": history})
             ckpt_s += time.perf_counter() - t
             saved += 1
         if log is not None:
@@ -368,7 +386,7 @@ def _run_chunks(plan: OuterPlan, phases: Phases, mesh: Mesh, R_pad: int, init, s
                 f"{report.progress_text(m, plan.num_runs)}"
                 + (", checkpoint saved" if done < K else ""))
     info.update(run_s=run_s, checkpoint_s=round(ckpt_s, 3), checkpoints_saved=saved,
-                compile_s=compile_s)
+                compile_s=compile_s, history=history)
     return metrics, info
 
 
