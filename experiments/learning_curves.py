@@ -322,7 +322,10 @@ BREMEN_VARIANTS = {"bremen": [],
                        "dynamics.num_members=5", "dynamics.num_active=5"],
                    # ... with the original's 200-epoch cap on each ensemble fit (quick: 100): in
                    # the m5 screen every member fit of deployments 1-2 ran to the cap of 100
-                   # with its best validation epoch at 75-95, i.e. still improving
+                   # with its best validation epoch at 75-95, i.e. still improving (seeds 0-4,
+                   # 2026-12-07, deployments 1-3: 51.9, 743.5, 1,723.7 against the default's
+                   # 3.0, 410.4, 1,064.8, but seed 2 fell from 79 to 41 in deployment 2: the
+                   # screen's rule (every seed rising) not passed; the cap binds in deployment 1)
                    "bremen_sampling_kl01_budget10_dis1_b32k_p20_h250w100_e200": _DEFAULT + [
                        "dynamics.max_epochs=200"]}
 ALGORITHMS = (*BREMEN_VARIANTS, "sac", "ppo")
