@@ -336,9 +336,7 @@ def _run_chunks(plan: OuterPlan, phases: Phases, mesh: Mesh, R_pad: int, init, s
         done = int(meta["position"]["deployments"])
         old = meta.get("extra", {}).get("history")  # None: a checkpoint written before 12-07
         # "unrecorded": how many deployments ran in calls whose time no checkpoint holds
-        history = ({**old, "compile_s": list(old["compile_s"]),
-                    "chunk_s": [list(c) for c in old["chunk_s"]]} if old is not None
-                   else {**history, "unrecorded": done})
+        history = old if old is not None else {**history, "unrecorded": done}  # fresh JSON
         info["earlier_s"] = None if history.get("unrecorded") else round(
             sum(history["compile_s"]) + sum(s for _, s in history["chunk_s"]), 3)
         states = jax.tree.map(lambda x: jax.device_put(x, runs), tree["runs"])
